@@ -1,0 +1,109 @@
+"""The method contract: plain dataclasses shared by every method, the CLI and the report.
+
+A method is a folder under ``paperzoo/methods/<name>/`` whose ``__init__`` exposes ``SPEC``, a
+:class:`MethodSpec`.  Nothing else is required of it; there is no base class to inherit.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Mapping
+
+if TYPE_CHECKING:  # pragma: no cover
+    from paperzoo.core.runs import RunDir
+
+
+@dataclass(frozen=True)
+class Published:
+    """A number somebody else measured, kept next to the preset that reproduces it."""
+
+    metrics: Mapping[str, float]
+    """Metric name (in our naming, e.g. ``mrr``, ``hits@10``) to value."""
+    source: str
+    """Where the number comes from (paper table, official README, peer library run)."""
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named, complete configuration of a method."""
+
+    name: str
+    config: Any
+    """An instance of the method's config dataclass."""
+    description: str
+    dataset: str = "synthetic"
+    """The dataset the preset trains on (``synthetic`` for generated data)."""
+    paper: Published | None = None
+    """The paper's (or official code's) published number for this dataset."""
+    peers: Mapping[str, Published] = field(default_factory=dict)
+    """Peer-library numbers for the same data, by library name."""
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What ``run`` returns and what ``metrics.json`` stores."""
+
+    metrics: Mapping[str, float]
+    """Final metrics, flat ``name -> value`` (``test/mrr``, ``valid/mrr``, ``train_seconds``...)."""
+    history: list[Mapping[str, float]] = field(default_factory=list)
+    """One row per epoch/iteration, as written to ``log.csv``."""
+    artifacts: Mapping[str, str] = field(default_factory=dict)
+    """Files the run produced, relative to the run folder (plots, checkpoints)."""
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """Everything the CLI, the registry-driven tests and the report need to know about a method."""
+
+    name: str
+    paper: str
+    """Short title of the paper."""
+    citation: str
+    """BibTeX entry."""
+    url: str
+    config_cls: type
+    presets: Mapping[str, Preset]
+    run: Callable[[Any, "RunDir"], RunResult]
+    """Train (resuming from ``run_dir`` when it holds a checkpoint) and evaluate."""
+    evaluate: Callable[["RunDir"], Mapping[str, float]]
+    """Re-evaluate a finished run folder from its saved config and best checkpoint."""
+    headline: str
+    """The metric the report leads with (e.g. ``test/mrr``)."""
+    extras: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """pip extra name -> importable modules it provides; empty when the core is enough."""
+
+    def __post_init__(self) -> None:
+        if "tiny" not in self.presets:
+            raise ValueError(f"method {self.name!r} must define a 'tiny' preset (the contract test runs it)")
+        for key, preset in self.presets.items():
+            if key != preset.name:
+                raise ValueError(f"preset key {key!r} != preset.name {preset.name!r} in {self.name!r}")
+            if not isinstance(preset.config, self.config_cls):
+                raise TypeError(f"preset {key!r} of {self.name!r} is not a {self.config_cls.__name__}")
+
+    def preset(self, name: str) -> Preset:
+        try:
+            return self.presets[name]
+        except KeyError:
+            raise KeyError(f"method {self.name!r} has no preset {name!r}; "
+                           f"choose one of: {', '.join(self.presets)}") from None
+
+    def missing_extras(self) -> list[str]:
+        """Extras whose modules cannot be imported here."""
+        import importlib.util
+
+        return [extra for extra, modules in self.extras.items()
+                if any(importlib.util.find_spec(m) is None for m in modules)]
+
+    @property
+    def readme(self) -> Path:
+        import importlib
+
+        module = importlib.import_module(f"paperzoo.methods.{self.name}")
+        return Path(module.__file__).with_name("README.md")
+
+
+def replace(cfg: Any, **changes: Any) -> Any:
+    """``dataclasses.replace`` that re-runs validation (re-exported for users)."""
+    return dataclasses.replace(cfg, **changes)

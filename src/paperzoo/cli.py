@@ -1,0 +1,255 @@
+"""The ``paperzoo`` command line: list | show | run | eval | reproduce | report | data."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from paperzoo import registry
+
+log = logging.getLogger("paperzoo")
+
+EPILOG = """examples:
+  paperzoo list
+  paperzoo show conve --preset quick
+  paperzoo run conve --preset tiny
+  paperzoo run conve --preset paper_umls --set epochs=300 --set hidden_dropout=0.4 --run-dir runs/umls
+  paperzoo run --resume runs/umls               # continue a killed run from its last checkpoint
+  paperzoo eval runs/umls
+  paperzoo reproduce --out reports/latest       # the main job: quick presets + report
+  paperzoo data                                 # where each dataset was found
+  paperzoo data audit-kg kinship                # inverse-relation leakage of a triple dataset
+"""
+
+
+def _add_data_root(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-root", metavar="DIR",
+                   help="folder holding the datasets (default: $PAPERZOO_DATA, then ~/.cache/paperzoo/data)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="paperzoo", description="Faithful, fast, tested implementations of research systems.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    sub.add_parser("list", help="methods, their papers, presets and whether their extras are installed",
+                   description="Table of registered methods: paper, presets, extras installed or missing.")
+
+    p = sub.add_parser("show", help="a method's citation, presets and every config field with its doc",
+                       description="Print a method's citation, presets with their published numbers, and "
+                                   "the config of a preset, one documented field per line.")
+    p.add_argument("method", help="method name (see `paperzoo list`)")
+    p.add_argument("--preset", default="tiny", help="preset whose config to show (default: tiny)")
+
+    p = sub.add_parser(
+        "run", help="train and evaluate a method",
+        description="Train and evaluate METHOD with a preset. Writes config.yaml, log.csv, metrics.json and "
+                    "checkpoints to the run folder; --resume continues a killed run from its last checkpoint "
+                    "(optimizer, scheduler and RNG state included).",
+        epilog="example: paperzoo run conve --preset quick --set epochs=50 --run-dir runs/umls",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("method", nargs="?", help="method name (optional with --resume)")
+    p.add_argument("--preset", default="tiny", help="preset name (default: tiny; see `paperzoo show METHOD`)")
+    p.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE", default=[],
+                   help="override a config field (repeatable), e.g. --set lr=0.001")
+    p.add_argument("--run-dir", metavar="DIR", help="run folder to create (default: runs/<method>-<preset>-<time>)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
+    _add_data_root(p)
+
+    p = sub.add_parser("eval", help="re-evaluate a finished run from its config and best checkpoint",
+                       description="Rebuild data and model from RUN_DIR/config.yaml, load the best checkpoint "
+                                   "(weights_only) and print its metrics as JSON.")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    _add_data_root(p)
+
+    p = sub.add_parser(
+        "reproduce", help="run each method's preset and write a report (the main job)",
+        description="Run METHODs (default: all) with --preset (default: quick), then write a Markdown report "
+                    "with plots comparing our numbers to the papers' and peer libraries'.")
+    p.add_argument("methods", nargs="*", metavar="METHOD", help="methods to run (default: all registered)")
+    p.add_argument("--preset", default="quick", help="preset to run for every method (default: quick)")
+    p.add_argument("--out", default="reports/latest", metavar="DIR",
+                   help="report folder; runs go to DIR/runs (default: reports/latest)")
+    p.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE", default=[],
+                   help="override a config field of every method run")
+    _add_data_root(p)
+
+    p = sub.add_parser("report", help="write a report from finished run folders",
+                       description="Collect RUNS (run folders, or folders containing run folders) into a "
+                                   "Markdown report with plots.")
+    p.add_argument("runs", nargs="+", metavar="RUN")
+    p.add_argument("--out", default="reports/latest", metavar="DIR", help="report folder (default: reports/latest)")
+
+    p = sub.add_parser("data", help="where each dataset was found; dataset tools",
+                       description="Without a subcommand: list every known dataset and where it was found "
+                                   "(or every place that was tried).")
+    _add_data_root(p)
+    dsub = p.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
+    a = dsub.add_parser(
+        "audit-kg", help="inverse-relation / test-leakage audit of a triple dataset",
+        description="Audit a link-prediction dataset (a name such as nations, or a folder with "
+                    "train/valid/test.txt) for test leakage: duplicates and reversed pairs of test triples in "
+                    "train, near-inverse relation pairs, and the filtered MRR/Hits of the rule-based inverse "
+                    "model of Dettmers et al. (2018).")
+    a.add_argument("dataset", help="dataset name or folder")
+    a.add_argument("--threshold", type=float, default=0.8,
+                   help="overlap at which two relations count as inverses (default: 0.8, as the ConvE code)")
+    a.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
+    _add_data_root(a)
+    return parser
+
+
+def cmd_list(args) -> int:
+    rows = [("method", "paper", "presets", "extras")]
+    for name in registry.names():
+        try:
+            spec = registry.get(name)
+        except ImportError as exc:
+            rows.append((name, f"(cannot import: {exc})", "", ""))
+            continue
+        missing = spec.missing_extras()
+        extras = ", ".join(f"{e} ({'missing' if e in missing else 'installed'})" for e in spec.extras) or "-"
+        rows.append((name, spec.paper, ", ".join(spec.presets), extras))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    for i, row in enumerate(rows):
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+        if i == 0:
+            print("  ".join("-" * w for w in widths))
+    return 0
+
+
+def cmd_show(args) -> int:
+    from paperzoo.core.config import describe
+
+    spec = registry.get(args.method)
+    preset = spec.preset(args.preset)
+    print(f"{spec.name}: {spec.paper}\n{spec.url}\n\n{spec.citation}\n\npresets:")
+    for p in spec.presets.values():
+        paper = f"  [paper: {', '.join(f'{k} {v}' for k, v in p.paper.metrics.items())}]" if p.paper else ""
+        print(f"  {p.name:<16} {p.description}{paper}")
+    print(f"\nconfig of preset {preset.name!r} (override with --set KEY=VALUE):")
+    print(describe(preset.config))
+    return 0
+
+
+def cmd_run(args) -> int:
+    from paperzoo import runner
+    from paperzoo.core.config import parse_overrides
+
+    run = runner.prepare(args.method, args.preset, run_dir=args.run_dir, resume=args.resume,
+                         data_root=args.data_root, overrides=parse_overrides(args.overrides))
+    _log_to_file(run.path / "run.log")
+    result = runner.execute(run)
+    print(json.dumps(dict(result.metrics), indent=2, sort_keys=True))
+    print(f"run folder: {run.path}", file=sys.stderr)
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from paperzoo.core.runs import RunDir
+
+    run = RunDir.open(args.run_dir, data_root=args.data_root)
+    metrics = registry.get(run.method).evaluate(run)
+    print(json.dumps(dict(metrics), indent=2, sort_keys=True))
+    return 0
+
+
+def cmd_reproduce(args) -> int:
+    from paperzoo import runner
+    from paperzoo.core import report
+    from paperzoo.core.config import parse_overrides
+
+    methods = args.methods or registry.names()
+    overrides = parse_overrides(args.overrides)
+    out = Path(args.out)
+    run_dirs, failures = [], []
+    for name in methods:
+        spec = registry.get(name)
+        run_dir = out / "runs" / f"{name}-{args.preset}"
+        try:
+            if (run_dir / "metrics.json").exists():
+                log.info("%s: %s already finished, reusing it", name, run_dir)
+            else:
+                resume = run_dir if (run_dir / "config.yaml").exists() else None
+                run = runner.prepare(name, args.preset, run_dir=run_dir, resume=resume,
+                                     data_root=args.data_root, overrides=overrides)
+                runner.execute(run)
+            run_dirs.append(run_dir)
+        except Exception as exc:  # one method failing must not lose the others' results
+            log.error("%s failed: %s", spec.name, exc)
+            failures.append((name, f"{exc.__class__.__name__}: {exc}"))
+    path = report.write_report(run_dirs, out, failures=failures)
+    print(f"report: {path}")
+    return 1 if failures else 0
+
+
+def cmd_report(args) -> int:
+    from paperzoo.core import report
+
+    path = report.write_report(report.find_runs(args.runs), Path(args.out))
+    print(f"report: {path}")
+    return 0
+
+
+def cmd_data(args) -> int:
+    if args.data_command == "audit-kg":
+        from paperzoo.methods.conve import audit
+
+        result = audit.audit_path(args.dataset, data_root=args.data_root, threshold=args.threshold)
+        print(json.dumps(result.to_dict(), indent=2) if args.json else result.to_markdown())
+        return 0
+    from paperzoo.data import catalog
+    from paperzoo.data.roots import DataNotFoundError, locate, search_roots
+
+    print("data roots searched, in order:")
+    for label, root in search_roots(args.data_root):
+        print(f"  {root}  ({label}{', exists' if root.is_dir() else ', missing'})")
+    print()
+    missing = 0
+    for name, source in catalog.DATASETS.items():
+        try:
+            print(f"  found    {name:<14} {locate(source, args.data_root)}")
+        except DataNotFoundError as exc:
+            missing += 1
+            print(f"  MISSING  {name:<14} tried:")
+            for line in str(exc).splitlines()[1:]:
+                print(f"           {line.strip()}")
+    print(f"\n{len(catalog.DATASETS) - missing} of {len(catalog.DATASETS)} datasets found")
+    return 0
+
+
+def _log_to_file(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger().addHandler(handler)
+
+
+COMMANDS = {"list": cmd_list, "show": cmd_show, "run": cmd_run, "eval": cmd_eval, "reproduce": cmd_reproduce,
+            "report": cmd_report, "data": cmd_data}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        print("interrupted; resume with `paperzoo run --resume RUN_DIR`", file=sys.stderr)
+        return 130
+    except (FileNotFoundError, FileExistsError, KeyError, ValueError, RuntimeError) as exc:
+        if args.verbose:
+            raise
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"paperzoo {args.command}: error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Infrastructure shared by every method: configs, seeding, run folders, progress, metrics, reports."""

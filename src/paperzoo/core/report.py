@@ -1,0 +1,186 @@
+"""Reports: a Markdown table of ours vs the paper vs peer libraries, with matplotlib plots.
+
+The report reads only run folders (``config.yaml``, ``metrics.json``, ``log.csv``), so it can be
+rebuilt at any time with ``paperzoo report RUNS...`` and never needs the model code to re-run.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from paperzoo import registry
+from paperzoo.core import io
+from paperzoo.core.runs import RunDir
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunSummary:
+    run: RunDir
+    metrics: dict[str, Any]
+    history: list[dict[str, Any]]
+
+    @property
+    def label(self) -> str:
+        return f"{self.run.method}/{self.run.preset}"
+
+
+def find_runs(paths: Iterable[str | Path]) -> list[Path]:
+    """Run folders among ``paths`` or below them (any folder holding a config.yaml)."""
+    found: list[Path] = []
+    for p in map(Path, paths):
+        if (p / "config.yaml").is_file():
+            found.append(p)
+        elif p.is_dir():
+            found.extend(sorted(c.parent for c in p.rglob("config.yaml")))
+        else:
+            raise FileNotFoundError(f"{p} is neither a run folder nor a folder of runs")
+    return found
+
+
+def _lookup(metrics: dict[str, Any], key: str) -> float | None:
+    for candidate in (f"test/{key}", key):
+        if candidate in metrics:
+            return float(metrics[candidate])
+    return None
+
+
+def _fmt(value: float | None) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if isinstance(value, int):
+        return str(value)
+    if abs(value) >= 100:
+        return f"{value:.0f}"
+    if abs(value) >= 10:
+        return f"{value:.1f}"
+    return f"{value:.3f}"
+
+
+def _rows(summary: RunSummary) -> list[list[str]]:
+    spec = registry.get(summary.run.method)
+    preset = spec.presets.get(summary.run.preset)
+    dataset = preset.dataset if preset else getattr(summary.run.config, "dataset", "?")
+    paper = preset.paper.metrics if preset and preset.paper else {}
+    peers = preset.peers if preset else {}
+    keys = list(paper) or [spec.headline.split("/", 1)[-1]]
+    rows = []
+    for key in keys:
+        ours = _lookup(summary.metrics, key)
+        peer_cells = [f"{_fmt(p.metrics.get(key))} ({name})" for name, p in peers.items() if key in p.metrics]
+        rows.append([summary.label, dataset, key, _fmt(ours), _fmt(paper.get(key)),
+                     ", ".join(peer_cells) or "–"])
+    return rows
+
+
+def plot_curves(summary: RunSummary, path: Path) -> Path | None:
+    """Training loss and every ``valid/*`` metric against epoch."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    hist = summary.history
+    if not hist or "epoch" not in hist[0]:
+        return None
+    valid_keys = [k for k in hist[0] if k.startswith("valid/")]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    epochs = [r["epoch"] for r in hist]
+    if "loss" in hist[0]:
+        axes[0].plot(epochs, [r["loss"] for r in hist], color="tab:blue")
+        axes[0].set(xlabel="epoch", ylabel="training loss", title=f"{summary.label}: loss")
+        axes[0].set_yscale("log")
+    for key in valid_keys:
+        pts = [(r["epoch"], r[key]) for r in hist if isinstance(r.get(key), float) and not math.isnan(r[key])]
+        if pts:
+            axes[1].plot(*zip(*pts), marker="o", markersize=3, label=key)
+    axes[1].set(xlabel="epoch", title=f"{summary.label}: validation")
+    if valid_keys:
+        axes[1].legend(fontsize=8)
+    fig.tight_layout()
+    with io.atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_bars(summaries: Sequence[RunSummary], path: Path) -> Path | None:
+    """Headline metric: ours vs the paper's number, one group per run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels, ours, paper = [], [], []
+    for s in summaries:
+        spec = registry.get(s.run.method)
+        key = spec.headline.split("/", 1)[-1]
+        preset = spec.presets.get(s.run.preset)
+        value = _lookup(s.metrics, key)
+        if value is None:
+            continue
+        labels.append(f"{s.label}\n{key}")
+        ours.append(value)
+        ref = preset.paper.metrics.get(key) if preset and preset.paper else None
+        paper.append(ref if ref is not None else float("nan"))
+    if not labels:
+        return None
+    fig, ax = plt.subplots(figsize=(max(4.0, 1.6 * len(labels)), 3.6))
+    xs = range(len(labels))
+    ax.bar([x - 0.2 for x in xs], ours, width=0.4, label="paperzoo")
+    ax.bar([x + 0.2 for x in xs], paper, width=0.4, label="paper")
+    ax.set_xticks(list(xs), labels, fontsize=8)
+    ax.legend()
+    ax.set_title("headline metric: ours vs published")
+    fig.tight_layout()
+    with io.atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+    return path
+
+
+def write_report(run_dirs: Sequence[str | Path], out: str | Path,
+                 failures: Sequence[tuple[str, str]] = ()) -> Path:
+    """Write ``out/report.md`` (+ ``out/plots/*.png``) for the given run folders; returns its path."""
+    out = Path(out)
+    plots = out / "plots"
+    plots.mkdir(parents=True, exist_ok=True)
+    summaries = []
+    for path in run_dirs:
+        run = RunDir.open(path)
+        try:
+            metrics = run.read_metrics()
+        except FileNotFoundError:
+            log.warning("%s has no metrics.json (unfinished); skipped", path)
+            continue
+        summaries.append(RunSummary(run, metrics, run.read_history()))
+
+    lines = [f"# paperzoo report", "",
+             f"Generated {_dt.datetime.now().isoformat(timespec='seconds')}. Test-split metrics unless "
+             f"named otherwise; 'paper' is the published number for the same dataset, 'peer' a peer library "
+             f"on the same data (source in the method's README).", "",
+             "| run | dataset | metric | ours | paper | peer |", "|---|---|---|---|---|---|"]
+    for s in summaries:
+        lines += ["| " + " | ".join(row) + " |" for row in _rows(s)]
+    lines += ["", "## Runs", "", "| run | folder | epochs | train time (s) | s/epoch |", "|---|---|---|---|---|"]
+    for s in summaries:
+        m = s.metrics
+        lines.append(f"| {s.label} | `{s.run.path}` | {m.get('epochs_run', '–')} | "
+                     f"{_fmt(m.get('train_seconds'))} | {_fmt(m.get('seconds_per_epoch'))} |")
+    if failures:
+        lines += ["", "## Failed", ""] + [f"- **{name}**: {msg}" for name, msg in failures]
+    bars = plot_bars(summaries, plots / "headline.png")
+    if bars:
+        lines += ["", "## Plots", "", f"![headline metrics](plots/{bars.name})"]
+    for s in summaries:
+        png = plot_curves(s, plots / f"{s.run.method}-{s.run.preset}-curves.png")
+        if png:
+            lines += ["", f"![{s.label} training curves](plots/{png.name})"]
+    path = out / "report.md"
+    io.write_text(path, "\n".join(lines) + "\n")
+    return path

@@ -1,0 +1,199 @@
+"""Knowledge-graph triples in the standard format: ``train.txt`` / ``valid.txt`` / ``test.txt`` with
+one ``head<TAB>relation<TAB>tail`` per line (FB15k-237, WN18RR, UMLS, Kinship, Nations, Countries).
+
+Besides loading, this module holds the index structures both training and evaluation need:
+reciprocal triples and a CSR map from a query ``(head, relation)`` to all its known tails.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import torch
+
+from paperzoo.data import catalog
+from paperzoo.data.roots import locate
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "valid", "test")
+
+
+class TripleFormatError(ValueError):
+    """A line of a triple file is malformed; the message names the file and line."""
+
+
+@dataclass
+class KGSplits:
+    """A link-prediction dataset with integer ids. Triples are ``(n, 3)`` int64 ``(head, rel, tail)``."""
+
+    name: str
+    entities: list[str]
+    relations: list[str]
+    train: torch.Tensor
+    valid: torch.Tensor
+    test: torch.Tensor
+    source: str = ""
+    unseen: dict[str, int] = field(default_factory=dict)
+    """Per split, how many triples mention an entity or relation absent from ``train``."""
+
+    @property
+    def num_entities(self) -> int:
+        return len(self.entities)
+
+    @property
+    def num_relations(self) -> int:
+        return len(self.relations)
+
+    def split(self, name: str) -> torch.Tensor:
+        if name not in SPLITS:
+            raise KeyError(f"unknown split {name!r}; splits: {', '.join(SPLITS)}")
+        return getattr(self, name)
+
+    def all_triples(self) -> torch.Tensor:
+        return torch.cat([self.train, self.valid, self.test])
+
+    def summary(self) -> str:
+        unseen = ", ".join(f"{k}: {v}" for k, v in self.unseen.items() if v) or "none"
+        return (f"{self.name}: {self.num_entities} entities, {self.num_relations} relations, "
+                f"{len(self.train)}/{len(self.valid)}/{len(self.test)} train/valid/test triples "
+                f"(triples with entities unseen in train: {unseen})")
+
+
+def read_triples(path: str | os.PathLike) -> list[tuple[str, str, str]]:
+    """Parse one triple file. Blank lines are skipped; anything but three fields is an error."""
+    path = Path(path)
+    triples = []
+    with open(path, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            line = line.rstrip("\r\n")
+            if not line.strip():
+                continue
+            parts = line.split("\t") if "\t" in line else line.split()
+            parts = [p.strip() for p in parts]
+            if len(parts) != 3 or not all(parts):
+                raise TripleFormatError(f"{path}:{lineno}: expected 'head<TAB>relation<TAB>tail', "
+                                        f"got {len(parts)} field(s): {line[:120]!r}")
+            triples.append((parts[0], parts[1], parts[2]))
+    return triples
+
+
+def load_folder(folder: str | os.PathLike, name: str | None = None,
+                unseen: Literal["keep", "drop", "error"] = "keep") -> KGSplits:
+    """Load ``train/valid/test.txt`` from ``folder``.
+
+    Args:
+        unseen: what to do with valid/test triples whose entity or relation never occurs in train.
+            ``keep`` (the official ConvE code's choice: ids over all splits; such entities keep their
+            random initial embedding), ``drop`` (PyKEEN's choice), or ``error``. Their number is
+            always logged and stored in ``KGSplits.unseen``.
+    """
+    folder = Path(folder)
+    missing = [s for s in SPLITS if not (folder / f"{s}.txt").is_file()]
+    if missing:
+        raise FileNotFoundError(f"{folder} is not a triple dataset: missing "
+                                f"{', '.join(f'{s}.txt' for s in missing)}")
+    raw = {s: read_triples(folder / f"{s}.txt") for s in SPLITS}
+    if not raw["train"]:
+        raise TripleFormatError(f"{folder / 'train.txt'}: no triples")
+    train_ents = {x for h, _, t in raw["train"] for x in (h, t)}
+    train_rels = {r for _, r, _ in raw["train"]}
+    counts = {}
+    for s in ("valid", "test"):
+        bad = [tr for tr in raw[s] if tr[0] not in train_ents or tr[2] not in train_ents
+               or tr[1] not in train_rels]
+        counts[s] = len(bad)
+        if bad:
+            msg = (f"{folder / (s + '.txt')}: {len(bad)} of {len(raw[s])} triples mention an entity or "
+                   f"relation not in train.txt (first: {bad[0]})")
+            if unseen == "error":
+                raise TripleFormatError(msg)
+            if unseen == "drop":
+                bad_set = set(bad)
+                raw[s] = [tr for tr in raw[s] if tr not in bad_set]
+                log.warning("%s; dropped", msg)
+            else:
+                log.warning("%s; kept (ids over all splits, as the official ConvE code)", msg)
+    # ids: sorted names, so that ids do not depend on file order and match across tools
+    ents = sorted({x for s in SPLITS for h, _, t in raw[s] for x in (h, t)})
+    rels = sorted({r for s in SPLITS for _, r, _ in raw[s]})
+    e_id = {e: i for i, e in enumerate(ents)}
+    r_id = {r: i for i, r in enumerate(rels)}
+
+    def encode(triples: list[tuple[str, str, str]]) -> torch.Tensor:
+        if not triples:
+            return torch.empty(0, 3, dtype=torch.long)
+        return torch.tensor([(e_id[h], r_id[r], e_id[t]) for h, r, t in triples], dtype=torch.long)
+
+    return KGSplits(name=name or folder.name, entities=ents, relations=rels, train=encode(raw["train"]),
+                    valid=encode(raw["valid"]), test=encode(raw["test"]), source=str(folder),
+                    unseen=counts)
+
+
+def load(name: str, data_root: str | os.PathLike | None = None, **kwargs) -> KGSplits:
+    """Load a named dataset (see :mod:`paperzoo.data.catalog`) or a folder path."""
+    if name in catalog.DATASETS:
+        folder = locate(catalog.get(name), data_root)
+        return load_folder(folder, name=name, **kwargs)
+    if Path(name).is_dir():
+        return load_folder(name, **kwargs)
+    raise KeyError(f"{name!r} is neither a known dataset ({', '.join(catalog.DATASETS)}) nor a folder")
+
+
+# --------------------------------------------------------------------------------------------
+# Index structures
+# --------------------------------------------------------------------------------------------
+
+def with_reciprocals(triples: torch.Tensor, num_relations: int) -> torch.Tensor:
+    """Append ``(t, r + R, h)`` for every ``(h, r, t)``: head prediction becomes tail prediction."""
+    inverse = torch.stack([triples[:, 2], triples[:, 1] + num_relations, triples[:, 0]], dim=1)
+    return torch.cat([triples, inverse])
+
+
+class QueryIndex:
+    """CSR map from query ``(head, relation)`` to the sorted set of its known tails.
+
+    Built once with sorting (no Python loop over triples); looked up for a batch of queries with
+    ``searchsorted``. Used for 1-N training targets and for filtering at evaluation.
+    """
+
+    def __init__(self, triples: torch.Tensor, num_relations: int):
+        self.num_relations = num_relations
+        triples = torch.unique(triples, dim=0)  # sorted lexicographically by (h, r, t)
+        keys = triples[:, 0] * num_relations + triples[:, 1]
+        self.keys, counts = torch.unique_consecutive(keys, return_counts=True)
+        self.offsets = torch.zeros(len(self.keys) + 1, dtype=torch.long)
+        self.offsets[1:] = torch.cumsum(counts, 0)
+        self.tails = triples[:, 2].contiguous()
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    @property
+    def queries(self) -> torch.Tensor:
+        """``(Q, 2)`` all distinct ``(head, relation)`` queries."""
+        return torch.stack([self.keys // self.num_relations, self.keys % self.num_relations], dim=1)
+
+    def positions(self, heads: torch.Tensor, relations: torch.Tensor) -> torch.Tensor:
+        """Row of each query in this index, or -1 if it has no known tail."""
+        keys = heads * self.num_relations + relations
+        pos = torch.searchsorted(self.keys, keys).clamp_(max=max(len(self.keys) - 1, 0))
+        found = self.keys[pos] == keys if len(self.keys) else torch.zeros_like(keys, dtype=torch.bool)
+        return torch.where(found, pos, torch.full_like(pos, -1))
+
+    def coordinates(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(batch_row, tail)`` of every known tail of the queries at ``positions`` (-1 = none)."""
+        valid = positions >= 0
+        safe = positions.clamp(min=0)
+        starts = self.offsets[safe]
+        counts = torch.where(valid, self.offsets[safe + 1] - starts, torch.zeros_like(starts))
+        rows = torch.repeat_interleave(torch.arange(len(positions)), counts)
+        first = torch.cumsum(counts, 0) - counts
+        within = torch.arange(int(counts.sum())) - torch.repeat_interleave(first, counts)
+        return rows, self.tails[torch.repeat_interleave(starts, counts) + within]
+
+    def lookup(self, heads: torch.Tensor, relations: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.coordinates(self.positions(heads, relations))

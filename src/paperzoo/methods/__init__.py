@@ -1,0 +1,1 @@
+"""One sub-package per paper. Each exposes ``SPEC`` (a :class:`paperzoo.api.MethodSpec`)."""

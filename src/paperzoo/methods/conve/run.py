@@ -1,0 +1,182 @@
+"""Training (1-N scoring, BCE, early stopping, resumable) and filtered evaluation for ConvE/DistMult."""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+
+import torch
+from torch.nn import functional as F
+
+from paperzoo.api import RunResult
+from paperzoo.core import seed as seedlib
+from paperzoo.core.metrics.ranking import both_sides, filtered_ranks
+from paperzoo.core.progress import progress
+from paperzoo.core.runs import RunDir
+from paperzoo.data import kg
+from paperzoo.data.synthetic import planted_kg
+from paperzoo.methods.conve.config import ConvEConfig
+from paperzoo.methods.conve.model import ConvE, DistMult, smooth_labels
+
+log = logging.getLogger(__name__)
+
+
+def load_dataset(cfg: ConvEConfig, data_root: str | None = None) -> kg.KGSplits:
+    if cfg.dataset == "synthetic":
+        return planted_kg(seed=cfg.seed)
+    return kg.load(cfg.dataset, data_root, unseen=cfg.unseen)
+
+
+def build_model(cfg: ConvEConfig, num_entities: int, num_relations: int) -> torch.nn.Module:
+    """The scoring model; ``num_relations`` counts base relations (reciprocals are added here)."""
+    if cfg.model == "conve":
+        return ConvE(num_entities, 2 * num_relations, cfg.embedding_dim, cfg.embedding_height,
+                     cfg.conv_channels, cfg.kernel_size, cfg.input_dropout, cfg.feature_dropout,
+                     cfg.hidden_dropout, cfg.conv_bias)
+    return DistMult(num_entities, 2 * num_relations, cfg.embedding_dim, cfg.input_dropout)
+
+
+@dataclass
+class Evaluator:
+    """Filtered ranking in both directions; head prediction is tail prediction with ``r + R``."""
+
+    data: kg.KGSplits
+    batch_size: int = 512
+
+    def __post_init__(self) -> None:
+        self.filter = kg.QueryIndex(kg.with_reciprocals(self.data.all_triples(), self.data.num_relations),
+                                    2 * self.data.num_relations)
+
+    @torch.no_grad()
+    def __call__(self, model: torch.nn.Module, split: str, prefix: str = "") -> dict[str, float]:
+        triples = self.data.split(split)
+        if len(triples) == 0:
+            return {}
+        R = self.data.num_relations
+        queries = torch.cat([triples, torch.stack([triples[:, 2], triples[:, 1] + R, triples[:, 0]], 1)])
+        was_training = model.training
+        model.eval()
+        ranks = torch.empty(len(queries), dtype=torch.float64)
+        for start in progress(range(0, len(queries), self.batch_size), desc=f"eval {split}"):
+            q = queries[start:start + self.batch_size]
+            scores = model(q[:, 0], q[:, 1]).float()
+            rows, cols = self.filter.lookup(q[:, 0], q[:, 1])
+            ranks[start:start + len(q)] = filtered_ranks(scores, q[:, 2], rows, cols)
+        model.train(was_training)
+        n = len(triples)
+        return both_sides(head_ranks=ranks[n:], tail_ranks=ranks[:n], prefix=prefix)
+
+
+def train_epoch(model, optimizer, cfg: ConvEConfig, index: kg.QueryIndex, queries: torch.Tensor,
+                num_entities: int, generator: torch.Generator) -> float:
+    """One pass over all distinct (head, relation) queries in random order; returns the mean loss."""
+    model.train()
+    order = torch.randperm(len(queries), generator=generator)
+    total, batches = 0.0, 0
+    for start in range(0, len(order), cfg.batch_size):
+        batch = order[start:start + cfg.batch_size]
+        rows, cols = index.coordinates(batch)
+        targets = torch.zeros(len(batch), num_entities)
+        targets[rows, cols] = 1.0
+        targets = smooth_labels(targets, cfg.label_smoothing, cfg.label_smoothing_form)
+        logits = model(queries[batch, 0], queries[batch, 1])
+        loss = F.binary_cross_entropy_with_logits(logits, targets)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total += loss.item()
+        batches += 1
+    return total / max(batches, 1)
+
+
+def run(cfg: ConvEConfig, run_dir: RunDir) -> RunResult:
+    """Train with early stopping on validation MRR, then evaluate the best model on valid and test.
+
+    Resumes from ``run_dir``'s last checkpoint when there is one: model, optimizer, scheduler,
+    every RNG stream, history and early-stopping state are restored, so the resumed run ends
+    with the same metrics as an uninterrupted one.
+    """
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    generator = seedlib.seed_everything(cfg.seed)
+    data = load_dataset(cfg, run_dir.data_root)
+    log.info("%s", data.summary())
+    model = build_model(cfg, data.num_entities, data.num_relations)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=cfg.lr_decay)
+    train_index = kg.QueryIndex(kg.with_reciprocals(data.train, data.num_relations), 2 * data.num_relations)
+    queries = train_index.queries
+    evaluator = Evaluator(data, cfg.eval_batch_size)
+
+    state = {"epoch": 0, "history": [], "best_mrr": -math.inf, "best_epoch": 0, "bad_evals": 0,
+             "train_seconds": 0.0, "stopped_early": False}
+    ckpt = run_dir.load_checkpoint("last")
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        seedlib.set_rng_state(ckpt["rng"], {"order": generator})
+        state.update(ckpt["loop"])
+        log.info("resumed from %s at epoch %d", run_dir.checkpoint_path("last"), state["epoch"])
+
+    bar = progress(total=cfg.epochs, initial=state["epoch"], desc=f"{cfg.model} {data.name}", leave=True)
+    while state["epoch"] < cfg.epochs and not state["stopped_early"]:
+        tic = time.perf_counter()
+        loss = train_epoch(model, optimizer, cfg, train_index, queries, data.num_entities, generator)
+        scheduler.step()
+        elapsed = time.perf_counter() - tic
+        if not math.isfinite(loss):
+            raise FloatingPointError(f"training loss became {loss} at epoch {state['epoch'] + 1}; "
+                                     f"lower lr (now {cfg.lr})")
+        state["epoch"] += 1
+        state["train_seconds"] += elapsed
+        row = {"epoch": state["epoch"], "loss": loss, "seconds": elapsed, "lr": scheduler.get_last_lr()[0]}
+        if state["epoch"] % cfg.eval_every == 0 or state["epoch"] == cfg.epochs:
+            valid = evaluator(model, "valid")
+            row.update({f"valid/{k}": valid[k] for k in ("mrr", "hits@1", "hits@10")})
+            if valid["mrr"] > state["best_mrr"]:
+                state.update(best_mrr=valid["mrr"], best_epoch=state["epoch"], bad_evals=0)
+                run_dir.save_checkpoint({"method": "conve", "model": model.state_dict(),
+                                         "epoch": state["epoch"]}, "best")
+            else:
+                state["bad_evals"] += 1
+                if cfg.patience and state["bad_evals"] >= cfg.patience:
+                    state["stopped_early"] = True
+        state["history"].append(row)
+        run_dir.save_checkpoint({"method": "conve", "model": model.state_dict(),
+                                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                                 "rng": seedlib.rng_state({"order": generator}), "loop": state}, "last")
+        run_dir.write_history(state["history"])
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss:.4f}", best_mrr=f"{max(state['best_mrr'], 0):.3f}")
+    bar.close()
+
+    metrics = evaluate_model(run_dir, data, cfg, evaluator)
+    epochs = max(state["epoch"], 1)
+    metrics.update({"epochs_run": state["epoch"], "best_epoch": state["best_epoch"],
+                    "train_seconds": state["train_seconds"],
+                    "seconds_per_epoch": state["train_seconds"] / epochs,
+                    "num_parameters": sum(p.numel() for p in model.parameters())})
+    return RunResult(metrics=metrics, history=state["history"],
+                     artifacts={"best": "checkpoints/best.pt", "log": "log.csv"})
+
+
+def evaluate_model(run_dir: RunDir, data: kg.KGSplits, cfg: ConvEConfig,
+                   evaluator: Evaluator | None = None) -> dict[str, float]:
+    """Valid and test metrics of the best checkpoint of ``run_dir``."""
+    best = run_dir.load_checkpoint("best")
+    if best is None:
+        raise FileNotFoundError(f"{run_dir.checkpoint_path('best')} is missing: the run never evaluated")
+    model = build_model(cfg, data.num_entities, data.num_relations)
+    model.load_state_dict(best["model"])
+    evaluator = evaluator or Evaluator(data, cfg.eval_batch_size)
+    metrics = {}
+    metrics.update(evaluator(model, "valid", prefix="valid/"))
+    metrics.update(evaluator(model, "test", prefix="test/"))
+    return metrics
+
+
+def evaluate(run_dir: RunDir) -> dict[str, float]:
+    """``paperzoo eval``: rebuild the data and model from the run's config and score its best model."""
+    return evaluate_model(run_dir, load_dataset(run_dir.config, run_dir.data_root), run_dir.config)

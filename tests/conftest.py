@@ -1,0 +1,23 @@
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("PAPERZOO_PROGRESS", "0")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    """The shared data root (``$PAPERZOO_DATA``); tests needing real data skip without it."""
+    root = os.environ.get("PAPERZOO_DATA")
+    if not root or not Path(root).is_dir():
+        pytest.skip("real data not available: set PAPERZOO_DATA to the shared data folder")
+    return Path(root)
+
+
+@pytest.fixture
+def kg_root(data_root: Path) -> Path:
+    if not (data_root / "kg").is_dir():
+        pytest.skip(f"{data_root / 'kg'} missing")
+    return data_root
