@@ -142,8 +142,12 @@ def cmd_run(args) -> int:
 
     run = runner.prepare(args.method, args.preset, run_dir=args.run_dir, resume=args.resume,
                          data_root=args.data_root, overrides=parse_overrides(args.overrides))
-    _log_to_file(run.path / "run.log")
-    result = runner.execute(run)
+    handler = _log_to_file(run.path / "run.log")
+    try:
+        result = runner.execute(run)
+    finally:
+        logging.getLogger().removeHandler(handler)
+        handler.close()
     print(json.dumps(dict(result.metrics), indent=2, sort_keys=True))
     print(f"run folder: {run.path}", file=sys.stderr)
     return 0
@@ -222,11 +226,12 @@ def cmd_data(args) -> int:
     return 0
 
 
-def _log_to_file(path: Path) -> None:
+def _log_to_file(path: Path) -> logging.Handler:
     path.parent.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(path, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.getLogger().addHandler(handler)
+    return handler
 
 
 COMMANDS = {"list": cmd_list, "show": cmd_show, "run": cmd_run, "eval": cmd_eval, "reproduce": cmd_reproduce,

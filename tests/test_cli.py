@@ -1,0 +1,70 @@
+import json
+
+import pytest
+
+from paperzoo import cli
+
+
+def test_help_of_every_command(capsys):
+    parser = cli.build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    for name in sub.choices:
+        with pytest.raises(SystemExit) as exit_:
+            cli.main([name, "--help"])
+        assert exit_.value.code == 0
+        out = capsys.readouterr().out
+        assert "usage: paperzoo" in out and len(out) > 140, name
+
+
+def test_list_and_show(capsys):
+    assert cli.main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "conve" in out and "paper_fb15k237" in out and "installed" in out
+    assert cli.main(["show", "conve", "--preset", "quick"]) == 0
+    out = capsys.readouterr().out
+    assert "Dettmers" in out and "label_smoothing_form" in out and "e/N" in out
+
+
+def test_run_eval_report(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    assert cli.main(["run", "conve", "--preset", "tiny", "--set", "epochs=2", "--run-dir", str(run_dir)]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    for name in ("config.yaml", "log.csv", "metrics.json", "checkpoints/last.pt", "checkpoints/best.pt", "run.log"):
+        assert (run_dir / name).exists(), name
+    assert cli.main(["eval", str(run_dir)]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["test/mrr"] == pytest.approx(metrics["test/mrr"])
+    assert cli.main(["report", str(tmp_path), "--out", str(tmp_path / "rep")]) == 0
+    report = (tmp_path / "rep" / "report.md").read_text()
+    assert "conve/tiny" in report and (tmp_path / "rep" / "plots" / "conve-tiny-curves.png").stat().st_size > 1000
+
+
+def test_reproduce_runs_and_reports(tmp_path, capsys):
+    out = tmp_path / "rep"
+    assert cli.main(["reproduce", "conve", "--preset", "tiny", "--set", "epochs=2", "--out", str(out)]) == 0
+    assert (out / "report.md").exists() and (out / "runs" / "conve-tiny" / "metrics.json").exists()
+    # a second call reuses the finished run instead of training again
+    mtime = (out / "runs" / "conve-tiny" / "metrics.json").stat().st_mtime
+    assert cli.main(["reproduce", "conve", "--preset", "tiny", "--out", str(out)]) == 0
+    assert (out / "runs" / "conve-tiny" / "metrics.json").stat().st_mtime == mtime
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["run", "conve", "--set", "nope=1"], "no field(s) 'nope'"),
+    (["run", "conve", "--preset", "huge"], "no preset 'huge'"),
+    (["run", "nomethod"], "unknown method 'nomethod'"),
+    (["eval", "/nonexistent/run"], "not a run folder"),
+])
+def test_bad_input_gets_one_clear_error(argv, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_data_lists_what_was_tried(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("PAPERZOO_DATA", str(tmp_path / "nothing"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert cli.main(["data"]) == 0
+    out = capsys.readouterr().out
+    assert "MISSING  fb15k237" in out and str(tmp_path / "nothing" / "kg" / "FB15k-237") in out
