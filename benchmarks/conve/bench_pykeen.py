@@ -23,6 +23,7 @@ It prints a side-by-side table and writes the same as JSON to ``--out``
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
 import os
@@ -79,6 +80,16 @@ def reset_peak_rss() -> bool:
         return False
 
 
+def current_rss_mib() -> float | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
 def peak_rss_mib(reset_ok: bool) -> float | None:
     """VmHWM since the last reset, in MiB; without a working reset, the process-wide maximum."""
     if reset_ok:
@@ -123,15 +134,41 @@ class OtherLoad:
             return None
 
 
-def wait_until_quiet(max_wait: float, threshold: float = 0.1) -> float | None:
-    """Sample other processes' CPU share over 1 s, repeatedly until below threshold or max_wait passes."""
+def wait_until_quiet(max_wait: float, threshold: float = 0.05, quiet_seconds: int = 5) -> float | None:
+    """Wait until other processes used < threshold of the CPU for quiet_seconds in a row (or max_wait)."""
     deadline = time.monotonic() + max_wait
+    quiet = 0
     while True:
         probe = OtherLoad()
         time.sleep(1.0)
         share = probe.stop()
-        if share is None or share < threshold or time.monotonic() >= deadline:
+        if share is None:
+            return None
+        quiet = quiet + 1 if share < threshold else 0
+        if quiet >= quiet_seconds or time.monotonic() >= deadline:
             return share
+
+
+class GCTimer:
+    """Wall time spent in Python's garbage collector (automatic and explicit ``gc.collect()``)."""
+
+    def __init__(self) -> None:
+        self.seconds, self.collections, self._t = 0.0, 0, None
+
+    def _callback(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._t = time.perf_counter()
+        elif self._t is not None:
+            self.seconds += time.perf_counter() - self._t
+            self.collections += 1
+            self._t = None
+
+    def __enter__(self) -> "GCTimer":
+        gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        gc.callbacks.remove(self._callback)
 
 
 def cpu_name() -> str:
@@ -337,7 +374,7 @@ def run_paperzoo(args: argparse.Namespace, data_root: str, folder: Path) -> dict
 
 def table(rows: list[dict]) -> str:
     head = f"{'library':<18} {'s/epoch':>8} {'median':>8} {'train s':>8} {'MRR':>6} {'MR':>6} " \
-           f"{'H@1':>6} {'H@3':>6} {'H@10':>6} {'peak RSS':>9} {'other CPU':>9}"
+           f"{'H@1':>6} {'H@3':>6} {'H@10':>6} {'GC s':>6} {'peak RSS':>9} {'other CPU':>9}"
     lines = [head, "-" * len(head)]
     for r in rows:
         rss = f"{r['peak_rss_mib']:.0f} MiB" if r.get("peak_rss_mib") else "n/a"
@@ -345,7 +382,7 @@ def table(rows: list[dict]) -> str:
         other = f"{other:.0%}" if other is not None else "n/a"
         lines.append(f"{r['library']:<18} {r['seconds_per_epoch']:>8.3f} {r['median_seconds_per_epoch']:>8.3f} "
                      f"{r['train_seconds']:>8.1f} {r['test/mrr']:>6.3f} {r['test/mr']:>6.2f} "
-                     f"{r['test/hits@1']:>6.3f} {r['test/hits@3']:>6.3f} {r['test/hits@10']:>6.3f} {rss:>9} {other:>9}")
+                     f"{r['test/hits@1']:>6.3f} {r['test/hits@3']:>6.3f} {r['test/hits@10']:>6.3f} {r['gc_seconds']:>6.1f} {rss:>9} {other:>9}")
     return "\n".join(lines)
 
 
@@ -389,13 +426,19 @@ def main(argv: list[str] | None = None) -> int:
     for name, fn in phases:
         before = wait_until_quiet(args.wait_idle) if args.wait_idle > 0 else None
         print(f"training {name} ...", flush=True)
+        gc.collect()
+        rss_start = current_rss_mib()
         reset_ok = reset_peak_rss()
         load = OtherLoad()
-        res = fn()
+        with GCTimer() as gct:
+            res = fn()
+        res["gc_seconds"] = gct.seconds  # whole phase (training + evaluation)
+        res["gc_collections"] = gct.collections
         res["other_processes_cpu_share"] = load.stop()
         res["other_processes_cpu_share_before"] = before
         res["peak_rss_mib"] = peak_rss_mib(reset_ok)
         res["peak_rss_is_per_phase"] = reset_ok
+        res["rss_at_start_mib"] = rss_start
         results[name] = res
         torch.set_num_threads(args.threads)  # in case a library changed it
         print(f"  {name}: {res['seconds_per_epoch']:.3f} s/epoch, test MRR {res['test/mrr']:.4f}", flush=True)
@@ -435,8 +478,10 @@ def main(argv: list[str] | None = None) -> int:
         "mrr_diff_paperzoo_minus_pykeen": mrr_diff,
     }
     out_path.write_text(json.dumps(record, indent=2) + "\n")
-    print("(s/epoch: mean over epochs of the training loop only; other CPU: share of the machine's CPU time "
-          "used by other processes during that library's run, should be ~0%)")
+    print("(s/epoch: mean over epochs of the training loop only; GC s: time in Python's garbage collector "
+          "during the whole run, included in s/epoch where it falls in an epoch (PyKEEN calls gc.collect() "
+          "after every epoch); other CPU: share of the machine's CPU time used by other processes while "
+          "that library ran, should be ~0%)")
     print(f"wrote {out_path}")
     return 0
 

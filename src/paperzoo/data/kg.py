@@ -162,12 +162,13 @@ class QueryIndex:
 
     def __init__(self, triples: torch.Tensor, num_relations: int):
         self.num_relations = num_relations
-        triples = torch.unique(triples, dim=0)  # sorted lexicographically by (h, r, t)
-        keys = triples[:, 0] * num_relations + triples[:, 1]
+        # one int64 key per triple; a 1-D unique is a fast sort (unique(dim=0) is not)
+        span = int(triples[:, 2].max()) + 1 if len(triples) else 1
+        flat = torch.unique((triples[:, 0] * num_relations + triples[:, 1]) * span + triples[:, 2])
+        keys, self.tails = flat // span, flat % span  # sorted by (head, relation), then tail
         self.keys, counts = torch.unique_consecutive(keys, return_counts=True)
         self.offsets = torch.zeros(len(self.keys) + 1, dtype=torch.long)
         self.offsets[1:] = torch.cumsum(counts, 0)
-        self.tails = triples[:, 2].contiguous()
 
     def __len__(self) -> int:
         return len(self.keys)

@@ -72,3 +72,17 @@ def test_label_smoothing_forms():
     assert torch.allclose(official, torch.tensor([[1.15, 0.25, 0.25, 0.25]]))
     assert correct.sum().item() == pytest.approx(1.0)
     assert torch.equal(smooth_labels(y, 0.0), y)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_fast_single_channel_conv_equals_conv2d(bias):
+    from paperzoo.methods.conve.model import conv2d_single_channel
+
+    torch.manual_seed(0)
+    x = torch.randn(5, 1, 8, 6, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(4, 1, 3, 3, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(4, dtype=torch.float64, requires_grad=True) if bias else None
+    assert torch.allclose(conv2d_single_channel(x, w, b), F.conv2d(x, w, b))
+    inputs = (x, w, b) if bias else (x, w)
+    assert torch.autograd.gradcheck(lambda *a: conv2d_single_channel(*a) if bias else conv2d_single_channel(*a, None),
+                                    inputs)

@@ -21,6 +21,48 @@ from torch import nn
 from torch.nn import functional as F
 
 
+class _SingleChannelConv2d(torch.autograd.Function):
+    """``F.conv2d`` for one input channel, no padding, stride 1, as im2col + matmul.
+
+    Same function and gradients as ``F.conv2d`` (tested); on CPU it is several times faster than the
+    oneDNN kernel for ConvE's (B, 1, 40, 10) input, whose backward pass dominated a training step.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        batch, _, height, width = x.shape
+        channels, _, k, _ = weight.shape
+        cols = F.unfold(x, k)                                   # (B, k*k, L)
+        out = torch.matmul(weight.view(channels, -1), cols)     # (B, C, L)
+        if bias is not None:
+            out += bias.view(1, channels, 1)
+        ctx.save_for_backward(cols, weight)
+        ctx.size = (height, width)
+        ctx.has_bias = bias is not None
+        return out.view(batch, channels, height - k + 1, width - k + 1)
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor):
+        cols, weight = ctx.saved_tensors
+        channels, _, k, _ = weight.shape
+        grad = grad_out.reshape(grad_out.shape[0], channels, -1)  # (B, C, L)
+        grad_x = grad_w = grad_b = None
+        if ctx.needs_input_grad[0]:
+            grad_x = F.fold(torch.matmul(weight.view(channels, -1).t(), grad), ctx.size, k)
+        if ctx.needs_input_grad[1]:
+            grad_w = torch.bmm(grad, cols.transpose(1, 2)).sum(0).view_as(weight)
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_b = grad.sum((0, 2))
+        return grad_x, grad_w, grad_b
+
+
+def conv2d_single_channel(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """Valid (unpadded, stride 1) 2D convolution of a one-channel input; see :class:`_SingleChannelConv2d`."""
+    if x.shape[1] != 1 or weight.shape[1] != 1:
+        raise ValueError(f"expected one input channel, got input {tuple(x.shape)}, weight {tuple(weight.shape)}")
+    return _SingleChannelConv2d.apply(x, weight, bias)
+
+
 class ConvE(nn.Module):
     """Convolutional 2D knowledge-graph embeddings.
 
@@ -75,7 +117,8 @@ class ConvE(nn.Module):
         r = self.relation(relations).view(-1, 1, self.height, self.width)
         x = torch.cat([e, r], dim=2)
         x = self.input_drop(self.bn0(x))
-        x = self.feature_drop(F.relu(self.bn1(self.conv(x))))
+        x = conv2d_single_channel(x, self.conv.weight, self.conv.bias)  # == self.conv(x), faster on CPU
+        x = self.feature_drop(F.relu(self.bn1(x)))
         x = self.fc(x.flatten(1))
         return F.relu(self.bn2(self.hidden_drop(x)))
 

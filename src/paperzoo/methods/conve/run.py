@@ -103,7 +103,8 @@ def run(cfg: ConvEConfig, run_dir: RunDir) -> RunResult:
     data = load_dataset(cfg, run_dir.data_root)
     log.info("%s", data.summary())
     model = build_model(cfg, data.num_entities, data.num_relations)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    # fused=True: one kernel for all parameters instead of ~10 per tensor (same Adam update)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=cfg.lr_decay)
     train_index = kg.QueryIndex(kg.with_reciprocals(data.train, data.num_relations), 2 * data.num_relations)
     queries = train_index.queries
