@@ -68,3 +68,15 @@ def test_data_lists_what_was_tried(tmp_path, capsys, monkeypatch):
     assert cli.main(["data"]) == 0
     out = capsys.readouterr().out
     assert "MISSING  fb15k237" in out and str(tmp_path / "nothing" / "kg" / "FB15k-237") in out
+
+
+def test_data_audit_kg_on_a_folder(tmp_path, capsys):
+    from paperzoo.data.synthetic import planted_kg, write_kg
+
+    write_kg(planted_kg(seed=0), tmp_path / "toy")
+    assert cli.main(["data", "audit-kg", str(tmp_path / "toy"), "--threshold", "0.6"]) == 0
+    out = capsys.readouterr().out
+    assert "# Leakage audit" in out and "b0_inv" in out
+    assert cli.main(["data", "audit-kg", str(tmp_path / "toy"), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert 0 <= report["leakage_train"]["reverse_pair"] <= 1 and report["num_entities"] == 60

@@ -79,9 +79,9 @@ def test_fast_single_channel_conv_equals_conv2d(bias):
     from paperzoo.methods.conve.model import conv2d_single_channel
 
     torch.manual_seed(0)
-    x = torch.randn(5, 1, 8, 6, dtype=torch.float64, requires_grad=True)
-    w = torch.randn(4, 1, 3, 3, dtype=torch.float64, requires_grad=True)
-    b = torch.randn(4, dtype=torch.float64, requires_grad=True) if bias else None
+    x = torch.randn(3, 1, 5, 4, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(2, 1, 3, 3, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(2, dtype=torch.float64, requires_grad=True) if bias else None
     assert torch.allclose(conv2d_single_channel(x, w, b), F.conv2d(x, w, b))
     inputs = (x, w, b) if bias else (x, w)
     assert torch.autograd.gradcheck(lambda *a: conv2d_single_channel(*a) if bias else conv2d_single_channel(*a, None),

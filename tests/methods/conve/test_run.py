@@ -57,7 +57,7 @@ def _cli(*args, env=None):
 def test_sigkill_then_resume_gives_identical_metrics(tmp_path):
     """Kill a training process with SIGKILL mid-run; the resumed run ends exactly where an uninterrupted one does."""
     env = dict(os.environ, PAPERZOO_PROGRESS="0")
-    common = ["--preset", "tiny", "--set", "epochs=40", "--set", "eval_every=4"]
+    common = ["--preset", "tiny", "--set", "epochs=24", "--set", "eval_every=4"]
     ref = subprocess.run(_cli("run", "conve", *common, "--run-dir", str(tmp_path / "ref")), env=env,
                          capture_output=True, text=True, timeout=300)
     assert ref.returncode == 0, ref.stderr
@@ -72,7 +72,7 @@ def test_sigkill_then_resume_gives_identical_metrics(tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
     done = len(log.read_text().splitlines()) - 1
-    assert 5 <= done < 40, f"the kill must land mid-run (epochs done: {done})"
+    assert 5 <= done < 24, f"the kill must land mid-run (epochs done: {done})"
     resumed = subprocess.run(_cli("run", "--resume", str(tmp_path / "killed")), env=env,
                              capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
@@ -81,7 +81,7 @@ def test_sigkill_then_resume_gives_identical_metrics(tmp_path):
     keys = [k for k in a if "seconds" not in k]
     assert {k: b[k] for k in keys} == {k: a[k] for k in keys}
     epochs = [int(line.split(",")[0]) for line in log.read_text().splitlines()[1:]]
-    assert epochs == list(range(1, 41))
+    assert epochs == list(range(1, 25))
 
 
 @pytest.mark.slow
