@@ -72,6 +72,8 @@ class MethodSpec:
     """The metric the report leads with (e.g. ``test/mrr``)."""
     extras: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     """pip extra name -> importable modules it provides; empty when the core is enough."""
+    report_section: Callable[[list["RunDir"]], str] | None = None
+    """Optional extra Markdown for reports that include this method's runs (e.g. a dataset audit)."""
 
     def __post_init__(self) -> None:
         if "tiny" not in self.presets:

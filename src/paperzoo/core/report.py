@@ -172,6 +172,15 @@ def write_report(run_dirs: Sequence[str | Path], out: str | Path,
         m = s.metrics
         lines.append(f"| {s.label} | `{s.run.path}` | {m.get('epochs_run', '–')} | "
                      f"{_fmt(m.get('train_seconds'))} | {_fmt(m.get('seconds_per_epoch'))} |")
+    for method in dict.fromkeys(s.run.method for s in summaries):
+        spec = registry.get(method)
+        if spec.report_section is not None:
+            try:
+                section = spec.report_section([s.run for s in summaries if s.run.method == method])
+            except Exception as exc:  # a broken extra must not lose the main table
+                log.warning("report section of %s failed: %s", method, exc)
+                section = f"(report section failed: {exc})"
+            lines += ["", f"## {method}", "", section]
     if failures:
         lines += ["", "## Failed", ""] + [f"- **{name}**: {msg}" for name, msg in failures]
     bars = plot_bars(summaries, plots / "headline.png")

@@ -29,6 +29,7 @@ SPEC = MethodSpec(
     evaluate=evaluate,
     headline="test/mrr",
     extras={"kg": ()},
+    report_section=audit.report_section,
 )
 
 __all__ = ["SPEC", "ConvE", "DistMult", "ConvEConfig", "smooth_labels", "audit", "run", "evaluate"]
