@@ -86,3 +86,19 @@ def test_fast_single_channel_conv_equals_conv2d(bias):
     inputs = (x, w, b) if bias else (x, w)
     assert torch.autograd.gradcheck(lambda *a: conv2d_single_channel(*a) if bias else conv2d_single_channel(*a, None),
                                     inputs)
+
+
+@pytest.mark.parametrize("epsilon, form", [(0.0, "correct"), (0.1, "correct"), (0.1, "official")])
+def test_sparse_one_to_n_bce_equals_dense_bce(epsilon, form):
+    from paperzoo.methods.conve.model import one_to_n_bce
+
+    torch.manual_seed(0)
+    logits = (torch.randn(6, 40, dtype=torch.float64) * 5).requires_grad_()
+    dense = (torch.rand(6, 40) < 0.2).to(torch.float64)
+    rows, cols = dense.nonzero(as_tuple=True)
+    expected = F.binary_cross_entropy_with_logits(logits, smooth_labels(dense, epsilon, form))
+    (grad_expected,) = torch.autograd.grad(expected * 3.0, logits)
+    got = one_to_n_bce(logits, rows, cols, epsilon, form)
+    (grad_got,) = torch.autograd.grad(got * 3.0, logits)
+    assert got.item() == pytest.approx(expected.item(), rel=1e-12)
+    assert torch.allclose(grad_got, grad_expected, atol=1e-14)

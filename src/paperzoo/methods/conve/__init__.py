@@ -7,7 +7,7 @@ Public API::
 from paperzoo.api import MethodSpec
 from paperzoo.methods.conve import audit
 from paperzoo.methods.conve.config import PRESETS, ConvEConfig
-from paperzoo.methods.conve.model import ConvE, DistMult, smooth_labels
+from paperzoo.methods.conve.model import ConvE, DistMult, one_to_n_bce, smooth_labels
 from paperzoo.methods.conve.run import evaluate, run
 
 CITATION = """@inproceedings{dettmers2018conve,
@@ -32,4 +32,4 @@ SPEC = MethodSpec(
     report_section=audit.report_section,
 )
 
-__all__ = ["SPEC", "ConvE", "DistMult", "ConvEConfig", "smooth_labels", "audit", "run", "evaluate"]
+__all__ = ["SPEC", "ConvE", "DistMult", "ConvEConfig", "smooth_labels", "one_to_n_bce", "audit", "run", "evaluate"]

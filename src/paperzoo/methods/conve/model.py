@@ -164,3 +164,45 @@ def smooth_labels(targets: torch.Tensor, epsilon: float, form: str = "correct") 
     if form == "official":
         return targets.mul(1.0 - epsilon).add_(1.0 / n)
     raise ValueError(f"label smoothing form must be 'correct' or 'official', got {form!r}")
+
+
+class _OneToNBCE(torch.autograd.Function):
+    """Mean binary cross-entropy over all ``B x N`` logits against sparse, label-smoothed targets.
+
+    ``targets = (1 - e) * y + c`` with ``y`` one at ``(rows, cols)`` and zero elsewhere, and ``c = e/N``
+    (correct) or ``1/N`` (official). The loss is ``mean(softplus(x) - targets * x)`` and its gradient
+    ``(sigmoid(x) - targets) / (B N)``; both are computed without ever building the dense target
+    matrix, which is the largest tensor of a 1-N step on graphs with many entities.
+    """
+
+    @staticmethod
+    def forward(ctx, logits, rows, cols, positive: float, constant: float):
+        count = logits.numel()
+        loss = (F.softplus(logits).sum() - constant * logits.sum()
+                - positive * logits[rows, cols].sum()) / count
+        grad = torch.sigmoid(logits).sub_(constant)
+        grad[rows, cols] -= positive
+        ctx.save_for_backward(grad.div_(count))
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad_loss):
+        (grad,) = ctx.saved_tensors
+        return grad * grad_loss, None, None, None, None
+
+
+def one_to_n_bce(logits: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, epsilon: float = 0.0,
+                 form: str = "correct") -> torch.Tensor:
+    """``F.binary_cross_entropy_with_logits(logits, smooth_labels(dense_targets, epsilon, form))``.
+
+    ``(rows, cols)`` are the coordinates of the true tails (no duplicates). Same value and gradient
+    as the dense expression (tested), with two fewer ``(B, N)`` tensors and fewer passes over them.
+    """
+    n = logits.shape[-1]
+    if form == "correct":
+        constant = epsilon / n
+    elif form == "official":
+        constant = 1.0 / n if epsilon else 0.0
+    else:
+        raise ValueError(f"label smoothing form must be 'correct' or 'official', got {form!r}")
+    return _OneToNBCE.apply(logits, rows, cols, 1.0 - epsilon, constant)

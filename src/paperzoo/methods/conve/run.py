@@ -7,7 +7,6 @@ import time
 from dataclasses import dataclass
 
 import torch
-from torch.nn import functional as F
 
 from paperzoo.api import RunResult
 from paperzoo.core import seed as seedlib
@@ -17,7 +16,7 @@ from paperzoo.core.runs import RunDir
 from paperzoo.data import kg
 from paperzoo.data.synthetic import planted_kg
 from paperzoo.methods.conve.config import ConvEConfig
-from paperzoo.methods.conve.model import ConvE, DistMult, smooth_labels
+from paperzoo.methods.conve.model import ConvE, DistMult, one_to_n_bce
 
 log = logging.getLogger(__name__)
 
@@ -69,19 +68,16 @@ class Evaluator:
 
 
 def train_epoch(model, optimizer, cfg: ConvEConfig, index: kg.QueryIndex, queries: torch.Tensor,
-                num_entities: int, generator: torch.Generator) -> float:
+                generator: torch.Generator) -> float:
     """One pass over all distinct (head, relation) queries in random order; returns the mean loss."""
     model.train()
     order = torch.randperm(len(queries), generator=generator)
     total, batches = 0.0, 0
     for start in range(0, len(order), cfg.batch_size):
         batch = order[start:start + cfg.batch_size]
-        rows, cols = index.coordinates(batch)
-        targets = torch.zeros(len(batch), num_entities)
-        targets[rows, cols] = 1.0
-        targets = smooth_labels(targets, cfg.label_smoothing, cfg.label_smoothing_form)
+        rows, cols = index.coordinates(batch)  # the known tails of each query: the 1-N targets
         logits = model(queries[batch, 0], queries[batch, 1])
-        loss = F.binary_cross_entropy_with_logits(logits, targets)
+        loss = one_to_n_bce(logits, rows, cols, cfg.label_smoothing, cfg.label_smoothing_form)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -124,7 +120,7 @@ def run(cfg: ConvEConfig, run_dir: RunDir) -> RunResult:
     bar = progress(total=cfg.epochs, initial=state["epoch"], desc=f"{cfg.model} {data.name}", leave=True)
     while state["epoch"] < cfg.epochs and not state["stopped_early"]:
         tic = time.perf_counter()
-        loss = train_epoch(model, optimizer, cfg, train_index, queries, data.num_entities, generator)
+        loss = train_epoch(model, optimizer, cfg, train_index, queries, generator)
         scheduler.step()
         elapsed = time.perf_counter() - tic
         if not math.isfinite(loss):
