@@ -73,7 +73,7 @@ def train_epoch(model, optimizer, cfg: ConvEConfig, index: kg.QueryIndex, querie
     model.train()
     order = torch.randperm(len(queries), generator=generator)
     total, batches = 0.0, 0
-    for start in range(0, len(order), cfg.batch_size):
+    for start in progress(range(0, len(order), cfg.batch_size), desc="batches", unit="batch"):
         batch = order[start:start + cfg.batch_size]
         rows, cols = index.coordinates(batch)  # the known tails of each query: the 1-N targets
         logits = model(queries[batch, 0], queries[batch, 1])
