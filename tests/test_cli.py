@@ -36,7 +36,7 @@ def test_run_eval_report(tmp_path, capsys):
     assert again["test/mrr"] == pytest.approx(metrics["test/mrr"])
     assert cli.main(["report", str(tmp_path), "--out", str(tmp_path / "rep")]) == 0
     report = (tmp_path / "rep" / "report.md").read_text()
-    assert "conve/tiny" in report and (tmp_path / "rep" / "plots" / "conve-tiny-curves.png").stat().st_size > 1000
+    assert "conve/tiny" in report and (tmp_path / "rep" / "plots" / "run-curves.png").stat().st_size > 1000
 
 
 def test_reproduce_runs_and_reports(tmp_path, capsys):

@@ -72,6 +72,9 @@ class MethodSpec:
     """The metric the report leads with (e.g. ``test/mrr``)."""
     extras: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     """pip extra name -> importable modules it provides; empty when the core is enough."""
+    variant_fields: tuple[str, ...] = ()
+    """Config fields that turn a run into a different model (e.g. a baseline): the paper's numbers
+    are not shown next to runs that change them."""
     report_section: Callable[[list["RunDir"]], str] | None = None
     """Optional extra Markdown for reports that include this method's runs (e.g. a dataset audit)."""
 

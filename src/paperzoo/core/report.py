@@ -26,8 +26,20 @@ class RunSummary:
     history: list[dict[str, Any]]
 
     @property
+    def overrides(self) -> dict[str, Any]:
+        """Config fields that differ from the run's preset."""
+        import dataclasses
+
+        preset = registry.get(self.run.method).presets.get(self.run.preset)
+        if preset is None:
+            return {}
+        return {f.name: getattr(self.run.config, f.name) for f in dataclasses.fields(self.run.config)
+                if getattr(self.run.config, f.name) != getattr(preset.config, f.name)}
+
+    @property
     def label(self) -> str:
-        return f"{self.run.method}/{self.run.preset}"
+        changed = ", ".join(f"{k}={v}" for k, v in self.overrides.items())
+        return f"{self.run.method}/{self.run.preset}" + (f" ({changed})" if changed else "")
 
 
 def find_runs(paths: Iterable[str | Path]) -> list[Path]:
@@ -66,8 +78,9 @@ def _rows(summary: RunSummary) -> list[list[str]]:
     spec = registry.get(summary.run.method)
     preset = spec.presets.get(summary.run.preset)
     dataset = preset.dataset if preset else getattr(summary.run.config, "dataset", "?")
-    paper = preset.paper.metrics if preset and preset.paper else {}
-    peers = preset.peers if preset else {}
+    variant = any(k in spec.variant_fields for k in summary.overrides)
+    paper = preset.paper.metrics if preset and preset.paper and not variant else {}
+    peers = preset.peers if preset and not variant else {}
     keys = list(paper) or [spec.headline.split("/", 1)[-1]]
     rows = []
     for key in keys:
@@ -126,16 +139,18 @@ def plot_bars(summaries: Sequence[RunSummary], path: Path) -> Path | None:
             continue
         labels.append(f"{s.label}\n{key}")
         ours.append(value)
-        ref = preset.paper.metrics.get(key) if preset and preset.paper else None
+        variant = any(k in spec.variant_fields for k in s.overrides)
+        ref = preset.paper.metrics.get(key) if preset and preset.paper and not variant else None
         paper.append(ref if ref is not None else float("nan"))
     if not labels:
         return None
-    fig, ax = plt.subplots(figsize=(max(4.0, 1.6 * len(labels)), 3.6))
-    xs = range(len(labels))
-    ax.bar([x - 0.2 for x in xs], ours, width=0.4, label="paperzoo")
-    ax.bar([x + 0.2 for x in xs], paper, width=0.4, label="paper")
-    ax.set_xticks(list(xs), labels, fontsize=8)
-    ax.legend()
+    fig, ax = plt.subplots(figsize=(8.0, 1.2 + 0.7 * len(labels)))
+    ys = list(range(len(labels)))
+    ax.barh([y - 0.2 for y in ys], ours, height=0.4, label="paperzoo")
+    ax.barh([y + 0.2 for y in ys], paper, height=0.4, label="paper")
+    ax.set_yticks(ys, [label.replace("\n", " · ") for label in labels], fontsize=8)
+    ax.invert_yaxis()
+    ax.legend(loc="lower right", fontsize=8)
     ax.set_title("headline metric: ours vs published")
     fig.tight_layout()
     with io.atomic_path(path) as tmp:
@@ -187,7 +202,7 @@ def write_report(run_dirs: Sequence[str | Path], out: str | Path,
     if bars:
         lines += ["", "## Plots", "", f"![headline metrics](plots/{bars.name})"]
     for s in summaries:
-        png = plot_curves(s, plots / f"{s.run.method}-{s.run.preset}-curves.png")
+        png = plot_curves(s, plots / f"{s.run.path.name}-curves.png")
         if png:
             lines += ["", f"![{s.label} training curves](plots/{png.name})"]
     path = out / "report.md"

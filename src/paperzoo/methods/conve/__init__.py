@@ -29,6 +29,7 @@ SPEC = MethodSpec(
     evaluate=evaluate,
     headline="test/mrr",
     extras={"kg": ()},
+    variant_fields=("model",),
     report_section=audit.report_section,
 )
 
