@@ -25,6 +25,26 @@ DATASETS: dict[str, DatasetSource] = {s.name: s for s in [
     _kg("countries_s3", "countries_S3", "Countries S3"),
 ]}
 
+# Heterogeneous graphs (HGT); loaders in paperzoo.data.hetero.
+AMINER_FILES = ("p_a_list_train.txt", "p_a_list_test.txt", "p_p_cite_list_train.txt",
+                "p_p_cite_list_test.txt", "p_v.txt", "p_time.txt", "a_class_train.txt", "a_class_test.txt")
+DATASETS.update({s.name: s for s in [
+    DatasetSource(
+        name="acm", relpaths=("hetero/acm", "acm"), files=("edge.txt", "label.txt"),
+        description="ACM heterogeneous graph: 4,019 papers, 7,167 authors, 60 subjects, 3 paper classes",
+        url="https://github.com/BUPT-GAMMA/OpenHINE (dataset/acm)"),
+    DatasetSource(
+        name="aminer", relpaths=("hetero/aminer", "aminer"), files=AMINER_FILES,
+        description="AMiner CS graph (HetGNN): 21,044 papers 2006-2015, 28,646 authors, 18 venues, "
+                    "4 author classes",
+        url="https://github.com/chuxuzhang/KDD2019_HetGNN (data/academic)"),
+    DatasetSource(
+        name="imdb", relpaths=("hetero/imdb", "imdb"), files=("movie_metadata.csv",),
+        description="IMDB 5000 movies with directors, actors, plot keywords, years; "
+                    "Action/Comedy/Drama movie classes (MAGNN rule)",
+        url="https://www.kaggle.com/datasets/carolzhangdc/imdb-5000-movie-dataset"),
+]})
+
 
 def get(name: str) -> DatasetSource:
     try:

@@ -1,0 +1,631 @@
+"""Heterogeneous (typed, optionally timed) graphs for HGT and friends: a framework-free container,
+loaders for AMiner, ACM and IMDB, and a small synthetic temporal generator for ``tiny`` presets.
+
+:class:`HeteroGraph` holds plain int64 tensors: node counts per type, edge indices per
+``(src_type, relation, dst_type)`` with ids local to each type, optional node years, labels of one
+target node type (``-1`` = unlabelled) and train/valid/test node indices. ``to_pyg()`` converts to
+``torch_geometric.data.HeteroData`` (PyG is imported only there). Loaders keep ONE direction per
+relation; call :meth:`HeteroGraph.add_reverse_edges` to add ``rev_<relation>`` types for message
+passing in both directions.
+
+No text features ship with any of these datasets (HetGNN's title/abstract embeddings, MAGNN's
+bag-of-keywords and OpenHINE's features are not in the data root): models use learnable
+per-node embeddings or structural features (degrees, one-hot types) and must say so.
+
+Datasets (sizes measured on the shared data root)
+-------------------------------------------------
+``aminer`` (chuxuzhang/KDD2019_HetGNN, ``data/academic``)
+    nodes: paper 21,044 / author 28,646 / venue 18.
+    edges: (author, writes, paper) 69,308 from ``p_a_list_{train,test}.txt`` (one ``paper:authors``
+    list per line; the train/test files partition the papers by year, 2006-2011 vs 2012-2015);
+    (paper, cites, paper) 34,238 from ``p_p_cite_list_{train,test}.txt`` (``p_p_citation_list.txt``
+    is a subset of their union; a citing paper is never older than the cited one);
+    (paper, published_in, venue) 21,044 from ``p_v.txt``.
+    time: paper years ``2005 + p_time`` = 2006..2015.
+    labels: author, 4 classes from ``a_class_{train,test}.txt`` (``author,class``); 11,360 labelled.
+    HetGNN does not name the classes here (its paper describes four research areas), so they are
+    ``area0..area3``.
+    split: the dataset's own: test = ``a_class_test`` (10,235); train = ``a_class_train`` minus a
+    seeded stratified 20 % validation carve-out (900 train / 225 valid).
+    The ``a_a_*``, ``a_p_cite_*`` and ``a_v_*`` files are HetGNN's link-prediction samples
+    (with negatives) and derived lists; they are not read.
+``acm`` (BUPT-GAMMA/OpenHINE, ``dataset/acm``)
+    nodes: paper 4,019 / author 7,167 / subject 60.
+    edges: (author, writes, paper) 13,407; (paper, has_subject, subject) 4,019. ``edge.txt`` lines are
+    ``src<TAB>dst<TAB>type<TAB>weight`` with type-local ids and types ``p-a``, ``a-p``, ``p-s``,
+    ``s-p`` (each relation is stored in both directions; they are merged and deduplicated).
+    time: none.
+    labels: paper, 3 classes from ``label.txt`` (``p<id><TAB>class``), all 4,019 labelled
+    (1,993 / 965 / 1,061). The README names the areas Database, Wireless Communication and Data
+    Mining but not which id is which, so the classes are ``class0..class2``.
+    split: none ships; seeded stratified 60/20/20 (2,412 / 804 / 803).
+``imdb`` (IMDB 5000, ``movie_metadata.csv`` as used by HAN/MAGNN)
+    Rows: 5,043. Dropped, in this order: duplicate ``movie_imdb_link`` (124, first kept, as in later
+    MAGNN preprocessing); no ``director_name`` or ``actor_1_name`` (MAGNN's rule; 109); genres with
+    none of Action/Comedy/Drama (MAGNN's rule; 630); no ``title_year`` (our addition, HGT needs times;
+    3). 4,177 movies remain. (MAGNN's rule alone, without dedup and year filter, keeps 4,278 movies
+    and 2,081 directors: the counts MAGNN reports, which confirms the rule.)
+    label rule (MAGNN): scan the ``|``-separated genres in order and take the first of Action (0),
+    Comedy (1), Drama (2); the CSV lists genres alphabetically, so Action beats Comedy beats Drama.
+    nodes: movie 4,177 / director 2,079 / actor 5,253 / keyword 2,668.
+    edges: (director, directs, movie) 4,177; (actor, acts_in, movie) 12,527 (actor_1..3, deduplicated);
+    (movie, has_keyword, keyword) 15,602. Keywords are whole ``plot_keywords`` phrases used by at least
+    two kept movies (MAGNN used ``min_df=2`` word counts as features; here they are nodes).
+    time: movie ``title_year`` 1916..2016.
+    labels: movie, 1,094 action / 1,562 comedy / 1,521 drama, all labelled.
+    split: MAGNN uses a random 400 / 400 / 3,478 split; our movie set differs (dedup, year filter),
+    so we use a seeded stratified 60/20/20 (2,506 / 835 / 836).
+
+Split rule where none ships: per class, shuffle with ``torch.Generator().manual_seed(seed)`` and
+take the first 60 % (rounded) for train, the next 20 % for valid, the rest for test.
+"""
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from paperzoo.data import catalog
+from paperzoo.data.roots import locate
+
+log = logging.getLogger(__name__)
+
+EdgeType = tuple[str, str, str]
+SPLITS = ("train", "valid", "test")
+REV = "rev_"
+
+
+class HeteroFormatError(ValueError):
+    """A line of a heterogeneous-graph file is malformed; the message names the file and line."""
+
+
+# ----------------------------------------------------------------------------------- container
+@dataclass
+class HeteroGraph:
+    """A heterogeneous graph with ids local to each node type.
+
+    Attributes
+    ----------
+    name: dataset name.
+    num_nodes: node count per node type.
+    edges: ``(src_type, relation, dst_type) -> LongTensor (2, E)``; row 0 source ids, row 1 targets.
+    node_time: optional per-type LongTensor of years (one per node of that type).
+    labels: ``{"node_type": str, "y": LongTensor (num_nodes[node_type],), "classes": list[str]}``;
+        ``y == -1`` marks unlabelled nodes. Empty dict when the graph has no labels.
+    splits: ``{"train" | "valid" | "test": LongTensor}`` of target-type node indices.
+    info: free-form notes (split rule, dropped rows, ...).
+    """
+
+    name: str
+    num_nodes: dict[str, int]
+    edges: dict[EdgeType, torch.Tensor]
+    node_time: dict[str, torch.Tensor] = field(default_factory=dict)
+    labels: dict = field(default_factory=dict)
+    splits: dict[str, torch.Tensor] = field(default_factory=dict)
+    info: dict = field(default_factory=dict)
+
+    # convenience views -------------------------------------------------------------------
+    @property
+    def node_types(self) -> list[str]:
+        return list(self.num_nodes)
+
+    @property
+    def edge_types(self) -> list[EdgeType]:
+        return list(self.edges)
+
+    @property
+    def target(self) -> str | None:
+        return self.labels.get("node_type")
+
+    @property
+    def y(self) -> torch.Tensor | None:
+        return self.labels.get("y")
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.labels.get("classes", []))
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def num_edges(self, edge_type: EdgeType | None = None) -> int:
+        if edge_type is not None:
+            return int(self.edges[edge_type].shape[1])
+        return sum(int(e.shape[1]) for e in self.edges.values())
+
+    def summary(self) -> str:
+        lines = [f"{self.name}: {sum(self.num_nodes.values())} nodes, {self.num_edges()} edges"]
+        for nt, n in self.num_nodes.items():
+            t = self.node_time.get(nt)
+            years = f", years {int(t.min())}..{int(t.max())}" if t is not None and t.numel() else ""
+            lines.append(f"  node {nt}: {n}{years}")
+        for et, e in self.edges.items():
+            lines.append(f"  edge {et[0]} -{et[1]}-> {et[2]}: {e.shape[1]}")
+        if self.labels:
+            y = self.labels["y"]
+            counts = torch.bincount(y[y >= 0], minlength=self.num_classes).tolist()
+            lines.append(f"  labels on {self.target}: {int((y >= 0).sum())} labelled, classes "
+                         + ", ".join(f"{c}={n}" for c, n in zip(self.classes, counts)))
+        if self.splits:
+            lines.append("  splits: " + " / ".join(f"{k} {len(v)}" for k, v in self.splits.items()))
+        return "\n".join(lines)
+
+    # transforms --------------------------------------------------------------------------
+    def add_reverse_edges(self) -> HeteroGraph:
+        """A new graph with ``(dst, rev_<rel>, src)`` added for every edge type not already reversed.
+
+        Self-relations (``paper -cites-> paper``) get a reverse type too (``rev_cites`` = cited by),
+        so direction stays distinguishable. Tensors are shared with ``self``, not copied.
+        """
+        edges = dict(self.edges)
+        for (s, r, d), e in self.edges.items():
+            if r.startswith(REV):
+                continue
+            key = (d, REV + r, s)
+            if key in self.edges:
+                continue
+            edges[key] = e.flip(0)
+        return HeteroGraph(self.name, dict(self.num_nodes), edges, dict(self.node_time),
+                           dict(self.labels), dict(self.splits), dict(self.info))
+
+    def to_pyg(self):
+        """A ``torch_geometric.data.HeteroData`` with ``num_nodes``, ``edge_index``, ``time`` (years),
+        ``y`` and ``train_mask``/``val_mask``/``test_mask`` on the target type."""
+        try:
+            from torch_geometric.data import HeteroData
+        except ImportError as e:
+            raise ImportError("HeteroGraph.to_pyg() needs PyTorch Geometric: "
+                              "pip install torch_geometric (or paperzoo's hgt extra)") from e
+        data = HeteroData()
+        for nt, n in self.num_nodes.items():
+            data[nt].num_nodes = n
+            if nt in self.node_time:
+                data[nt].time = self.node_time[nt]
+        for et, e in self.edges.items():
+            data[et].edge_index = e
+        if self.labels:
+            t = self.target
+            data[t].y = self.labels["y"]
+            for split, attr in zip(SPLITS, ("train_mask", "val_mask", "test_mask")):
+                if split in self.splits:
+                    mask = torch.zeros(self.num_nodes[t], dtype=torch.bool)
+                    mask[self.splits[split]] = True
+                    data[t][attr] = mask
+        return data
+
+    # checks ------------------------------------------------------------------------------
+    def validate(self) -> HeteroGraph:
+        """Check shapes, dtypes and index ranges; raise ValueError naming the offending part."""
+        where = f"HeteroGraph {self.name!r}"
+        for nt, n in self.num_nodes.items():
+            if not isinstance(n, int) or n < 0:
+                raise ValueError(f"{where}: num_nodes[{nt!r}] must be a non-negative int, got {n!r}")
+        for et, e in self.edges.items():
+            if not (isinstance(et, tuple) and len(et) == 3):
+                raise ValueError(f"{where}: edge type {et!r} is not a (src, relation, dst) tuple")
+            s, _, d = et
+            for nt in (s, d):
+                if nt not in self.num_nodes:
+                    raise ValueError(f"{where}: edge type {et} uses unknown node type {nt!r}")
+            if not isinstance(e, torch.Tensor) or e.dim() != 2 or e.shape[0] != 2:
+                shape = tuple(e.shape) if isinstance(e, torch.Tensor) else type(e).__name__
+                raise ValueError(f"{where}: edges[{et}] must be a (2, E) tensor, got {shape}")
+            if e.dtype != torch.long:
+                raise ValueError(f"{where}: edges[{et}] must be int64, got {e.dtype}")
+            for row, nt in ((0, s), (1, d)):
+                ids = e[row]
+                if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= self.num_nodes[nt]):
+                    bad = int(((ids < 0) | (ids >= self.num_nodes[nt])).nonzero()[0, 0])
+                    raise ValueError(f"{where}: edges[{et}] {'source' if row == 0 else 'target'} id "
+                                     f"{int(ids[bad])} at column {bad} is outside "
+                                     f"[0, {self.num_nodes[nt]}) for node type {nt!r}")
+        for nt, t in self.node_time.items():
+            if nt not in self.num_nodes:
+                raise ValueError(f"{where}: node_time for unknown node type {nt!r}")
+            if t.shape != (self.num_nodes[nt],):
+                raise ValueError(f"{where}: node_time[{nt!r}] has shape {tuple(t.shape)}, "
+                                 f"expected ({self.num_nodes[nt]},)")
+        if self.labels:
+            for key in ("node_type", "y", "classes"):
+                if key not in self.labels:
+                    raise ValueError(f"{where}: labels lacks {key!r}")
+            t, y, c = self.target, self.labels["y"], len(self.classes)
+            if t not in self.num_nodes:
+                raise ValueError(f"{where}: label node type {t!r} is not a node type")
+            if y.shape != (self.num_nodes[t],):
+                raise ValueError(f"{where}: labels y has shape {tuple(y.shape)}, "
+                                 f"expected ({self.num_nodes[t]},)")
+            if y.numel() and (int(y.min()) < -1 or int(y.max()) >= c):
+                raise ValueError(f"{where}: labels y must lie in [-1, {c}), "
+                                 f"got range {int(y.min())}..{int(y.max())}")
+            seen: dict[int, str] = {}
+            for split, idx in self.splits.items():
+                if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= self.num_nodes[t]):
+                    raise ValueError(f"{where}: split {split!r} has indices outside "
+                                     f"[0, {self.num_nodes[t]})")
+                if idx.numel() and bool((y[idx] < 0).any()):
+                    raise ValueError(f"{where}: split {split!r} contains unlabelled nodes")
+                for i in idx.tolist():
+                    if i in seen:
+                        raise ValueError(f"{where}: node {i} is in both {seen[i]!r} and {split!r}")
+                    seen[i] = split
+        elif self.splits:
+            raise ValueError(f"{where}: splits given without labels")
+        return self
+
+
+# ------------------------------------------------------------------------------------ helpers
+def _edge_tensor(pairs) -> torch.Tensor:
+    """Sorted, deduplicated (2, E) int64 tensor from an iterable of (src, dst) pairs."""
+    pairs = sorted(set(pairs))
+    if not pairs:
+        return torch.empty(2, 0, dtype=torch.long)
+    return torch.tensor(pairs, dtype=torch.long).t().contiguous()
+
+
+def _int(tok: str, path: Path, lineno: int, line: str, what: str) -> int:
+    try:
+        return int(tok.strip())
+    except ValueError:
+        raise HeteroFormatError(f"{path}:{lineno}: {what} {tok.strip()!r} is not an integer "
+                                f"in {line[:120]!r}") from None
+
+
+def _lines(path: Path):
+    """(lineno, stripped line) for every non-blank line."""
+    with open(path, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            line = line.rstrip("\r\n")
+            if line.strip():
+                yield lineno, line
+
+
+def read_id_lists(path: str | os.PathLike) -> dict[int, list[int]]:
+    """HetGNN adjacency lists: ``id:id,id,...`` per line (a trailing comma is allowed)."""
+    path = Path(path)
+    out: dict[int, list[int]] = {}
+    for lineno, line in _lines(path):
+        head, sep, rest = line.partition(":")
+        if not sep:
+            raise HeteroFormatError(f"{path}:{lineno}: expected 'id:id,id,...', got {line[:120]!r}")
+        key = _int(head, path, lineno, line, "id")
+        toks = [t for t in rest.split(",") if t.strip()]
+        if not toks:
+            raise HeteroFormatError(f"{path}:{lineno}: empty neighbour list in {line[:120]!r}")
+        out.setdefault(key, []).extend(_int(t, path, lineno, line, "neighbour id") for t in toks)
+    return out
+
+
+def read_pairs(path: str | os.PathLike, sep: str | None = None) -> list[tuple[int, int]]:
+    """Two integers per line, separated by ``sep`` (``None``: any whitespace)."""
+    path = Path(path)
+    out = []
+    for lineno, line in _lines(path):
+        parts = line.split(sep)
+        if len(parts) != 2:
+            raise HeteroFormatError(f"{path}:{lineno}: expected 2 fields separated by "
+                                    f"{sep or 'whitespace'!r}, got {len(parts)}: {line[:120]!r}")
+        out.append((_int(parts[0], path, lineno, line, "field 1"),
+                    _int(parts[1], path, lineno, line, "field 2")))
+    return out
+
+
+def stratified_split(y: torch.Tensor, fractions=(0.6, 0.2, 0.2), seed: int = 0,
+                     candidates: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """Per class, shuffle (seeded) and cut into ``len(fractions)`` parts named train/valid/test.
+
+    ``candidates`` restricts the split to those node indices (default: all labelled nodes).
+    """
+    gen = torch.Generator().manual_seed(seed)
+    idx = (y >= 0).nonzero().flatten() if candidates is None else candidates
+    names = SPLITS if len(fractions) == 3 else SPLITS[:len(fractions)]
+    parts: dict[str, list[torch.Tensor]] = {n: [] for n in names}
+    for c in torch.unique(y[idx]).tolist():
+        members = idx[y[idx] == c]
+        members = members[torch.randperm(len(members), generator=gen)]
+        start = 0
+        for k, (n, f) in enumerate(zip(names, fractions)):
+            stop = len(members) if k == len(names) - 1 else start + int(round(f * len(members)))
+            parts[n].append(members[start:stop])
+            start = stop
+    return {n: torch.cat(p).sort().values if p else torch.empty(0, dtype=torch.long)
+            for n, p in parts.items()}
+
+
+def _max_id(pairs, col) -> int:
+    return max((p[col] for p in pairs), default=-1)
+
+
+# ------------------------------------------------------------------------------------ loaders
+def load_aminer(folder: str | os.PathLike, valid_fraction: float = 0.2, seed: int = 0) -> HeteroGraph:
+    """AMiner from HetGNN's ``data/academic`` files (see the module docstring)."""
+    folder = Path(folder)
+    writes: set[tuple[int, int]] = set()
+    for f in ("p_a_list_train.txt", "p_a_list_test.txt"):
+        for p, authors in read_id_lists(folder / f).items():
+            writes.update((a, p) for a in authors)
+    cites: set[tuple[int, int]] = set()
+    for f in ("p_p_cite_list_train.txt", "p_p_cite_list_test.txt"):
+        for p, cited in read_id_lists(folder / f).items():
+            cites.update((p, q) for q in cited)
+    venue = read_pairs(folder / "p_v.txt", sep=",")
+    ptime = read_pairs(folder / "p_time.txt", sep=None)
+
+    n_paper = max(_max_id(ptime, 0), _max_id(venue, 0), _max_id(writes, 1),
+                  _max_id(cites, 0), _max_id(cites, 1)) + 1
+    n_author = _max_id(writes, 0) + 1
+    n_venue = _max_id(venue, 1) + 1
+    years = torch.full((n_paper,), -1, dtype=torch.long)
+    for p, t in ptime:
+        years[p] = 2005 + t
+    if bool((years < 0).any()):
+        missing = (years < 0).nonzero().flatten()[:5].tolist()
+        raise HeteroFormatError(f"{folder / 'p_time.txt'}: no year for papers {missing}...")
+
+    y = torch.full((n_author,), -1, dtype=torch.long)
+    official: dict[str, list[int]] = {}
+    for split, f in (("train", "a_class_train.txt"), ("test", "a_class_test.txt")):
+        rows = read_pairs(folder / f, sep=",")
+        for a, c in rows:
+            if not 0 <= a < n_author:
+                raise HeteroFormatError(f"{folder / f}: author {a} is not in the graph "
+                                        f"(authors 0..{n_author - 1})")
+            if c < 0:
+                raise HeteroFormatError(f"{folder / f}: negative class {c} for author {a}")
+            y[a] = c
+        official[split] = sorted({a for a, _ in rows})
+    if set(official["train"]) & set(official["test"]):
+        raise HeteroFormatError(f"{folder}: a_class_train and a_class_test share authors")
+    num_classes = int(y.max()) + 1
+    train = torch.tensor(official["train"], dtype=torch.long)
+    carve = stratified_split(y, (1 - valid_fraction, valid_fraction), seed=seed, candidates=train)
+    splits = {"train": carve["train"], "valid": carve["valid"],
+              "test": torch.tensor(official["test"], dtype=torch.long)}
+    g = HeteroGraph(
+        name="aminer",
+        num_nodes={"paper": n_paper, "author": n_author, "venue": n_venue},
+        edges={("author", "writes", "paper"): _edge_tensor(writes),
+               ("paper", "cites", "paper"): _edge_tensor(cites),
+               ("paper", "published_in", "venue"): _edge_tensor(venue)},
+        node_time={"paper": years},
+        labels={"node_type": "author", "y": y, "classes": [f"area{i}" for i in range(num_classes)]},
+        splits=splits,
+        info={"source": str(folder),
+              "split": f"HetGNN a_class_train/a_class_test; valid = seeded ({seed}) stratified "
+                       f"{valid_fraction:.0%} of a_class_train"},
+    )
+    return g.validate()
+
+
+_ACM_TYPES = {"p-a": ("author", "writes", "paper", True), "a-p": ("author", "writes", "paper", False),
+              "p-s": ("paper", "has_subject", "subject", False),
+              "s-p": ("paper", "has_subject", "subject", True)}
+
+
+def load_acm(folder: str | os.PathLike, seed: int = 0) -> HeteroGraph:
+    """ACM from OpenHINE's ``edge.txt`` + ``label.txt`` (see the module docstring)."""
+    folder = Path(folder)
+    path = folder / "edge.txt"
+    rel: dict[EdgeType, set[tuple[int, int]]] = {}
+    for lineno, line in _lines(path):
+        parts = line.split()
+        if len(parts) != 4:
+            raise HeteroFormatError(f"{path}:{lineno}: expected 'src dst type weight', "
+                                    f"got {len(parts)} field(s): {line[:120]!r}")
+        src = _int(parts[0], path, lineno, line, "source id")
+        dst = _int(parts[1], path, lineno, line, "target id")
+        if parts[2] not in _ACM_TYPES:
+            raise HeteroFormatError(f"{path}:{lineno}: unknown edge type {parts[2]!r} "
+                                    f"(known: {', '.join(_ACM_TYPES)})")
+        try:
+            float(parts[3])
+        except ValueError:
+            raise HeteroFormatError(f"{path}:{lineno}: weight {parts[3]!r} is not a number") from None
+        if src < 0 or dst < 0:
+            raise HeteroFormatError(f"{path}:{lineno}: negative id in {line[:120]!r}")
+        s, r, d, flip = _ACM_TYPES[parts[2]]
+        rel.setdefault((s, r, d), set()).add((dst, src) if flip else (src, dst))
+
+    lpath = folder / "label.txt"
+    labels: dict[int, int] = {}
+    for lineno, line in _lines(lpath):
+        parts = line.split()
+        if len(parts) != 2 or not parts[0].startswith("p"):
+            raise HeteroFormatError(f"{lpath}:{lineno}: expected 'p<id><TAB>class', got {line[:120]!r}")
+        p = _int(parts[0][1:], lpath, lineno, line, "paper id")
+        c = _int(parts[1], lpath, lineno, line, "class")
+        if c < 0:
+            raise HeteroFormatError(f"{lpath}:{lineno}: negative class {c}")
+        labels[p] = c
+
+    writes = rel.get(("author", "writes", "paper"), set())
+    subj = rel.get(("paper", "has_subject", "subject"), set())
+    n_paper = max(_max_id(writes, 1), _max_id(subj, 0), max(labels, default=-1)) + 1
+    num_nodes = {"paper": n_paper, "author": _max_id(writes, 0) + 1, "subject": _max_id(subj, 1) + 1}
+    y = torch.full((n_paper,), -1, dtype=torch.long)
+    for p, c in labels.items():
+        y[p] = c
+    g = HeteroGraph(
+        name="acm", num_nodes=num_nodes,
+        edges={("author", "writes", "paper"): _edge_tensor(writes),
+               ("paper", "has_subject", "subject"): _edge_tensor(subj)},
+        labels={"node_type": "paper", "y": y,
+                "classes": [f"class{i}" for i in range(int(y.max()) + 1)]},
+        splits=stratified_split(y, seed=seed),
+        info={"source": str(folder), "split": f"seeded ({seed}) stratified 60/20/20"},
+    )
+    return g.validate()
+
+
+IMDB_GENRES = ("Action", "Comedy", "Drama")
+
+
+def imdb_label(genres: str) -> int:
+    """MAGNN's rule: the first of Action/Comedy/Drama among the ``|``-separated genres, else -1."""
+    for genre in genres.split("|"):
+        genre = genre.strip()
+        if genre in IMDB_GENRES:
+            return IMDB_GENRES.index(genre)
+    return -1
+
+
+def load_imdb(folder: str | os.PathLike, min_keyword_movies: int = 2, seed: int = 0) -> HeteroGraph:
+    """IMDB from ``movie_metadata.csv``: movie/director/actor/keyword nodes (see the module docstring)."""
+    path = Path(folder) / "movie_metadata.csv"
+    need = ("director_name", "actor_1_name", "actor_2_name", "actor_3_name", "genres",
+            "plot_keywords", "title_year", "movie_imdb_link", "movie_title")
+    dropped = {"duplicate": 0, "no_director_or_actor": 0, "no_label": 0, "no_year": 0}
+    movies = []
+    seen_links: set[str] = set()
+    with open(path, encoding="utf-8", newline="") as fh:
+        reader = csv.reader(fh)
+        header = next(reader, None)
+        if header is None:
+            raise HeteroFormatError(f"{path}: empty file")
+        header = [h.strip() for h in header]
+        missing = [c for c in need if c not in header]
+        if missing:
+            raise HeteroFormatError(f"{path}:1: header lacks column(s) {', '.join(missing)}")
+        col = {c: header.index(c) for c in need}
+        for row in reader:
+            lineno = reader.line_num
+            if not any(f.strip() for f in row):
+                continue
+            if len(row) != len(header):
+                raise HeteroFormatError(f"{path}:{lineno}: expected {len(header)} fields, "
+                                        f"got {len(row)}")
+            get = {c: row[i].strip() for c, i in col.items()}
+            link = get["movie_imdb_link"] or f"row{lineno}"
+            if link in seen_links:
+                dropped["duplicate"] += 1
+                continue
+            seen_links.add(link)
+            if not get["director_name"] or not get["actor_1_name"]:
+                dropped["no_director_or_actor"] += 1
+                continue
+            label = imdb_label(get["genres"])
+            if label < 0:
+                dropped["no_label"] += 1
+                continue
+            if not get["title_year"]:
+                dropped["no_year"] += 1
+                continue
+            try:
+                year = float(get["title_year"])
+            except ValueError:
+                raise HeteroFormatError(f"{path}:{lineno}: title_year {get['title_year']!r} "
+                                        f"is not a number") from None
+            if not math.isfinite(year) or year != int(year):
+                raise HeteroFormatError(f"{path}:{lineno}: title_year {get['title_year']!r} "
+                                        f"is not a whole year")
+            actors = [get[c] for c in ("actor_1_name", "actor_2_name", "actor_3_name") if get[c]]
+            keywords = sorted({k.strip() for k in get["plot_keywords"].split("|") if k.strip()})
+            movies.append((get["movie_title"], int(year), label, get["director_name"], actors, keywords))
+
+    directors = sorted({m[3] for m in movies})
+    actors = sorted({a for m in movies for a in m[4]})
+    kw_count: dict[str, int] = {}
+    for m in movies:
+        for k in m[5]:
+            kw_count[k] = kw_count.get(k, 0) + 1
+    keywords = sorted(k for k, n in kw_count.items() if n >= min_keyword_movies)
+    did = {d: i for i, d in enumerate(directors)}
+    aid = {a: i for i, a in enumerate(actors)}
+    kid = {k: i for i, k in enumerate(keywords)}
+    directs, acts, has_kw = set(), set(), set()
+    for i, (_, _, _, d, acs, kws) in enumerate(movies):
+        directs.add((did[d], i))
+        acts.update((aid[a], i) for a in acs)
+        has_kw.update((i, kid[k]) for k in kws if k in kid)
+    log.info("imdb: kept %d movies, dropped %s", len(movies), dropped)
+    y = torch.tensor([m[2] for m in movies], dtype=torch.long)
+    g = HeteroGraph(
+        name="imdb",
+        num_nodes={"movie": len(movies), "director": len(directors), "actor": len(actors),
+                   "keyword": len(keywords)},
+        edges={("director", "directs", "movie"): _edge_tensor(directs),
+               ("actor", "acts_in", "movie"): _edge_tensor(acts),
+               ("movie", "has_keyword", "keyword"): _edge_tensor(has_kw)},
+        node_time={"movie": torch.tensor([m[1] for m in movies], dtype=torch.long)},
+        labels={"node_type": "movie", "y": y, "classes": [genre.lower() for genre in IMDB_GENRES]},
+        splits=stratified_split(y, seed=seed),
+        info={"source": str(path), "dropped": dropped, "titles": [m[0] for m in movies],
+              "directors": directors, "actors": actors, "keywords": keywords,
+              "split": f"seeded ({seed}) stratified 60/20/20"},
+    )
+    return g.validate()
+
+
+LOADERS = {"acm": load_acm, "aminer": load_aminer, "imdb": load_imdb}
+
+
+def load(name: str, data_root: str | os.PathLike | None = None, **kwargs) -> HeteroGraph:
+    """Find dataset ``name`` (acm, aminer, imdb) under the data roots and load it."""
+    if name not in LOADERS:
+        raise KeyError(f"unknown heterogeneous dataset {name!r}; known: {', '.join(LOADERS)}")
+    folder = locate(catalog.get(name), data_root)
+    return LOADERS[name](folder, **kwargs)
+
+
+# ---------------------------------------------------------------------------------- synthetic
+def synthetic_temporal(num_papers: int = 300, num_authors: int | None = None, num_venues: int = 6,
+                       num_classes: int = 3, years: tuple[int, int] = (2006, 2015),
+                       cites_per_paper: int = 3, authors_per_paper: int = 2, noise: float = 0.05,
+                       seed: int = 0) -> HeteroGraph:
+    """A small academic graph whose paper labels need structure AND time.
+
+    Nodes: paper, author, venue. Edges: (author, writes, paper), (paper, cites, paper) toward
+    older-or-same-year papers, (paper, published_in, venue). Each venue's topic shifts halfway
+    through the period: topic(v, year) = (v + [year >= middle]) mod C, and a paper's label is its
+    venue's topic in its year (flipped to a random class with probability ``noise``). So the
+    venue alone is ambiguous (two topics, one per era) and only venue + year resolves it. Authors
+    have a home topic and mostly write papers of it; citations mostly go to papers of the same
+    label, so neighbourhoods also carry signal. Deterministic under ``seed``. Split: seeded
+    stratified 60/20/20 of the papers.
+    """
+    if num_papers < 2 * num_classes or num_venues < 1 or num_classes < 2:
+        raise ValueError("synthetic_temporal needs num_papers >= 2*num_classes, num_venues >= 1, "
+                         "num_classes >= 2")
+    gen = torch.Generator().manual_seed(seed)
+    num_authors = num_authors or max(num_classes, num_papers // 2)
+    y0, y1 = years
+    middle = (y0 + y1 + 1) // 2
+    paper_year = torch.randint(y0, y1 + 1, (num_papers,), generator=gen).sort().values
+    venue = torch.randint(0, num_venues, (num_papers,), generator=gen)
+    label = (venue + (paper_year >= middle).long()) % num_classes
+    flip = torch.rand(num_papers, generator=gen) < noise
+    label = torch.where(flip, torch.randint(0, num_classes, (num_papers,), generator=gen), label)
+
+    author_topic = torch.arange(num_authors) % num_classes
+    by_topic = [(author_topic == c).nonzero().flatten() for c in range(num_classes)]
+    writes, cites = set(), set()
+    for p in range(num_papers):
+        c = int(label[p])
+        for _ in range(authors_per_paper):
+            pool = by_topic[c] if float(torch.rand(1, generator=gen)) < 0.8 else torch.arange(num_authors)
+            writes.add((int(pool[torch.randint(0, len(pool), (1,), generator=gen)]), p))
+        older = (paper_year[:p] <= paper_year[p]).nonzero().flatten()  # papers are sorted by year
+        if len(older) == 0:
+            continue
+        same = older[label[older] == c]
+        for _ in range(cites_per_paper):
+            pool = same if len(same) and float(torch.rand(1, generator=gen)) < 0.7 else older
+            cites.add((p, int(pool[torch.randint(0, len(pool), (1,), generator=gen)])))
+    g = HeteroGraph(
+        name=f"synthetic_temporal(n={num_papers},seed={seed})",
+        num_nodes={"paper": num_papers, "author": num_authors, "venue": num_venues},
+        edges={("author", "writes", "paper"): _edge_tensor(writes),
+               ("paper", "cites", "paper"): _edge_tensor(cites),
+               ("paper", "published_in", "venue"): _edge_tensor(zip(range(num_papers), venue.tolist()))},
+        node_time={"paper": paper_year},
+        labels={"node_type": "paper", "y": label, "classes": [f"topic{i}" for i in range(num_classes)]},
+        splits=stratified_split(label, seed=seed),
+        info={"split": f"seeded ({seed}) stratified 60/20/20", "era_boundary": middle},
+    )
+    return g.validate()
