@@ -5,7 +5,6 @@ A method is a folder under ``paperzoo/methods/<name>/`` whose ``__init__`` expos
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping
@@ -108,7 +107,3 @@ class MethodSpec:
         module = importlib.import_module(f"paperzoo.methods.{self.name}")
         return Path(module.__file__).with_name("README.md")
 
-
-def replace(cfg: Any, **changes: Any) -> Any:
-    """``dataclasses.replace`` that re-runs validation (re-exported for users)."""
-    return dataclasses.replace(cfg, **changes)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 ENV_VAR = "PAPERZOO_DATA"
@@ -57,7 +57,6 @@ class DatasetSource:
     """Absolute folders a system package installs."""
     url: str = ""
     """Canonical download address, shown in the error message."""
-    extras: dict = field(default_factory=dict, compare=False, hash=False)
 
     def candidates(self, data_root: str | os.PathLike | None = None) -> list[tuple[str, Path]]:
         out = [(label, root / rel) for label, root in search_roots(data_root) for rel in self.relpaths]
