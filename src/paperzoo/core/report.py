@@ -175,7 +175,7 @@ def write_report(run_dirs: Sequence[str | Path], out: str | Path,
             continue
         summaries.append(RunSummary(run, metrics, run.read_history()))
 
-    lines = [f"# paperzoo report", "",
+    lines = ["# paperzoo report", "",
              f"Generated {_dt.datetime.now().isoformat(timespec='seconds')}. Test-split metrics unless "
              f"named otherwise; 'paper' is the published number for the same dataset, 'peer' a peer library "
              f"on the same data (source in the method's README).", "",

@@ -9,7 +9,6 @@ import pytest
 import torch
 
 from paperzoo import runner
-from paperzoo.data import kg
 from paperzoo.data.synthetic import planted_kg
 from paperzoo.methods.conve.model import ConvE
 from paperzoo.methods.conve.run import Evaluator
@@ -50,7 +49,7 @@ def test_distmult_baseline_trains(tmp_path):
     assert result.metrics["num_parameters"] == 60 * 32 + 18 * 32
 
 
-def _cli(*args, env=None):
+def _cli(*args):
     return [sys.executable, "-m", "paperzoo.cli", *args]
 
 

@@ -312,26 +312,6 @@ def _sorted_contains(sorted_keys: torch.Tensor, keys: torch.Tensor) -> torch.Ten
     return sorted_keys[pos] == keys
 
 
-class _AnswerIndex:
-    """Sorted int64 keys of ``(a, rel, b)``: all ``b`` of a batch of queries ``(a, rel)`` by two
-    ``searchsorted`` calls. Like :class:`paperzoo.data.kg.QueryIndex`, but built from 1-D keys."""
-
-    def __init__(self, triples: torch.Tensor, num_entities: int, num_relations: int):
-        self.N, self.R = num_entities, num_relations
-        self.keys = torch.unique(_triple_keys(triples, num_entities, num_relations))
-
-    def lookup(self, a: torch.Tensor, rel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(batch_row, b)`` for every known answer ``b`` of each query, ordered by row then ``b``."""
-        base = (a * self.R + rel) * self.N
-        lo = torch.searchsorted(self.keys, base)
-        hi = torch.searchsorted(self.keys, base + self.N)
-        counts = hi - lo
-        rows = torch.repeat_interleave(torch.arange(len(a)), counts)
-        within = torch.arange(int(counts.sum())) - torch.repeat_interleave(torch.cumsum(counts, 0) - counts,
-                                                                           counts)
-        return rows, self.keys[torch.repeat_interleave(lo, counts) + within] - base[rows]
-
-
 def overlap_counts(train: torch.Tensor, num_relations: int,
                    num_entities: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Reverse-overlap counts between all relation pairs.
@@ -573,8 +553,8 @@ def inverse_model_ranks(queries: torch.Tensor, evidence: torch.Tensor, known: to
     N, R = num_entities, num_relations
     _check_key_range(N, R)
     candidates = torch.cat([evidence, apply_rules(evidence, edges, N, R)])
-    cand_index = _AnswerIndex(kg.with_reciprocals(candidates, R), N, 2 * R)
-    filt_index = _AnswerIndex(kg.with_reciprocals(known, R), N, 2 * R)
+    cand_index = kg.QueryIndex(kg.with_reciprocals(candidates, R), 2 * R)
+    filt_index = kg.QueryIndex(kg.with_reciprocals(known, R), 2 * R)
     # tail queries (h, r) -> t and head queries (t, r + R) -> h
     flat = torch.cat([queries, torch.stack([queries[:, 2], queries[:, 1] + R, queries[:, 0]], 1)])
     ranks = torch.empty(len(flat), dtype=torch.float64)
