@@ -80,3 +80,30 @@ def test_data_audit_kg_on_a_folder(tmp_path, capsys):
     assert cli.main(["data", "audit-kg", str(tmp_path / "toy"), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert 0 <= report["leakage_train"]["reverse_pair"] <= 1 and report["num_entities"] == 60
+
+
+def test_parse_seeds_and_sweep_points():
+    from paperzoo.runner import sweep_points
+
+    assert cli.parse_seeds("0-2,7") == [0, 1, 2, 7]
+    with pytest.raises(ValueError, match="seeds"):
+        cli.parse_seeds("a-b")
+    points = sweep_points({"model": ["conve", "distmult"]}, [0, 1])
+    assert points == [{"model": "conve", "seed": 0}, {"model": "conve", "seed": 1},
+                      {"model": "distmult", "seed": 0}, {"model": "distmult", "seed": 1}]
+
+
+def test_sweep_runs_every_point_once_and_aggregates_seeds(tmp_path, capsys):
+    argv = ["sweep", "conve", "--preset", "tiny", "--grid", "model=conve,distmult", "--seeds", "0-1",
+            "--set", "epochs=2", "--out", str(tmp_path / "sw")]
+    assert cli.main(argv) == 0
+    folders = sorted(p.name for p in (tmp_path / "sw").iterdir() if p.name != "report")
+    assert folders == ["model=conve-seed=0", "model=conve-seed=1", "model=distmult-seed=0",
+                       "model=distmult-seed=1"]
+    stamp = (tmp_path / "sw" / "model=conve-seed=0" / "metrics.json").stat().st_mtime_ns
+    assert cli.main(argv) == 0  # finished points are not run again
+    assert (tmp_path / "sw" / "model=conve-seed=0" / "metrics.json").stat().st_mtime_ns == stamp
+    report = (tmp_path / "sw" / "report" / "report.md").read_text()
+    assert "## Across seeds" in report
+    assert "| conve/tiny (epochs=2) | " in report and "| conve/tiny (model=distmult, epochs=2) | " in report
+    assert " ± " in report

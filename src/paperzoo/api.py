@@ -74,6 +74,9 @@ class MethodSpec:
     variant_fields: tuple[str, ...] = ()
     """Config fields that turn a run into a different model (e.g. a baseline): the paper's numbers
     are not shown next to runs that change them."""
+    table_metrics: tuple[str, ...] = ()
+    """Metrics (without the ``test/`` prefix) of the report's across-seeds table; default: the
+    headline."""
     report_section: Callable[[list["RunDir"]], str] | None = None
     """Optional extra Markdown for reports that include this method's runs (e.g. a dataset audit)."""
 

@@ -78,6 +78,25 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a config field of every method run")
     _add_data_root(p)
 
+    p = sub.add_parser(
+        "sweep", help="run a preset over a grid of settings and seeds, then report",
+        description="Run METHOD/--preset at every combination of --grid values and --seeds, one run folder "
+                    "per point under --out (finished points are skipped, unfinished ones resumed), then write "
+                    "a report whose 'Across seeds' table gives mean and std per grid point.",
+        epilog="example: paperzoo sweep hgt --preset paper_acm --grid model=hgt,rgcn,gcn,gat,mlp --seeds 0-4 "
+               "--out runs/hgt/acm",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("method")
+    p.add_argument("--preset", default="quick", help="preset (default: quick)")
+    p.add_argument("--grid", action="append", metavar="KEY=V1,V2,...", default=[],
+                   help="a config field and its values (repeatable; combinations are crossed)")
+    p.add_argument("--seeds", default="0", help="seeds: '0-4' or '0,3,7' (default: 0)")
+    p.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE", default=[],
+                   help="override a config field at every point")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder for the run folders")
+    p.add_argument("--report", metavar="DIR", help="report folder (default: DIR/report)")
+    _add_data_root(p)
+
     p = sub.add_parser("report", help="write a report from finished run folders",
                        description="Collect RUNS (run folders, or folders containing run folders) into a "
                                    "Markdown report with plots.")
@@ -191,6 +210,36 @@ def cmd_reproduce(args) -> int:
     return 1 if failures else 0
 
 
+def parse_seeds(text: str) -> list[int]:
+    """'0-4' -> [0, 1, 2, 3, 4]; '0,3,7' -> [0, 3, 7]."""
+    seeds: list[int] = []
+    try:
+        for part in text.split(","):
+            lo, sep, hi = part.strip().partition("-")
+            seeds.extend(range(int(lo), int(hi) + 1) if sep else [int(lo)])
+    except ValueError:
+        raise ValueError(f"--seeds {text!r}: expected e.g. '0-4' or '0,3,7'") from None
+    return seeds
+
+
+def cmd_sweep(args) -> int:
+    from paperzoo import runner
+    from paperzoo.core import report
+    from paperzoo.core.config import parse_overrides
+
+    grid = {}
+    for item in args.grid:
+        key, sep, values = item.partition("=")
+        if not sep or not values:
+            raise ValueError(f"--grid {item!r}: expected KEY=V1,V2,...")
+        grid[key.strip()] = [v.strip() for v in values.split(",")]  # typed by the config loader
+    done, failures = runner.sweep(args.method, args.preset, grid, parse_seeds(args.seeds), args.out,
+                                  data_root=args.data_root, overrides=parse_overrides(args.overrides))
+    path = report.write_report(done, Path(args.report or Path(args.out) / "report"), failures=failures)
+    print(f"report: {path}")
+    return 1 if failures else 0
+
+
 def cmd_report(args) -> int:
     from paperzoo.core import report
 
@@ -235,7 +284,7 @@ def _log_to_file(path: Path) -> logging.Handler:
 
 
 COMMANDS = {"list": cmd_list, "show": cmd_show, "run": cmd_run, "eval": cmd_eval, "reproduce": cmd_reproduce,
-            "report": cmd_report, "data": cmd_data}
+            "sweep": cmd_sweep, "report": cmd_report, "data": cmd_data}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,6 +13,7 @@ from paperzoo.api import MethodSpec
 #: name -> "module:attribute" of its MethodSpec. Add one line per method.
 METHODS: dict[str, str] = {
     "conve": "paperzoo.methods.conve:SPEC",
+    "hgt": "paperzoo.methods.hgt:SPEC",
 }
 
 

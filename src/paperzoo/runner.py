@@ -5,7 +5,7 @@ import datetime as _dt
 import logging
 import os
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from paperzoo import registry
 from paperzoo.api import RunResult
@@ -57,3 +57,46 @@ def run(method: str | None = None, preset: str = "tiny", *, run_dir: str | os.Pa
     """
     return execute(prepare(method, preset, run_dir=run_dir, resume=resume, data_root=data_root,
                            overrides=overrides))
+
+
+def sweep_points(grid: Mapping[str, Sequence[Any]], seeds: Sequence[int]) -> list[dict[str, Any]]:
+    """Every combination of ``grid`` values (in the order given) crossed with ``seeds``."""
+    points: list[dict[str, Any]] = [{}]
+    for key, values in grid.items():
+        if not values:
+            raise ValueError(f"grid field {key!r} has no values")
+        points = [{**p, key: v} for p in points for v in values]
+    return [{**p, "seed": s} for p in points for s in seeds]
+
+
+def sweep_dir_name(point: Mapping[str, Any]) -> str:
+    return "-".join(f"{k}={v}" for k, v in point.items()).replace("/", "_")
+
+
+def sweep(method: str, preset: str, grid: Mapping[str, Sequence[Any]], seeds: Sequence[int],
+          out: str | os.PathLike, *, data_root: str | os.PathLike | None = None,
+          overrides: Mapping[str, Any] | None = None) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Run ``method``/``preset`` at every grid point and seed, one run folder each under ``out``.
+
+    Restartable: finished points (``metrics.json`` present) are skipped, unfinished ones resume
+    from their last checkpoint. A failing point is logged and recorded, the others still run.
+    Returns the finished run folders and ``(folder, error)`` of the failures.
+    """
+    done, failures = [], []
+    for point in sweep_points(grid, seeds):
+        path = Path(out) / sweep_dir_name(point)
+        if (path / "metrics.json").exists():
+            done.append(path)
+            continue
+        try:
+            if (path / "config.yaml").exists():
+                run_ = prepare(resume=path, data_root=data_root)
+            else:
+                run_ = prepare(method, preset, run_dir=path, data_root=data_root,
+                               overrides={**dict(overrides or {}), **point})
+            execute(run_)
+            done.append(path)
+        except Exception as exc:  # one point failing must not lose the others
+            log.error("%s failed: %s", path, exc)
+            failures.append((str(path), f"{exc.__class__.__name__}: {exc}"))
+    return done, failures

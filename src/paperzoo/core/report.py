@@ -38,8 +38,43 @@ class RunSummary:
 
     @property
     def label(self) -> str:
-        changed = ", ".join(f"{k}={v}" for k, v in self.overrides.items())
+        return self._label(self.overrides)
+
+    @property
+    def group_label(self) -> str:
+        """The label without the seed: runs that differ only in their seed share it."""
+        return self._label({k: v for k, v in self.overrides.items() if k != "seed"})
+
+    def _label(self, overrides: dict[str, Any]) -> str:
+        changed = ", ".join(f"{k}={v}" for k, v in overrides.items())
         return f"{self.run.method}/{self.run.preset}" + (f" ({changed})" if changed else "")
+
+
+def seed_table(summaries: Sequence[RunSummary]) -> list[str]:
+    """Markdown rows 'mean +- std (n)' per group of runs that differ only in their seed; only
+    groups with at least two runs. Std is the sample standard deviation."""
+    groups: dict[str, list[RunSummary]] = {}
+    for s in summaries:
+        groups.setdefault(s.group_label, []).append(s)
+    groups = {k: v for k, v in groups.items() if len(v) > 1}
+    if not groups:
+        return []
+    lines = ["| runs | dataset | seeds | metric | mean ± std | paper |", "|---|---|---|---|---|---|"]
+    for label, runs in groups.items():
+        spec = registry.get(runs[0].run.method)
+        preset = spec.presets.get(runs[0].run.preset)
+        variant = any(k in spec.variant_fields for k in runs[0].overrides)
+        paper = preset.paper.metrics if preset and preset.paper and not variant else {}
+        dataset = preset.dataset if preset else getattr(runs[0].run.config, "dataset", "?")
+        for key in spec.table_metrics or (spec.headline.split("/", 1)[-1],):
+            values = [v for v in (_lookup(r.metrics, key) for r in runs) if v is not None]
+            if not values:
+                continue
+            mean = sum(values) / len(values)
+            std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
+            lines.append(f"| {label} | {dataset} | {len(values)} | {key} | {mean:.4f} ± {std:.4f} | "
+                         f"{_fmt(paper.get(f'test/{key}', paper.get(key)))} |")
+    return lines
 
 
 def find_runs(paths: Iterable[str | Path]) -> list[Path]:
@@ -182,6 +217,9 @@ def write_report(run_dirs: Sequence[str | Path], out: str | Path,
              "| run | dataset | metric | ours | paper | peer |", "|---|---|---|---|---|---|"]
     for s in summaries:
         lines += ["| " + " | ".join(row) + " |" for row in _rows(s)]
+    across = seed_table(summaries)
+    if across:
+        lines += ["", "## Across seeds", ""] + across
     lines += ["", "## Runs", "", "| run | folder | epochs | train time (s) | s/epoch |", "|---|---|---|---|---|"]
     for s in summaries:
         m = s.metrics

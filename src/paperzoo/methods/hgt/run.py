@@ -1,0 +1,277 @@
+"""Training and evaluation of node classification with HGT and its baselines.
+
+Two modes share one loop:
+
+- ``full``: every epoch is one step on the whole graph (small graphs),
+- ``sampled``: every epoch walks the training targets in shuffled batches; each batch is an
+  HGSampling subgraph around its targets, and the loss is taken on the targets only (the
+  paper's recipe for graphs that do not fit in one step). The sampler draws from the run's own
+  generator, whose state is checkpointed, so a resumed run samples the same subgraphs.
+
+Times. RTE needs a time on both ends of an edge. Node types without their own time (AMiner's
+authors, IMDB's people and keywords, venues) take the graph's latest time (the "now" of the
+query) in full-batch mode, and the time inherited from the sampled target in ``sampled`` mode
+(HGSampling's rule); untimed targets are queried at the latest time in both modes.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from typing import Dict, Optional
+
+import torch
+from torch.nn import functional as F
+
+from paperzoo.api import RunResult
+from paperzoo.core import seed as seedlib
+from paperzoo.core.progress import progress
+from paperzoo.core.runs import RunDir
+from paperzoo.data import hetero
+from paperzoo.data.hetero import HeteroGraph
+from paperzoo.methods.hgt.config import HGTConfig
+from paperzoo.methods.hgt.model import NodeClassifier, NodeInputs, build_encoder, structural_features
+from paperzoo.methods.hgt.sampler import HGSampler
+
+log = logging.getLogger(__name__)
+METRICS = ("accuracy", "macro_f1", "micro_f1")
+
+
+# ------------------------------------------------------------------------------------- data
+def load_graph(cfg: HGTConfig, data_root: Optional[str] = None) -> HeteroGraph:
+    """The dataset of ``cfg`` with a reverse edge type for every relation (messages both ways)."""
+    if cfg.dataset == "synthetic":
+        g = hetero.synthetic_temporal(num_papers=cfg.synthetic_papers, seed=cfg.split_seed)
+    else:
+        g = hetero.load(cfg.dataset, data_root, seed=cfg.split_seed)
+    if g.target is None:
+        raise ValueError(f"dataset {cfg.dataset!r} has no labelled node type to classify")
+    return g.add_reverse_edges()
+
+
+def reference_time(graph: HeteroGraph) -> Optional[int]:
+    """The latest node time in the graph (None for graphs without times)."""
+    times = [int(t.max()) for t in graph.node_time.values() if t.numel()]
+    return max(times) if times else None
+
+
+def full_time_dict(graph: HeteroGraph) -> Optional[Dict[str, torch.Tensor]]:
+    """Per node type its own times, or the reference time for untimed types (see module docs)."""
+    now = reference_time(graph)
+    if now is None:
+        return None
+    return {nt: graph.node_time[nt].long() if nt in graph.node_time
+            else torch.full((n,), now, dtype=torch.long) for nt, n in graph.num_nodes.items()}
+
+
+def build_model(cfg: HGTConfig, graph: HeteroGraph) -> NodeClassifier:
+    struct = structural_features(graph) if cfg.features != "embedding" else None
+    inputs = NodeInputs(graph.num_nodes, cfg.hidden, cfg.features, struct, cfg.dropout)
+    encoder = build_encoder(cfg.model, graph.node_types, graph.edge_types, hidden=cfg.hidden,
+                            heads=cfg.heads, layers=cfg.layers, dropout=cfg.dropout,
+                            use_norm=cfg.use_norm, use_rte=cfg.use_rte, max_time=cfg.max_time)
+    return NodeClassifier(inputs, encoder, cfg.hidden, graph.num_classes, graph.target)
+
+
+# ---------------------------------------------------------------------------------- metrics
+def classification_metrics(logits: torch.Tensor, y: torch.Tensor, num_classes: int) -> Dict[str, float]:
+    """Accuracy, macro-F1 (unweighted mean of per-class F1) and micro-F1, plus the mean NLL.
+
+    For single-label multi-class prediction micro-F1 equals accuracy; it is reported because the
+    HGT literature (HGB) reports it. A class absent from both ``y`` and the predictions is left
+    out of the macro average.
+    """
+    pred = logits.argmax(1)
+    conf = torch.bincount(y * num_classes + pred, minlength=num_classes ** 2).view(num_classes, num_classes)
+    tp = conf.diag().double()
+    support, predicted = conf.sum(1).double(), conf.sum(0).double()
+    denom = support + predicted
+    present = denom > 0
+    f1 = torch.where(present, 2 * tp / denom.clamp_min(1), torch.zeros_like(tp))
+    micro = 2 * tp.sum() / max(float(denom.sum()), 1.0)
+    return {"accuracy": float((pred == y).double().mean()) if y.numel() else 0.0,
+            "macro_f1": float(f1[present].mean()) if bool(present.any()) else 0.0,
+            "micro_f1": float(micro),
+            "loss": float(F.cross_entropy(logits, y)) if y.numel() else 0.0}
+
+
+# --------------------------------------------------------------------------------- batching
+class Batcher:
+    """Forward passes in either mode, returning the logits of the requested target nodes."""
+
+    def __init__(self, cfg: HGTConfig, graph: HeteroGraph):
+        self.cfg, self.graph = cfg, graph
+        self.target = graph.target
+        self.edges = {et: e.long() for et, e in graph.edges.items()}
+        self.times = full_time_dict(graph)
+        self.now = reference_time(graph)
+        self.sampler = None
+        if cfg.mode == "sampled" or cfg.eval_mode == "sampled":
+            self.sampler = HGSampler(graph, cfg.sampled_depth, cfg.sampled_number, time_aware=True,
+                                     seed=0)
+
+    def full(self, model: NodeClassifier, targets: Optional[torch.Tensor] = None) -> torch.Tensor:
+        return model(self.edges, None, self.times, targets)
+
+    def sampled(self, model: NodeClassifier, targets: torch.Tensor,
+                generator: torch.Generator) -> torch.Tensor:
+        tt = None
+        if self.now is not None and self.target not in self.graph.node_time:
+            tt = torch.full_like(targets, self.now)
+        sub = self.sampler.sample(self.target, targets, tt, generator=generator)
+        times = sub.time_dict or None
+        return model(sub.edge_index_dict, sub.node_ids, times, sub.target_local)
+
+
+def predict(model: NodeClassifier, batcher: Batcher, nodes: torch.Tensor, cfg: HGTConfig) -> torch.Tensor:
+    """Logits of ``nodes`` (eval mode, no grad); sampled evaluation is deterministic."""
+    model.eval()
+    with torch.no_grad():
+        if cfg.eval_mode == "full":
+            return batcher.full(model, nodes)
+        gen = torch.Generator().manual_seed(cfg.seed + 7919)
+        return torch.cat([batcher.sampled(model, chunk, gen)
+                          for chunk in nodes.split(cfg.batch_size)]) if nodes.numel() else \
+            torch.empty(0, batcher.graph.num_classes)
+
+
+def evaluate_split(model, batcher: Batcher, cfg: HGTConfig, split: str, prefix: str = "") -> Dict[str, float]:
+    g = batcher.graph
+    nodes = g.splits[split]
+    out = classification_metrics(predict(model, batcher, nodes, cfg), g.y[nodes], g.num_classes)
+    return {f"{prefix}{k}": v for k, v in out.items()}
+
+
+def _rss_mib() -> float:
+    """Resident memory of this process (Linux; NaN elsewhere)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
+def train_epoch(model, optimizer, batcher: Batcher, cfg: HGTConfig, generator: torch.Generator,
+                on_batch=None) -> float:
+    """One epoch; returns the mean training loss over its steps."""
+    model.train()
+    g = batcher.graph
+    train = g.splits["train"]
+    if cfg.mode == "full":
+        batches = [None]
+    else:
+        batches = train[torch.randperm(train.numel(), generator=generator)].split(cfg.batch_size)
+    total = 0.0
+    for i, batch in enumerate(batches):
+        if batch is None:
+            logits, y = batcher.full(model, train), g.y[train]
+        else:
+            logits, y = batcher.sampled(model, batch, generator), g.y[batch]
+        loss = F.cross_entropy(logits, y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optimizer.step()
+        value = loss.item()
+        total += value
+        if on_batch is not None:
+            on_batch(i, value)
+    return total / len(batches)
+
+
+# -------------------------------------------------------------------------------------- run
+def run(cfg: HGTConfig, run_dir: RunDir) -> RunResult:
+    """Train with early stopping on the validation ``select_metric``, then score the best model
+    on valid and test. Resumes from ``run_dir``'s last checkpoint exactly (model, optimizer,
+    scheduler, every RNG stream, history and early-stopping state)."""
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    generator = seedlib.seed_everything(cfg.seed)
+    graph = load_graph(cfg, run_dir.data_root)
+    log.info("%s", graph.summary())
+    model = build_model(cfg, graph)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs) if cfg.cosine
+                 else torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0))
+    batcher = Batcher(cfg, graph)
+
+    state = {"epoch": 0, "history": [], "best": -math.inf, "best_epoch": 0, "bad_evals": 0,
+             "train_seconds": 0.0, "stopped_early": False, "peak_rss_mib": 0.0}
+    ckpt = run_dir.load_checkpoint("last")
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        seedlib.set_rng_state(ckpt["rng"], {"train": generator})
+        state.update(ckpt["loop"])
+        log.info("resumed from %s at epoch %d", run_dir.checkpoint_path("last"), state["epoch"])
+
+    bar = progress(total=cfg.epochs, initial=state["epoch"], desc=f"{cfg.model} {graph.name}", leave=True)
+    key = f"valid/{cfg.select_metric}"
+    while state["epoch"] < cfg.epochs and not state["stopped_early"]:
+        tic = time.perf_counter()
+        loss = train_epoch(model, optimizer, batcher, cfg, generator)
+        scheduler.step()
+        elapsed = time.perf_counter() - tic
+        if not math.isfinite(loss):
+            raise FloatingPointError(f"training loss became {loss} at epoch {state['epoch'] + 1}; "
+                                     f"lower lr (now {cfg.lr})")
+        state["epoch"] += 1
+        state["train_seconds"] += elapsed
+        rss = _rss_mib()
+        state["peak_rss_mib"] = max(state["peak_rss_mib"], rss)
+        row = {"epoch": state["epoch"], "loss": loss, "seconds": elapsed,
+               "lr": scheduler.get_last_lr()[0], "rss_mib": rss}
+        if state["epoch"] % cfg.eval_every == 0 or state["epoch"] == cfg.epochs:
+            valid = evaluate_split(model, batcher, cfg, "valid", "valid/")
+            row.update(valid)
+            if valid[key] > state["best"]:
+                state.update(best=valid[key], best_epoch=state["epoch"], bad_evals=0)
+                run_dir.save_checkpoint({"method": "hgt", "model": model.state_dict(),
+                                         "epoch": state["epoch"]}, "best")
+            else:
+                state["bad_evals"] += 1
+                if cfg.patience and state["bad_evals"] >= cfg.patience:
+                    state["stopped_early"] = True
+        state["history"].append(row)
+        run_dir.save_checkpoint({"method": "hgt", "model": model.state_dict(),
+                                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                                 "rng": seedlib.rng_state({"train": generator}), "loop": state}, "last")
+        run_dir.write_history(state["history"])
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss:.4f}", best=f"{max(state['best'], 0):.3f}")
+    bar.close()
+
+    metrics = evaluate_model(run_dir, graph, cfg, batcher)
+    epochs = max(state["epoch"], 1)
+    metrics.update({"epochs_run": state["epoch"], "best_epoch": state["best_epoch"],
+                    "train_seconds": state["train_seconds"],
+                    "seconds_per_epoch": state["train_seconds"] / epochs,
+                    "num_parameters": sum(p.numel() for p in model.parameters())})
+    return RunResult(metrics=metrics, history=state["history"],
+                     artifacts={"best": "checkpoints/best.pt", "log": "log.csv"})
+
+
+def evaluate_model(run_dir: RunDir, graph: HeteroGraph, cfg: HGTConfig,
+                   batcher: Optional[Batcher] = None) -> Dict[str, float]:
+    """Valid and test metrics of the best checkpoint of ``run_dir``."""
+    best = run_dir.load_checkpoint("best")
+    if best is None:
+        raise FileNotFoundError(f"{run_dir.checkpoint_path('best')} is missing: the run never evaluated")
+    model = build_model(cfg, graph)
+    model.load_state_dict(best["model"])
+    batcher = batcher or Batcher(cfg, graph)
+    metrics = {}
+    metrics.update(evaluate_split(model, batcher, cfg, "valid", "valid/"))
+    metrics.update(evaluate_split(model, batcher, cfg, "test", "test/"))
+    return metrics
+
+
+def evaluate(run_dir: RunDir) -> Dict[str, float]:
+    """``paperzoo eval``: rebuild the graph and model from the run's config, score its best model."""
+    cfg = run_dir.config
+    return evaluate_model(run_dir, load_graph(cfg, run_dir.data_root), cfg)
