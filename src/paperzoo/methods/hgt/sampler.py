@@ -1,9 +1,10 @@
 """HGSampling: the heterogeneous mini-batch sampler of HGT (Algorithm 1 of arXiv 2003.01332).
 
-Pure PyTorch on a :class:`~paperzoo.data.hetero.HeteroGraph`; no PyG. Adjacency is kept as one
+PyTorch + numpy on a :class:`~paperzoo.data.hetero.HeteroGraph`; no PyG. Adjacency is kept as one
 CSR (sorted by source id) per edge type, built once in ``__init__``; every per-call step is
-vectorised (``repeat_interleave``, ``index_add_``, ``scatter_reduce``, ``multinomial``). Python
-loops run only over rounds, node types and edge types.
+vectorised (numpy ``repeat``, ``add.at``, ``maximum.at``; ``torch.multinomial`` for the draw).
+Python loops run only over rounds, node types and edge types. ``build_csr``, ``csr_neighbors``
+and ``_budget_update`` are the same steps in torch, kept as small tested reference helpers.
 
 Algorithm (per call)
 --------------------
@@ -46,6 +47,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -142,6 +144,18 @@ def _budget_update(score: Tensor, btime: Tensor, in_subgraph: Tensor, rowptr: Te
 
 
 # ----------------------------------------------------------------------------------- sampler
+def _gather_positions(rowptr: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """CSR positions of all out-edges of ``ids`` (grouped by node, in CSR order) and each node's
+    out-degree: the numpy counterpart of :func:`csr_neighbors` without the owner array."""
+    start = rowptr[ids]
+    deg = rowptr[ids + 1] - start
+    total = int(deg.sum())
+    if total == 0:
+        return np.empty(0, dtype=np.int64), deg
+    shift = start - (np.cumsum(deg) - deg)  # position - output index, constant per node
+    return np.arange(total, dtype=np.int64) + np.repeat(shift, deg), deg
+
+
 class HGSampler:
     """Heterogeneous mini-batch graph sampler (HGSampling).
 
@@ -152,6 +166,13 @@ class HGSampler:
     sampled_number: nodes drawn per node type per round.
     time_aware: skip neighbours whose time is later than the latest target time.
     seed: seed of the sampler's own ``torch.Generator`` (None: nondeterministic seed).
+
+    Implementation: the per-call work runs on numpy arrays (a subgraph is a few thousand nodes,
+    so the cost is the number of array operations, and numpy's are cheaper than torch's and
+    never start a thread pool). The edge types from one node type into another are merged into
+    one CSR whose entries carry their normalized-degree weight ``1 / |N_r(u)|`` (computed once),
+    so a budget update is one gather and one scatter-add per (source type, destination type).
+    The draw itself stays ``torch.multinomial`` on the sampler's ``torch.Generator``.
     """
 
     def __init__(self, graph: HeteroGraph, sampled_depth: int = 2, sampled_number: int = 128,
@@ -169,38 +190,78 @@ class HGSampler:
             self.generator.manual_seed(int(seed))
         self.num_nodes = dict(graph.num_nodes)
         self.node_time = {nt: t.long() for nt, t in graph.node_time.items()}
+        self._time_np = {nt: t.numpy() for nt, t in self.node_time.items()}
         # one CSR per edge type, grouped by source node; also an index by source type
         self.csr: dict[EdgeType, tuple[Tensor, Tensor]] = {}
         self.out_types: dict[str, list[EdgeType]] = {nt: [] for nt in self.num_nodes}
+        self._csr_np: dict[EdgeType, tuple[np.ndarray, np.ndarray]] = {}
         for et, e in graph.edges.items():
-            self.csr[et] = build_csr(e.long(), self.num_nodes[et[0]])
+            rowptr, col = build_csr(e.long(), self.num_nodes[et[0]])
+            self.csr[et] = (rowptr, col)
+            self._csr_np[et] = (rowptr.numpy(), col.numpy())
             self.out_types[et[0]].append(et)
+        # merged budget CSR per (source type, destination type): rowptr, col, weight per entry
+        self._budget_csr: dict[str, list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]] = {}
+        for s in self.num_nodes:
+            by_dst: dict[str, list[EdgeType]] = {}
+            for et in self.out_types[s]:
+                by_dst.setdefault(et[2], []).append(et)
+            merged = []
+            for d, ets in by_dst.items():
+                src_parts, col_parts, w_parts = [], [], []
+                for et in ets:
+                    rowptr, col = self._csr_np[et]
+                    deg = np.diff(rowptr)
+                    src = np.repeat(np.arange(self.num_nodes[s], dtype=np.int64), deg)
+                    src_parts.append(src)
+                    col_parts.append(col)
+                    w_parts.append(1.0 / deg[src].astype(np.float64))
+                src = np.concatenate(src_parts)
+                order = np.argsort(src, kind="stable")
+                rowptr = np.zeros(self.num_nodes[s] + 1, dtype=np.int64)
+                np.cumsum(np.bincount(src, minlength=self.num_nodes[s]), out=rowptr[1:])
+                merged.append((d, rowptr, np.concatenate(col_parts)[order],
+                               np.concatenate(w_parts)[order]))
+            self._budget_csr[s] = merged
 
     # state ------------------------------------------------------------------------------
     def _new_state(self, use_time: bool) -> dict:
         st = {"score": {}, "btime": {}, "in_sub": {}, "ids": {}, "times": {}, "use_time": use_time}
         for nt, n in self.num_nodes.items():
-            st["score"][nt] = torch.zeros(n, dtype=torch.float64)
-            st["btime"][nt] = torch.full((n,), _NO_TIME, dtype=torch.long)
-            st["in_sub"][nt] = torch.zeros(n, dtype=torch.bool)
+            st["score"][nt] = np.zeros(n, dtype=np.float64)
+            st["btime"][nt] = np.full(n, _NO_TIME, dtype=np.int64)
+            st["in_sub"][nt] = np.zeros(n, dtype=bool)
             st["ids"][nt] = []
             st["times"][nt] = []
         return st
 
-    def _add(self, st: dict, nt: str, ids: Tensor, times: Tensor | None) -> None:
+    def _add(self, st: dict, nt: str, ids: np.ndarray, times: np.ndarray | None) -> None:
         st["in_sub"][nt][ids] = True
         st["score"][nt][ids] = 0.0
         st["ids"][nt].append(ids)
         if times is not None:
             st["times"][nt].append(times)
 
-    def _expand(self, st: dict, nt: str, ids: Tensor, times: Tensor | None,
+    def _expand(self, st: dict, nt: str, ids: np.ndarray, times: np.ndarray | None,
                 threshold: int | None) -> None:
-        for et in self.out_types[nt]:
-            d = et[2]
-            rowptr, col = self.csr[et]
-            _budget_update(st["score"][d], st["btime"][d], st["in_sub"][d], rowptr, col, ids,
-                           times, self.node_time.get(d) if st["use_time"] else None, threshold)
+        """Budget update (module docstring, step 2) for the nodes ``ids`` of type ``nt``."""
+        for d, rowptr, col, weight in self._budget_csr[nt]:
+            pos, deg = _gather_positions(rowptr, ids)
+            if pos.size == 0:
+                continue
+            nbr = col[pos]
+            keep = ~st["in_sub"][d][nbr]
+            t = None
+            if st["use_time"]:
+                own = self._time_np.get(d)
+                t = own[nbr] if own is not None else np.repeat(times, deg)
+                if threshold is not None:
+                    keep &= t <= threshold
+                t = t[keep]
+            nbr = nbr[keep]
+            np.add.at(st["score"][d], nbr, weight[pos[keep]])
+            if t is not None:
+                np.maximum.at(st["btime"][d], nbr, t)
 
     def _prepare(self, target_type: str, target_ids: Tensor, target_times: Tensor | None):
         if target_type not in self.num_nodes:
@@ -220,8 +281,10 @@ class HGSampler:
         threshold = (int(target_times.max()) if self.time_aware and use_time and ids.numel()
                      else None)
         st = self._new_state(use_time)
-        self._add(st, target_type, ids, target_times)
-        self._expand(st, target_type, ids, target_times, threshold)
+        ids_np = ids.numpy().copy()
+        times_np = target_times.numpy().copy() if use_time else None
+        self._add(st, target_type, ids_np, times_np)
+        self._expand(st, target_type, ids_np, times_np, threshold)
         return ids, target_times, st, threshold
 
     # public -----------------------------------------------------------------------------
@@ -232,9 +295,9 @@ class HGSampler:
         _, _, st, _ = self._prepare(target_type, target_ids, target_times)
         out = {}
         for nt in self.num_nodes:
-            cand = (st["score"][nt] > 0).nonzero().flatten()
-            t = st["btime"][nt][cand] if st["use_time"] else None
-            out[nt] = (cand, st["score"][nt][cand], t)
+            cand = np.flatnonzero(st["score"][nt] > 0)
+            t = torch.from_numpy(st["btime"][nt][cand]) if st["use_time"] else None
+            out[nt] = (torch.from_numpy(cand), torch.from_numpy(st["score"][nt][cand]), t)
         return out
 
     def sample(self, target_type: str, target_ids: Tensor, target_times: Tensor | None = None,
@@ -246,12 +309,12 @@ class HGSampler:
         for _ in range(self.sampled_depth):
             for nt in self.num_nodes:
                 score = st["score"][nt]
-                cand = (score > 0).nonzero().flatten()
-                if cand.numel() == 0 or k == 0:
+                cand = np.flatnonzero(score > 0)
+                if cand.size == 0 or k == 0:
                     continue
-                if cand.numel() > k:
-                    p = score[cand] ** 2
-                    pick = cand[torch.multinomial(p, k, replacement=False, generator=gen)]
+                if cand.size > k:
+                    p = torch.from_numpy(score[cand] ** 2)
+                    pick = cand[torch.multinomial(p, k, replacement=False, generator=gen).numpy()]
                 else:
                     pick = cand
                 times = st["btime"][nt][pick] if st["use_time"] else None
@@ -264,23 +327,24 @@ class HGSampler:
         node_ids, node_time, local = {}, {}, {}
         for nt, n in self.num_nodes.items():
             parts = st["ids"][nt]
-            node_ids[nt] = torch.cat(parts) if parts else torch.empty(0, dtype=torch.long)
+            ids = np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
+            node_ids[nt] = torch.from_numpy(ids)
             if st["use_time"]:
                 tp = st["times"][nt]
-                node_time[nt] = torch.cat(tp) if tp else torch.empty(0, dtype=torch.long)
+                node_time[nt] = torch.from_numpy(np.concatenate(tp) if tp else np.empty(0, dtype=np.int64))
             else:
                 node_time[nt] = None
-            m = torch.full((n,), -1, dtype=torch.long)
-            m[node_ids[nt]] = torch.arange(node_ids[nt].numel())
+            m = np.full(n, -1, dtype=np.int64)
+            m[ids] = np.arange(ids.size, dtype=np.int64)
             local[nt] = m
         edges = {}
-        for et, (rowptr, col) in self.csr.items():
+        for et, (rowptr, col) in self._csr_np.items():
             s, _, d = et
-            src = node_ids[s]
-            nbr, owner, _ = csr_neighbors(rowptr, col, src)
-            dl = local[d][nbr]
+            pos, deg = _gather_positions(rowptr, node_ids[s].numpy())
+            dl = local[d][col[pos]]
             keep = dl >= 0
-            edges[et] = torch.stack([owner[keep], dl[keep]])
+            owner = np.repeat(np.arange(deg.size, dtype=np.int64), deg)
+            edges[et] = torch.from_numpy(np.stack([owner[keep], dl[keep]]))
         return SampledSubgraph(node_ids, node_time, edges, target_type,
                                torch.arange(target_ids.numel()),
                                info={"time_threshold": threshold})
