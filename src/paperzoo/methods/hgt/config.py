@@ -20,6 +20,12 @@ class HGTConfig:
     split_seed: int = 0
     """Seed of the dataset's stratified split where none ships (and of the synthetic graph); kept
     fixed while ``seed`` varies, so that seeds differ only in the model's randomness."""
+    task: Literal["node", "link"] = "node"
+    """``node``: classify the labelled node type. ``link``: predict links with the dataset's own
+    labelled pairs (AMiner only: see ``link_type``)."""
+    link_type: Literal["collab", "cite"] = "collab"
+    """Link task on AMiner (HetGNN's files): ``collab`` = author-author collaboration
+    (``a_a_list_*``), ``cite`` = author-paper citation (``a_p_cite_list_*``)."""
     model: Literal["hgt", "rgcn", "gcn", "gat", "mlp"] = "hgt"
     """Encoder: HGT, or a baseline in the same harness (R-GCN, homogeneous GCN / GAT with node and
     edge types ignored, MLP on each node's own input)."""

@@ -188,6 +188,10 @@ def run(cfg: HGTConfig, run_dir: RunDir) -> RunResult:
     """Train with early stopping on the validation ``select_metric``, then score the best model
     on valid and test. Resumes from ``run_dir``'s last checkpoint exactly (model, optimizer,
     scheduler, every RNG stream, history and early-stopping state)."""
+    if cfg.task == "link":
+        from paperzoo.methods.hgt import linkpred
+
+        return linkpred.run(cfg, run_dir)
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     generator = seedlib.seed_everything(cfg.seed)
@@ -274,4 +278,8 @@ def evaluate_model(run_dir: RunDir, graph: HeteroGraph, cfg: HGTConfig,
 def evaluate(run_dir: RunDir) -> Dict[str, float]:
     """``paperzoo eval``: rebuild the graph and model from the run's config, score its best model."""
     cfg = run_dir.config
+    if cfg.task == "link":
+        from paperzoo.methods.hgt import linkpred
+
+        return linkpred.evaluate(run_dir)
     return evaluate_model(run_dir, load_graph(cfg, run_dir.data_root), cfg)
