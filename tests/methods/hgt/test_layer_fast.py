@@ -116,3 +116,28 @@ def test_extreme_logits_are_stable():
     for k in out:
         assert torch.isfinite(out[k]).all()
         torch.testing.assert_close(out[k], ref[k], rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("rte", [False, True])
+def test_chunked_edge_kernels_across_chunk_boundaries(monkeypatch, rte):
+    import paperzoo.methods.hgt.layer as layer_mod
+
+    monkeypatch.setattr(layer_mod, "_EDGE_CHUNK", 7)  # many chunks, ragged last one
+    x, edges, times = _data(seed=6)
+    layer = _layer(use_rte=rte, dropout=0.0, max_time=40)
+    _assert_same(layer, x, edges, times if rte else None)
+
+
+def test_only_some_inputs_require_grad():
+    x, edges, times = _data(seed=7)
+    layer = _layer(use_rte=True, dropout=0.0, max_time=40)
+    for p in layer.parameters():
+        p.requires_grad_(False)
+    layer.w_msg.requires_grad_(True)
+    out = layer(x, edges, times)
+    sum(o.sum() for o in out.values()).backward()
+    ref_grad = layer.w_msg.grad.clone()
+    layer.w_msg.grad = None
+    out = layer._forward_reference(x, edges, times)
+    sum(o.sum() for o in out.values()).backward()
+    torch.testing.assert_close(ref_grad, layer.w_msg.grad, rtol=1e-10, atol=1e-10)

@@ -130,6 +130,109 @@ def _cat(tensors: List[Tensor]) -> Tensor:
     return tensors[0] if len(tensors) == 1 else torch.cat(tensors)
 
 
+# Edges are processed in chunks of this many: per-edge temporaries (chunk x out_dim) stay small
+# and are reused by the allocator, instead of several (E x out_dim) tensors per step whose fresh
+# pages cost more than the arithmetic on them.
+_EDGE_CHUNK = 16384
+
+
+def _gather_rows(table: Tensor, index: Tensor, extra: Optional[Tensor], extra_index: Optional[Tensor],
+                 lo: int, hi: int) -> Tensor:
+    """``table[index[lo:hi]] (+ extra[extra_index[lo:hi]])``: a new (hi - lo, C) tensor."""
+    rows = table.index_select(0, index[lo:hi])
+    if extra is not None:
+        rows += extra.index_select(0, extra_index[lo:hi])
+    return rows
+
+
+def _scatter_rows(grads: List[Optional[Tensor]], indices: List[Optional[Tensor]], rows: Tensor,
+                  lo: int, hi: int) -> None:
+    for g, i in zip(grads, indices):
+        if g is not None:
+            g.index_add_(0, i[lo:hi], rows)
+
+
+class _EdgeDot(torch.autograd.Function):
+    """``out[e, h] = <K_e^h, Q[dst_e]^h>`` with ``K_e = k[src_e] (+ rk[tix_e])``, per head,
+    computed and differentiated chunk by chunk (no (E, C) tensor is kept)."""
+
+    @staticmethod
+    def forward(ctx, heads: int, q: Tensor, dst: Tensor, k: Tensor, src: Tensor,
+                rk: Optional[Tensor], tix: Optional[Tensor]) -> Tensor:
+        E, C = dst.numel(), q.size(1)
+        out = q.new_empty(E, heads)
+        for lo in range(0, E, _EDGE_CHUNK):
+            hi = min(lo + _EDGE_CHUNK, E)
+            kk = _gather_rows(k, src, rk, tix, lo, hi)
+            kk *= q.index_select(0, dst[lo:hi])
+            torch.sum(kk.view(hi - lo, heads, C // heads), -1, out=out[lo:hi])
+        ctx.heads = heads
+        ctx.save_for_backward(q, dst, k, src, rk, tix)
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, g: Tensor):
+        q, dst, k, src, rk, tix = ctx.saved_tensors
+        H = ctx.heads
+        E, C = dst.numel(), q.size(1)
+        need_q, need_k, need_rk = ctx.needs_input_grad[1], ctx.needs_input_grad[3], ctx.needs_input_grad[5]
+        gq = torch.zeros_like(q) if need_q else None
+        gk = torch.zeros_like(k) if need_k else None
+        grk = torch.zeros_like(rk) if (need_rk and rk is not None) else None
+        for lo in range(0, E, _EDGE_CHUNK):
+            hi = min(lo + _EDGE_CHUNK, E)
+            gg = g[lo:hi].unsqueeze(-1)
+            if gk is not None or grk is not None:
+                t = q.index_select(0, dst[lo:hi])
+                t.view(hi - lo, H, C // H).mul_(gg)
+                _scatter_rows([gk, grk], [src, tix], t, lo, hi)
+            if gq is not None:
+                t = _gather_rows(k, src, rk, tix, lo, hi)
+                t.view(hi - lo, H, C // H).mul_(gg)
+                gq.index_add_(0, dst[lo:hi], t)
+        return None, gq, None, gk, None, grk, None
+
+
+class _EdgeAggregate(torch.autograd.Function):
+    """``out[t, h] = sum_{e: dst_e = t} w[e, h] V_e^h`` with ``V_e = v[src_e] (+ rv[tix_e])``,
+    computed and differentiated chunk by chunk. ``out`` has shape (num_dst, C)."""
+
+    @staticmethod
+    def forward(ctx, num_dst: int, w: Tensor, dst: Tensor, v: Tensor, src: Tensor,
+                rv: Optional[Tensor], tix: Optional[Tensor]) -> Tensor:
+        E, H, C = dst.numel(), w.size(1), v.size(1)
+        out = v.new_zeros(num_dst, C)
+        for lo in range(0, E, _EDGE_CHUNK):
+            hi = min(lo + _EDGE_CHUNK, E)
+            vv = _gather_rows(v, src, rv, tix, lo, hi)
+            vv.view(hi - lo, H, C // H).mul_(w[lo:hi].unsqueeze(-1))
+            out.index_add_(0, dst[lo:hi], vv)
+        ctx.save_for_backward(w, dst, v, src, rv, tix)
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, g: Tensor):
+        w, dst, v, src, rv, tix = ctx.saved_tensors
+        E, H, C = dst.numel(), w.size(1), v.size(1)
+        need_w, need_v, need_rv = ctx.needs_input_grad[1], ctx.needs_input_grad[3], ctx.needs_input_grad[5]
+        gw = torch.empty_like(w) if need_w else None
+        gv = torch.zeros_like(v) if need_v else None
+        grv = torch.zeros_like(rv) if (need_rv and rv is not None) else None
+        for lo in range(0, E, _EDGE_CHUNK):
+            hi = min(lo + _EDGE_CHUNK, E)
+            gg = g.index_select(0, dst[lo:hi])
+            if gw is not None:
+                vv = _gather_rows(v, src, rv, tix, lo, hi)
+                vv *= gg
+                torch.sum(vv.view(hi - lo, H, C // H), -1, out=gw[lo:hi])
+            if gv is not None or grv is not None:
+                gg.view(hi - lo, H, C // H).mul_(w[lo:hi].unsqueeze(-1))
+                _scatter_rows([gv, grv], [src, tix], gg, lo, hi)
+        return None, gw, None, gv, None, grv, None
+
+
 def _glorot_(t: Tensor) -> None:
     """Uniform in ±sqrt(6 / (fan_in + fan_out)) over the last two dims (PyG's / pyHGT's ``glorot``)."""
     bound = math.sqrt(6.0 / (t.size(-2) + t.size(-1)))
@@ -415,19 +518,15 @@ class HGTLayer(nn.Module):
                         rv_tabs.append(rv)
                         rte_idx.append(tix + slot * self.max_time)
                 dst, src = _cat(dst_idx), _cat(src_idx)
-                k = _cat(k_tabs).index_select(0, src)
-                v = _cat(v_tabs).index_select(0, src)
+                rk = rv = tix = None
                 if rte_on:
-                    tix = _cat(rte_idx)
-                    k = k + _cat(rk_tabs).index_select(0, tix)
-                    v = v + _cat(rv_tabs).index_select(0, tix)
-                q = q_nodes[nt].index_select(0, dst)
-                logit = (k * q).view(-1, H, D).sum(-1)  # (E, H)
+                    rk, rv, tix = _cat(rk_tabs), _cat(rv_tabs), _cat(rte_idx)
+                logit = _EdgeDot.apply(H, q_nodes[nt], dst, _cat(k_tabs), src, rk, tix)  # (E, H)
                 seg_max = logit.new_zeros(n, H).scatter_reduce(
                     0, dst.unsqueeze(1).expand(-1, H), logit.detach(), reduce="amax", include_self=False)
                 ex = (logit - seg_max.index_select(0, dst)).exp()
                 den = logit.new_zeros(n, H).index_add(0, dst, ex)
-                num = logit.new_zeros(n, H, D).index_add(0, dst, v.view(-1, H, D) * ex.unsqueeze(-1))
+                num = _EdgeAggregate.apply(n, ex, dst, _cat(v_tabs), src, rv, tix).view(n, H, D)
                 den = torch.where(den > 0, den, torch.ones_like(den))  # nodes with no incoming edge
                 agg = (num / den.unsqueeze(-1)).reshape(n, HD)
                 if return_attention:
