@@ -629,3 +629,201 @@ def synthetic_temporal(num_papers: int = 300, num_authors: int | None = None, nu
         info={"split": f"seeded ({seed}) stratified 60/20/20", "era_boundary": middle},
     )
     return g.validate()
+
+
+# ----------------------------------------------------------------------------- link prediction
+# HetGNN's labelled link files (``data/academic``): file stem, source node type, target node type.
+# Measured on the shared data root (every file is ``src, dst, label`` with ", " separators, exactly
+# balanced 1:1 positives:negatives):
+#   a_a_list_train  194,282 pairs (97,141 positive), a_a_list_test  27,862 (13,931 positive);
+#   a_p_cite_list_train 90,508 (45,254 positive), a_p_cite_list_test 62,954 (31,477 positive).
+# Train positives are exactly the co-author (resp. author-cites-paper) pairs of the train-period
+# papers (p_a_list_train, years 2006-2011), listed in both orders for a_a; test positives are NEW
+# pairs formed by the test-period papers (2012-2015): none of them is a train-period co-author
+# (resp. citation) pair, and both ends of every test positive are authors of train-period papers
+# (cited papers are all train-period). The negatives are drawn from all nodes: about 30 % of the
+# a_a negatives (train and test alike) involve an author without any train-period paper, and about
+# 37 % of the a_p_cite negatives a test-period paper, so "has no train-period edge" alone marks a
+# negative (see the HGT README's link-prediction notes).
+AMINER_LINK_FILES = {"collab": ("a_a_list", "author", "author"),
+                     "cite": ("a_p_cite_list", "author", "paper")}
+
+
+@dataclass
+class LinkPairs:
+    """Labelled node pairs for link prediction.
+
+    Attributes
+    ----------
+    name: task name (e.g. ``aminer-collab``).
+    src_type, dst_type: node types of the pairs' two ends (ids local to each type).
+    pairs: ``split -> LongTensor (N, 3)`` with columns source id, target id, label (1 = link, 0 = not),
+        in file order (duplicates and both orders of a symmetric pair are kept as listed).
+    split_time: the last time (year) of the training period: the message graph may hold nothing
+        later (see :func:`time_slice`); None where the split is not temporal.
+    info: free-form notes (source files, counts).
+    """
+
+    name: str
+    src_type: str
+    dst_type: str
+    pairs: dict[str, torch.Tensor]
+    split_time: int | None = None
+    info: dict = field(default_factory=dict)
+
+    def summary(self) -> str:
+        parts = [f"{s} {len(p)} ({int(p[:, 2].sum())} positive)" for s, p in self.pairs.items()]
+        cut = f", train period <= {self.split_time}" if self.split_time is not None else ""
+        return f"{self.name}: {self.src_type}-{self.dst_type} pairs: " + " / ".join(parts) + cut
+
+
+def read_labelled_pairs(path: str | os.PathLike, sep: str | None = ",",
+                        num_src: int | None = None, num_dst: int | None = None) -> list[tuple[int, int, int]]:
+    """``src<sep>dst<sep>label`` per line, label 0 or 1; ids checked against ``num_src``/``num_dst``
+    when given. Errors name ``file:line``."""
+    path = Path(path)
+    out = []
+    for lineno, line in _lines(path):
+        parts = line.split(sep)
+        if len(parts) != 3:
+            raise HeteroFormatError(f"{path}:{lineno}: expected 3 fields 'src{sep or ' '}dst{sep or ' '}label' "
+                                    f"separated by {sep or 'whitespace'!r}, got {len(parts)}: {line[:120]!r}")
+        src = _int(parts[0], path, lineno, line, "source id")
+        dst = _int(parts[1], path, lineno, line, "target id")
+        label = _int(parts[2], path, lineno, line, "label")
+        if label not in (0, 1):
+            raise HeteroFormatError(f"{path}:{lineno}: label must be 0 or 1, got {label} in {line[:120]!r}")
+        for value, limit, what in ((src, num_src, "source"), (dst, num_dst, "target")):
+            if value < 0 or (limit is not None and value >= limit):
+                bound = f"[0, {limit})" if limit is not None else ">= 0"
+                raise HeteroFormatError(f"{path}:{lineno}: {what} id {value} is outside {bound} "
+                                        f"in {line[:120]!r}")
+        out.append((src, dst, label))
+    return out
+
+
+def aminer_split_year(folder: str | os.PathLike) -> int:
+    """The last paper year of HetGNN's train period: papers of ``p_a_list_train.txt`` must all be
+    older than those of ``p_a_list_test.txt`` (checked); returns the newest train-paper year."""
+    folder = Path(folder)
+    years = {p: 2005 + t for p, t in read_pairs(folder / "p_time.txt", sep=None)}
+    span = {}
+    for split in ("train", "test"):
+        f = folder / f"p_a_list_{split}.txt"
+        papers = list(read_id_lists(f))
+        missing = [p for p in papers if p not in years]
+        if missing:
+            raise HeteroFormatError(f"{f}: papers {missing[:5]} have no year in p_time.txt")
+        span[split] = (min(years[p] for p in papers), max(years[p] for p in papers))
+    if span["train"][1] >= span["test"][0]:
+        raise HeteroFormatError(f"{folder}: train papers (years {span['train']}) and test papers "
+                                f"(years {span['test']}) are not split by time")
+    return span["train"][1]
+
+
+def load_aminer_links(folder: str | os.PathLike, link_type: str = "collab",
+                      num_nodes: dict[str, int] | None = None) -> LinkPairs:
+    """HetGNN's labelled link pairs of AMiner (``collab``: ``a_a_list_{train,test}.txt``,
+    ``cite``: ``a_p_cite_list_{train,test}.txt``), with the dataset's own train/test split and its
+    split year (see ``AMINER_LINK_FILES`` above for what the files hold). ``num_nodes`` (the
+    graph's node counts) makes out-of-range ids an error naming the file and line."""
+    if link_type not in AMINER_LINK_FILES:
+        raise KeyError(f"unknown AMiner link type {link_type!r}; known: {', '.join(AMINER_LINK_FILES)}")
+    folder = Path(folder)
+    stem, src_type, dst_type = AMINER_LINK_FILES[link_type]
+    num_nodes = num_nodes or {}
+    pairs = {}
+    for split in ("train", "test"):
+        rows = read_labelled_pairs(folder / f"{stem}_{split}.txt", ",", num_nodes.get(src_type),
+                                   num_nodes.get(dst_type))
+        pairs[split] = (torch.tensor(rows, dtype=torch.long) if rows
+                        else torch.empty(0, 3, dtype=torch.long))
+    return LinkPairs(name=f"aminer-{link_type}", src_type=src_type, dst_type=dst_type, pairs=pairs,
+                     split_time=aminer_split_year(folder),
+                     info={"source": str(folder), "files": f"{stem}_{{train,test}}.txt"})
+
+
+def time_slice(graph: HeteroGraph, until: int) -> HeteroGraph:
+    """The graph as it stood at time ``until``: an edge is kept iff every timed end of it has time
+    ``<= until`` (untimed ends do not restrict it). All nodes stay (ids stay aligned with pair
+    files), so later nodes become isolated; their times are clamped to ``until`` so that no time
+    after ``until`` reaches a model either. Labels and node splits are dropped (the slice is a
+    message graph, not a node-classification dataset)."""
+    keep_edges = {}
+    for (s, r, d), e in graph.edges.items():
+        keep = torch.ones(e.size(1), dtype=torch.bool)
+        for row, nt in ((0, s), (1, d)):
+            if nt in graph.node_time:
+                keep &= graph.node_time[nt][e[row]] <= until
+        keep_edges[(s, r, d)] = e[:, keep]
+    times = {nt: t.clamp(max=until) for nt, t in graph.node_time.items()}
+    info = dict(graph.info, time_slice=f"edges with every timed end <= {until}; later nodes isolated, "
+                                       f"times clamped to {until}")
+    return HeteroGraph(f"{graph.name}<={until}", dict(graph.num_nodes), keep_edges, times, {}, {},
+                       info).validate()
+
+
+def link_pairs_from_graph(graph: HeteroGraph, link_type: str, until: int,
+                          seed: int = 0) -> LinkPairs:
+    """HetGNN-style labelled pairs built from a timed academic graph (paper/author/...):
+    ``collab``: (author, author) co-authors of a paper; ``cite``: (author, paper) where a paper of
+    the author cites the paper. Train positives come from papers of time ``<= until``; test
+    positives are the pairs first formed by later papers. Each positive of a split is matched by
+    one negative: a random pair that is never positive in either period (seeded). Collaboration
+    pairs are listed once (smaller id first). Used for the synthetic link task."""
+    if link_type not in AMINER_LINK_FILES:
+        raise KeyError(f"unknown link type {link_type!r}; known: {', '.join(AMINER_LINK_FILES)}")
+    _, src_type, dst_type = AMINER_LINK_FILES[link_type]
+    year = graph.node_time["paper"]
+    writes = graph.edges[("author", "writes", "paper")]
+    authors_of: dict[int, list[int]] = {}
+    for a, p in writes.t().tolist():
+        authors_of.setdefault(p, []).append(a)
+    formed: dict[tuple[int, int], int] = {}  # pair -> first time it is formed
+    if link_type == "collab":
+        for p, authors in authors_of.items():
+            for a in authors:
+                for b in authors:
+                    if a < b:
+                        key = (a, b)
+                        formed[key] = min(formed.get(key, 10 ** 9), int(year[p]))
+    else:
+        for p, q in graph.edges[("paper", "cites", "paper")].t().tolist():
+            for a in authors_of.get(p, []):
+                formed[(a, q)] = min(formed.get((a, q), 10 ** 9), int(year[p]))
+    positives = {"train": sorted(k for k, t in formed.items() if t <= until),
+                 "test": sorted(k for k, t in formed.items() if t > until)}
+    gen = torch.Generator().manual_seed(seed)
+    n_src, n_dst = graph.num_nodes[src_type], graph.num_nodes[dst_type]
+    taken = set(formed)
+    pairs = {}
+    for split, pos in positives.items():
+        neg = []
+        while len(neg) < len(pos):
+            a = int(torch.randint(0, n_src, (1,), generator=gen))
+            b = int(torch.randint(0, n_dst, (1,), generator=gen))
+            if link_type == "collab":
+                if a == b:
+                    continue
+                a, b = min(a, b), max(a, b)
+            if (a, b) in taken:
+                continue
+            taken.add((a, b))
+            neg.append((a, b))
+        rows = [(a, b, 1) for a, b in pos] + [(a, b, 0) for a, b in neg]
+        pairs[split] = (torch.tensor(rows, dtype=torch.long) if rows
+                        else torch.empty(0, 3, dtype=torch.long))
+    return LinkPairs(name=f"{graph.name}-{link_type}", src_type=src_type, dst_type=dst_type,
+                     pairs=pairs, split_time=until,
+                     info={"negatives": f"one random never-linked pair per positive (seed {seed})"})
+
+
+def synthetic_links(num_papers: int = 300, link_type: str = "collab", seed: int = 0,
+                    authors_per_paper: int = 3) -> tuple[HeteroGraph, LinkPairs]:
+    """A small temporal link-prediction task: :func:`synthetic_temporal` (authors mostly write
+    papers of their home topic, so future co-authors and cited papers are predictable from the
+    neighbourhood) and :func:`link_pairs_from_graph` with the split at the middle of its period
+    (train = papers up to the year before the era boundary). Deterministic under ``seed``."""
+    g = synthetic_temporal(num_papers=num_papers, authors_per_paper=authors_per_paper, seed=seed)
+    until = int(g.info["era_boundary"]) - 1
+    return g, link_pairs_from_graph(g, link_type, until, seed=seed)
