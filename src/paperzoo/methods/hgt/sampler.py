@@ -195,11 +195,19 @@ class HGSampler:
         self.csr: dict[EdgeType, tuple[Tensor, Tensor]] = {}
         self.out_types: dict[str, list[EdgeType]] = {nt: [] for nt in self.num_nodes}
         self._csr_np: dict[EdgeType, tuple[np.ndarray, np.ndarray]] = {}
+        self._rev_csr_np: dict[EdgeType, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         for et, e in graph.edges.items():
             rowptr, col = build_csr(e.long(), self.num_nodes[et[0]])
             self.csr[et] = (rowptr, col)
             self._csr_np[et] = (rowptr.numpy(), col.numpy())
             self.out_types[et[0]].append(et)
+            # the same edges grouped by destination: (rowptr, source id, position in the source CSR)
+            dst_rowptr, by_dst = build_csr(torch.stack([col, torch.arange(col.numel())]),
+                                           self.num_nodes[et[2]])
+            pos = by_dst.numpy()
+            src_of_pos = np.repeat(np.arange(self.num_nodes[et[0]], dtype=np.int64),
+                                   np.diff(rowptr.numpy()))
+            self._rev_csr_np[et] = (dst_rowptr.numpy(), src_of_pos[pos], pos)
         # merged budget CSR per (source type, destination type): rowptr, col, weight per entry
         self._budget_csr: dict[str, list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]] = {}
         for s in self.num_nodes:
@@ -267,9 +275,10 @@ class HGSampler:
         if target_type not in self.num_nodes:
             raise KeyError(f"unknown node type {target_type!r}")
         ids = torch.as_tensor(target_ids, dtype=torch.long).flatten()
-        if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= self.num_nodes[target_type]):
+        ids_np = ids.numpy().copy()
+        if ids_np.size and (int(ids_np.min()) < 0 or int(ids_np.max()) >= self.num_nodes[target_type]):
             raise ValueError(f"target ids outside [0, {self.num_nodes[target_type]})")
-        if torch.unique(ids).numel() != ids.numel():
+        if np.unique(ids_np).size != ids_np.size:
             raise ValueError("target ids must be distinct")
         if target_times is None and target_type in self.node_time:
             target_times = self.node_time[target_type][ids]
@@ -281,7 +290,6 @@ class HGSampler:
         threshold = (int(target_times.max()) if self.time_aware and use_time and ids.numel()
                      else None)
         st = self._new_state(use_time)
-        ids_np = ids.numpy().copy()
         times_np = target_times.numpy().copy() if use_time else None
         self._add(st, target_type, ids_np, times_np)
         self._expand(st, target_type, ids_np, times_np, threshold)
@@ -338,13 +346,28 @@ class HGSampler:
             m[ids] = np.arange(ids.size, dtype=np.int64)
             local[nt] = m
         edges = {}
+        ids_np = {nt: t.numpy() for nt, t in node_ids.items()}
         for et, (rowptr, col) in self._csr_np.items():
             s, _, d = et
-            pos, deg = _gather_positions(rowptr, node_ids[s].numpy())
-            dl = local[d][col[pos]]
-            keep = dl >= 0
-            owner = np.repeat(np.arange(deg.size, dtype=np.int64), deg)
-            edges[et] = torch.from_numpy(np.stack([owner[keep], dl[keep]]))
+            src, dst = ids_np[s], ids_np[d]
+            rev_rowptr, rev_src, rev_pos = self._rev_csr_np[et]
+            if int((rowptr[src + 1] - rowptr[src]).sum()) <= int((rev_rowptr[dst + 1] - rev_rowptr[dst]).sum()):
+                # walk the out-edges of the sampled sources: already in the output order
+                pos, deg = _gather_positions(rowptr, src)
+                dl = local[d][col[pos]]
+                keep = dl >= 0
+                owner = np.repeat(np.arange(deg.size, dtype=np.int64), deg)
+                edges[et] = torch.from_numpy(np.stack([owner[keep], dl[keep]]))
+            else:
+                # walk the in-edges of the sampled destinations (fewer), then restore the order of
+                # the branch above: by source position in the subgraph, then by source CSR position
+                rpos, deg = _gather_positions(rev_rowptr, dst)
+                sl = local[s][rev_src[rpos]]
+                keep = sl >= 0
+                dl = np.repeat(np.arange(deg.size, dtype=np.int64), deg)[keep]
+                sl = sl[keep]
+                order = np.lexsort((rev_pos[rpos][keep], sl))
+                edges[et] = torch.from_numpy(np.stack([sl[order], dl[order]]))
         return SampledSubgraph(node_ids, node_time, edges, target_type,
                                torch.arange(target_ids.numel()),
                                info={"time_threshold": threshold})
