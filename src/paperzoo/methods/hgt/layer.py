@@ -133,7 +133,7 @@ def _cat(tensors: List[Tensor]) -> Tensor:
 # Edges are processed in chunks of this many: per-edge temporaries (chunk x out_dim) stay small
 # and are reused by the allocator, instead of several (E x out_dim) tensors per step whose fresh
 # pages cost more than the arithmetic on them.
-_EDGE_CHUNK = 16384
+_EDGE_CHUNK = 65536
 
 
 def _gather_rows(table: Tensor, index: Tensor, extra: Optional[Tensor], extra_index: Optional[Tensor],
