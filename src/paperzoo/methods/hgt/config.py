@@ -41,7 +41,11 @@ class HGTConfig:
     dropout: float = 0.2
     """Dropout on the inputs and inside every layer (official HGT: 0.2)."""
     use_norm: bool = True
-    """LayerNorm per node type at the end of each HGT layer (official code: on)."""
+    """LayerNorm per node type at the end of every HGT layer but the last (official ``prev_norm``)."""
+    last_norm: bool = False
+    """LayerNorm at the end of the last HGT layer (official ``last_norm``)."""
+    self_loops: bool = True
+    """Add a ``self`` relation per node type, so each node attends to itself too (official code)."""
     use_rte: bool = True
     """Relative temporal encoding in HGT (only has an effect on graphs with node times)."""
     max_time: int = 240
@@ -112,7 +116,7 @@ PRESETS = {
     ),
     "paper_acm": Preset(
         "paper_acm",
-        HGTConfig(dataset="acm", features="both", epochs=300, patience=50),
+        HGTConfig(dataset="acm", features="both", epochs=200, patience=30),
         "ACM, learnable embeddings plus structural features",
         dataset="acm",
         paper=_hgb(91.12 / 100, 91.00 / 100,
@@ -120,7 +124,7 @@ PRESETS = {
     ),
     "paper_imdb": Preset(
         "paper_imdb",
-        HGTConfig(dataset="imdb", features="both", epochs=300, patience=50),
+        HGTConfig(dataset="imdb", features="both", epochs=200, patience=30),
         "IMDB movie genre (Action/Comedy/Drama, MAGNN's task), movie years for RTE",
         dataset="imdb",
         paper=_hgb(63.00 / 100, 67.20 / 100,
@@ -129,7 +133,7 @@ PRESETS = {
     ),
     "paper_aminer": Preset(
         "paper_aminer",
-        HGTConfig(dataset="aminer", features="both", epochs=300, patience=50),
+        HGTConfig(dataset="aminer", features="both", epochs=200, patience=30),
         "AMiner author area (HetGNN's split), paper years 2006-2015 for RTE, full batch",
         dataset="aminer",
     ),

@@ -99,19 +99,37 @@ class NodeInputs(nn.Module):
 
 # --------------------------------------------------------------------------------- encoders
 class HGTEncoder(nn.Module):
-    """A stack of :class:`HGTLayer` (hidden -> hidden, so every layer has its skip gate)."""
+    """A stack of :class:`HGTLayer` (hidden -> hidden, so every layer has its skip gate).
+
+    As in the official code: ``self_loops`` adds a ``(t, "self", t)`` relation for every node type
+    (each node attends to itself with its own ``W_att``/``W_msg``/``mu``, next to its neighbours);
+    ``use_norm`` is the LayerNorm of every layer but the last (official ``prev_norm``) and
+    ``last_norm`` that of the last layer.
+    """
+
+    SELF = "self"
 
     def __init__(self, node_types, edge_types, hidden: int, heads: int, layers: int,
-                 dropout: float, use_norm: bool = True, use_rte: bool = True, max_time: int = 240):
+                 dropout: float, use_norm: bool = True, use_rte: bool = True, max_time: int = 240,
+                 self_loops: bool = True, last_norm: bool = False):
         super().__init__()
-        self.use_rte = use_rte
+        self.use_rte, self.self_loops = use_rte, self_loops
+        edge_types = [tuple(e) for e in edge_types]
+        if self_loops:
+            edge_types += [(nt, self.SELF, nt) for nt in node_types]
         self.layers = nn.ModuleList(
             HGTLayer(hidden, hidden, node_types, edge_types, heads, dropout=dropout,
-                     use_norm=use_norm, use_rte=use_rte, max_time=max_time)
-            for _ in range(layers))
+                     use_norm=use_norm if i < layers - 1 else last_norm, use_rte=use_rte,
+                     max_time=max_time)
+            for i in range(layers))
 
     def forward(self, x_dict, edge_index_dict, time_dict=None):
         t = time_dict if self.use_rte else None
+        if self.self_loops:
+            edge_index_dict = dict(edge_index_dict)
+            for nt, x in x_dict.items():
+                loop = torch.arange(x.size(0), device=x.device)
+                edge_index_dict[(nt, self.SELF, nt)] = torch.stack([loop, loop])
         for layer in self.layers:
             x_dict = layer(x_dict, edge_index_dict, t)
         return x_dict
@@ -247,9 +265,11 @@ class MLPEncoder(nn.Module):
 
 def build_encoder(model: str, node_types: Sequence[str], edge_types: Sequence[EdgeType], *,
                   hidden: int, heads: int, layers: int, dropout: float, use_norm: bool = True,
-                  use_rte: bool = True, max_time: int = 240) -> nn.Module:
+                  use_rte: bool = True, max_time: int = 240, self_loops: bool = True,
+                  last_norm: bool = False) -> nn.Module:
     if model == "hgt":
-        return HGTEncoder(node_types, edge_types, hidden, heads, layers, dropout, use_norm, use_rte, max_time)
+        return HGTEncoder(node_types, edge_types, hidden, heads, layers, dropout, use_norm, use_rte,
+                          max_time, self_loops, last_norm)
     if model == "rgcn":
         return RGCNEncoder(node_types, edge_types, hidden, layers, dropout)
     if model == "gcn":

@@ -69,7 +69,8 @@ def build_model(cfg: HGTConfig, graph: HeteroGraph) -> NodeClassifier:
     inputs = NodeInputs(graph.num_nodes, cfg.hidden, cfg.features, struct, cfg.dropout)
     encoder = build_encoder(cfg.model, graph.node_types, graph.edge_types, hidden=cfg.hidden,
                             heads=cfg.heads, layers=cfg.layers, dropout=cfg.dropout,
-                            use_norm=cfg.use_norm, use_rte=cfg.use_rte, max_time=cfg.max_time)
+                            use_norm=cfg.use_norm, use_rte=cfg.use_rte, max_time=cfg.max_time,
+                            self_loops=cfg.self_loops, last_norm=cfg.last_norm)
     return NodeClassifier(inputs, encoder, cfg.hidden, graph.num_classes, graph.target)
 
 
