@@ -102,6 +102,11 @@ def test_node_inputs_features_and_errors():
     full, part = inputs(), inputs(ids)
     for nt in g.node_types:
         torch.testing.assert_close(part[nt], full[nt][: ids[nt].numel()])
+    # the labelled type can be kept off learnable vectors: structural features only
+    no_emb = NodeInputs(g.num_nodes, 8, "embedding", s, dropout=0.0, no_embedding=("paper",))
+    assert "paper" not in no_emb.emb and "author" in no_emb.emb
+    assert no_emb.adapt["paper"].in_features == s["paper"].size(1)
+    assert no_emb()["paper"].shape == (g.num_nodes["paper"], 8)
     with pytest.raises(ValueError, match="structural"):
         NodeInputs(g.num_nodes, 8, "structural", None)
     with pytest.raises(ValueError, match="features"):

@@ -33,7 +33,7 @@ SPEC = MethodSpec(
     run=run,
     evaluate=evaluate,
     headline="test/macro_f1",
-    table_metrics=("accuracy", "macro_f1", "micro_f1"),
+    table_metrics=("accuracy", "macro_f1", "micro_f1", "auc", "f1"),
     variant_fields=("model", "use_rte", "features"),
 )
 

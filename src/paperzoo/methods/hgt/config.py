@@ -32,6 +32,10 @@ class HGTConfig:
     features: Literal["embedding", "structural", "both"] = "embedding"
     """Node inputs (no dataset here has text features): a learnable vector per node, fixed
     structural features (log degrees per edge type, scaled year), or both."""
+    target_embedding: bool = True
+    """Give the labelled node type learnable per-node vectors too. False: it gets structural
+    features only, so that test targets are not represented by vectors that no loss trained
+    (they would otherwise enter every model through its self/skip path and the attention query)."""
     hidden: int = 64
     """Hidden size of every layer (and of the learnable node embeddings)."""
     heads: int = 4

@@ -41,7 +41,6 @@ i.e. the Mann-Whitney U statistic), ``f1`` / ``accuracy`` at probability 0.5, ``
 """
 from __future__ import annotations
 
-import inspect
 import logging
 import math
 import time
@@ -60,8 +59,8 @@ from paperzoo.data import catalog, hetero
 from paperzoo.data.hetero import HeteroGraph, LinkPairs
 from paperzoo.data.roots import locate
 from paperzoo.methods.hgt.config import HGTConfig
-from paperzoo.methods.hgt.model import NodeInputs, build_encoder, structural_features
-from paperzoo.methods.hgt.run import _rss_mib, full_time_dict
+from paperzoo.methods.hgt.model import NodeInputs
+from paperzoo.methods.hgt.run import _rss_mib, build_inputs_and_encoder, full_time_dict
 
 log = logging.getLogger(__name__)
 VALID_FRACTION = 0.1
@@ -158,25 +157,8 @@ class LinkPredictor(nn.Module):
         return self.score(self.embed(edge_index_dict, time_dict), src, dst)
 
 
-def _extra_encoder_options(cfg: HGTConfig) -> Dict[str, object]:
-    """Encoder options beyond the common ones (e.g. HGT's ``self_loops`` / ``last_norm``) that both
-    this config and ``build_encoder`` know, so that link runs follow the same encoder settings as
-    node classification."""
-    known = inspect.signature(build_encoder).parameters
-    skip = {"model", "node_types", "edge_types", "hidden", "heads", "layers", "dropout", "use_norm",
-            "use_rte", "max_time"}
-    return {name: getattr(cfg, name) for name in known
-            if name not in skip and hasattr(cfg, name)}
-
-
 def build_model(cfg: HGTConfig, task: LinkTask) -> LinkPredictor:
-    g = task.graph
-    struct = structural_features(g) if cfg.features != "embedding" else None
-    inputs = NodeInputs(g.num_nodes, cfg.hidden, cfg.features, struct, cfg.dropout)
-    encoder = build_encoder(cfg.model, g.node_types, g.edge_types, hidden=cfg.hidden,
-                            heads=cfg.heads, layers=cfg.layers, dropout=cfg.dropout,
-                            use_norm=cfg.use_norm, use_rte=cfg.use_rte, max_time=cfg.max_time,
-                            **_extra_encoder_options(cfg))
+    inputs, encoder = build_inputs_and_encoder(cfg, task.graph)
     return LinkPredictor(inputs, encoder, cfg.hidden, task.src_type, task.dst_type)
 
 

@@ -58,23 +58,29 @@ class NodeInputs(nn.Module):
     """Input layer shared by every model: features (see module docstring) -> hidden, per type."""
 
     def __init__(self, num_nodes: Dict[str, int], hidden: int, features: str = "embedding",
-                 structural: Optional[Dict[str, Tensor]] = None, dropout: float = 0.2):
+                 structural: Optional[Dict[str, Tensor]] = None, dropout: float = 0.2,
+                 no_embedding: Sequence[str] = ()):
+        """``no_embedding``: node types that get structural features only, never a per-node
+        learnable vector (e.g. the labelled type, so that unlabelled targets are not represented
+        by vectors no loss ever trained)."""
         super().__init__()
         if features not in FEATURES:
             raise ValueError(f"features must be one of {FEATURES}, got {features!r}")
-        if features != "embedding" and structural is None:
-            raise ValueError(f"features={features!r} needs the structural feature tensors")
+        if (features != "embedding" or no_embedding) and structural is None:
+            raise ValueError(f"features={features!r} / no_embedding need the structural feature tensors")
         self.node_types = list(num_nodes)
         self.features = features
         self.emb = nn.ModuleDict()
         self.adapt = nn.ModuleDict()
+        self.use_struct: Dict[str, bool] = {}
         for nt, n in num_nodes.items():
             width = 0
-            if features in ("embedding", "both"):
+            if features in ("embedding", "both") and nt not in no_embedding:
                 self.emb[nt] = nn.Embedding(n, hidden)
                 nn.init.normal_(self.emb[nt].weight, std=1.0 / math.sqrt(hidden))
                 width += hidden
-            if features in ("structural", "both"):
+            self.use_struct[nt] = features in ("structural", "both") or nt in no_embedding
+            if self.use_struct[nt]:
                 self.register_buffer(f"struct_{nt}", structural[nt].float(), persistent=False)
                 width += structural[nt].size(1)
             self.adapt[nt] = nn.Linear(width, hidden)
@@ -89,7 +95,7 @@ class NodeInputs(nn.Module):
             if nt in self.emb:
                 w = self.emb[nt].weight
                 parts.append(w if ids is None else w.index_select(0, ids))
-            if self.features != "embedding":
+            if self.use_struct[nt]:
                 s = getattr(self, f"struct_{nt}")
                 parts.append(s if ids is None else s.index_select(0, ids))
             x = parts[0] if len(parts) == 1 else torch.cat(parts, 1)

@@ -64,13 +64,21 @@ def full_time_dict(graph: HeteroGraph) -> Optional[Dict[str, torch.Tensor]]:
             else torch.full((n,), now, dtype=torch.long) for nt, n in graph.num_nodes.items()}
 
 
-def build_model(cfg: HGTConfig, graph: HeteroGraph) -> NodeClassifier:
-    struct = structural_features(graph) if cfg.features != "embedding" else None
-    inputs = NodeInputs(graph.num_nodes, cfg.hidden, cfg.features, struct, cfg.dropout)
+def build_inputs_and_encoder(cfg: HGTConfig, graph: HeteroGraph, target: Optional[str] = None):
+    """The shared input layer and the encoder ``cfg`` asks for (used by both tasks). ``target``:
+    the labelled node type, kept off learnable vectors when ``cfg.target_embedding`` is False."""
+    no_emb = () if cfg.target_embedding or target is None else (target,)
+    struct = structural_features(graph) if cfg.features != "embedding" or no_emb else None
+    inputs = NodeInputs(graph.num_nodes, cfg.hidden, cfg.features, struct, cfg.dropout, no_emb)
     encoder = build_encoder(cfg.model, graph.node_types, graph.edge_types, hidden=cfg.hidden,
                             heads=cfg.heads, layers=cfg.layers, dropout=cfg.dropout,
                             use_norm=cfg.use_norm, use_rte=cfg.use_rte, max_time=cfg.max_time,
                             self_loops=cfg.self_loops, last_norm=cfg.last_norm)
+    return inputs, encoder
+
+
+def build_model(cfg: HGTConfig, graph: HeteroGraph) -> NodeClassifier:
+    inputs, encoder = build_inputs_and_encoder(cfg, graph, graph.target)
     return NodeClassifier(inputs, encoder, cfg.hidden, graph.num_classes, graph.target)
 
 
