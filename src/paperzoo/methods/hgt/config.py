@@ -68,6 +68,9 @@ class HGTConfig:
     """Evaluate on the validation nodes every this many epochs."""
     patience: int = 30
     """Stop after this many evaluations without a better validation score (0 = never)."""
+    min_epochs: int = 0
+    """Never stop early before this epoch (some models sit on the majority-class plateau for
+    dozens of epochs before they start to learn)."""
     select_metric: Literal["macro_f1", "accuracy"] = "macro_f1"
     """Validation metric that picks the best checkpoint and drives early stopping."""
     mode: Literal["full", "sampled"] = "full"
@@ -94,7 +97,7 @@ class HGTConfig:
         check(self.hidden % self.heads == 0, "HGTConfig", "hidden", f"must be divisible by heads ({self.heads})")
         check(0.0 <= self.dropout < 1.0, "HGTConfig", "dropout", "must be in [0, 1)")
         check(self.lr > 0, "HGTConfig", "lr", "must be > 0")
-        for name in ("weight_decay", "grad_clip", "patience", "sampled_depth", "sampled_number"):
+        for name in ("weight_decay", "grad_clip", "patience", "sampled_depth", "sampled_number", "min_epochs"):
             check(getattr(self, name) >= 0, "HGTConfig", name, "must be >= 0")
 
 
@@ -120,7 +123,7 @@ PRESETS = {
     ),
     "paper_acm": Preset(
         "paper_acm",
-        HGTConfig(dataset="acm", features="both", epochs=200, patience=30),
+        HGTConfig(dataset="acm", features="both", epochs=200, patience=30, min_epochs=100),
         "ACM, learnable embeddings plus structural features",
         dataset="acm",
         paper=_hgb(91.12 / 100, 91.00 / 100,
@@ -128,7 +131,7 @@ PRESETS = {
     ),
     "paper_imdb": Preset(
         "paper_imdb",
-        HGTConfig(dataset="imdb", features="both", epochs=200, patience=30),
+        HGTConfig(dataset="imdb", features="both", epochs=200, patience=30, min_epochs=100),
         "IMDB movie genre (Action/Comedy/Drama, MAGNN's task), movie years for RTE",
         dataset="imdb",
         paper=_hgb(63.00 / 100, 67.20 / 100,
@@ -137,7 +140,7 @@ PRESETS = {
     ),
     "paper_aminer": Preset(
         "paper_aminer",
-        HGTConfig(dataset="aminer", features="both", epochs=200, patience=30),
+        HGTConfig(dataset="aminer", features="both", epochs=200, patience=30, min_epochs=100),
         "AMiner author area (HetGNN's split), paper years 2006-2015 for RTE, full batch",
         dataset="aminer",
     ),

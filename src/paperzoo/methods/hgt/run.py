@@ -248,7 +248,8 @@ def run(cfg: HGTConfig, run_dir: RunDir) -> RunResult:
                                          "epoch": state["epoch"]}, "best")
             else:
                 state["bad_evals"] += 1
-                if cfg.patience and state["bad_evals"] >= cfg.patience:
+                if (cfg.patience and state["bad_evals"] >= cfg.patience
+                        and state["epoch"] >= cfg.min_epochs):
                     state["stopped_early"] = True
         state["history"].append(row)
         run_dir.save_checkpoint({"method": "hgt", "model": model.state_dict(),
