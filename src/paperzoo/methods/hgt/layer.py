@@ -130,10 +130,11 @@ def _cat(tensors: List[Tensor]) -> Tensor:
     return tensors[0] if len(tensors) == 1 else torch.cat(tensors)
 
 
-# Edges are processed in chunks of this many: per-edge temporaries (chunk x out_dim) stay small
-# and are reused by the allocator, instead of several (E x out_dim) tensors per step whose fresh
-# pages cost more than the arithmetic on them.
-_EDGE_CHUNK = 65536
+# Edges are processed in chunks of this many. Only (E, heads) tensors and node-level tables are
+# kept for backward, whatever the chunk; the chunk bounds the transient (chunk x out_dim)
+# temporaries. Smaller chunks (64k) cost the same CPU time on one thread but issue more parallel
+# regions, which stall when other processes hold the cores (benchmarks/hgt/README.md).
+_EDGE_CHUNK = 1 << 19
 
 
 def _gather_rows(table: Tensor, index: Tensor, extra: Optional[Tensor], extra_index: Optional[Tensor],
