@@ -10,7 +10,6 @@ the second half of the run with the size of one batch's working set. Writes
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import time
@@ -22,7 +21,8 @@ import torch
 from paperzoo.core import config as cfglib
 from paperzoo.core import io
 from paperzoo.methods.hgt.config import PRESETS
-from paperzoo.methods.hgt.run import Batcher, _rss_mib, build_model, load_graph, train_epoch
+from paperzoo.core.loop import rss_mib
+from paperzoo.methods.hgt.run import Batcher, build_model, load_graph, train_epoch
 
 HERE = Path(__file__).resolve().parent
 
@@ -46,7 +46,7 @@ def main(argv=None) -> int:
     batcher = Batcher(cfg, graph)
     gen = torch.Generator().manual_seed(cfg.seed)
     rss, sizes, losses = [], [], []
-    start_rss = _rss_mib()
+    start_rss = rss_mib()
 
     sampler = batcher.sampler
     original = sampler.sample
@@ -61,7 +61,7 @@ def main(argv=None) -> int:
     while len(rss) < args.batches:
         def on_batch(i, loss):
             losses.append(loss)
-            rss.append(_rss_mib())
+            rss.append(rss_mib())
         train_epoch(model, opt, batcher, cfg, gen, on_batch=on_batch)
     seconds = time.perf_counter() - tic
     rss = rss[: args.batches]

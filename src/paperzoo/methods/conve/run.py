@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import logging
-import math
-import time
 from dataclasses import dataclass
 
 import torch
 
 from paperzoo.api import RunResult
+from paperzoo.core import loop
 from paperzoo.core import seed as seedlib
 from paperzoo.core.metrics.ranking import both_sides, filtered_ranks
 from paperzoo.core.progress import progress
@@ -106,55 +105,18 @@ def run(cfg: ConvEConfig, run_dir: RunDir) -> RunResult:
     queries = train_index.queries
     evaluator = Evaluator(data, cfg.eval_batch_size)
 
-    state = {"epoch": 0, "history": [], "best_mrr": -math.inf, "best_epoch": 0, "bad_evals": 0,
-             "train_seconds": 0.0, "stopped_early": False}
-    ckpt = run_dir.load_checkpoint("last")
-    if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        seedlib.set_rng_state(ckpt["rng"], {"order": generator})
-        state.update(ckpt["loop"])
-        log.info("resumed from %s at epoch %d", run_dir.checkpoint_path("last"), state["epoch"])
+    def validate() -> tuple[float, dict[str, float]]:
+        valid = evaluator(model, "valid")
+        return valid["mrr"], {f"valid/{k}": valid[k] for k in ("mrr", "hits@1", "hits@10")}
 
-    bar = progress(total=cfg.epochs, initial=state["epoch"], desc=f"{cfg.model} {data.name}", leave=True)
-    while state["epoch"] < cfg.epochs and not state["stopped_early"]:
-        tic = time.perf_counter()
-        loss = train_epoch(model, optimizer, cfg, train_index, queries, generator)
-        scheduler.step()
-        elapsed = time.perf_counter() - tic
-        if not math.isfinite(loss):
-            raise FloatingPointError(f"training loss became {loss} at epoch {state['epoch'] + 1}; "
-                                     f"lower lr (now {cfg.lr})")
-        state["epoch"] += 1
-        state["train_seconds"] += elapsed
-        row = {"epoch": state["epoch"], "loss": loss, "seconds": elapsed, "lr": scheduler.get_last_lr()[0]}
-        if state["epoch"] % cfg.eval_every == 0 or state["epoch"] == cfg.epochs:
-            valid = evaluator(model, "valid")
-            row.update({f"valid/{k}": valid[k] for k in ("mrr", "hits@1", "hits@10")})
-            if valid["mrr"] > state["best_mrr"]:
-                state.update(best_mrr=valid["mrr"], best_epoch=state["epoch"], bad_evals=0)
-                run_dir.save_checkpoint({"method": "conve", "model": model.state_dict(),
-                                         "epoch": state["epoch"]}, "best")
-            else:
-                state["bad_evals"] += 1
-                if cfg.patience and state["bad_evals"] >= cfg.patience:
-                    state["stopped_early"] = True
-        state["history"].append(row)
-        run_dir.save_checkpoint({"method": "conve", "model": model.state_dict(),
-                                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                                 "rng": seedlib.rng_state({"order": generator}), "loop": state}, "last")
-        run_dir.write_history(state["history"])
-        bar.update(1)
-        bar.set_postfix(loss=f"{loss:.4f}", best_mrr=f"{max(state['best_mrr'], 0):.3f}")
-    bar.close()
-
+    state = loop.train(
+        run_dir, model=model, optimizer=optimizer, scheduler=scheduler,
+        generators={"order": generator},
+        schedule=loop.Schedule(cfg.epochs, cfg.eval_every, cfg.patience),
+        train_epoch=lambda: train_epoch(model, optimizer, cfg, train_index, queries, generator),
+        validate=validate, desc=f"{cfg.model} {data.name}")
     metrics = evaluate_model(run_dir, data, cfg, evaluator)
-    epochs = max(state["epoch"], 1)
-    metrics.update({"epochs_run": state["epoch"], "best_epoch": state["best_epoch"],
-                    "train_seconds": state["train_seconds"],
-                    "seconds_per_epoch": state["train_seconds"] / epochs,
-                    "num_parameters": sum(p.numel() for p in model.parameters())})
+    metrics.update(loop.summary(state, model))
     return RunResult(metrics=metrics, history=state["history"],
                      artifacts={"best": "checkpoints/best.pt", "log": "log.csv"})
 

@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from dataclasses import dataclass
 from typing import Dict, Optional
 
@@ -52,15 +51,15 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from paperzoo.api import RunResult
+from paperzoo.core import loop
 from paperzoo.core import seed as seedlib
-from paperzoo.core.progress import progress
 from paperzoo.core.runs import RunDir
 from paperzoo.data import catalog, hetero
 from paperzoo.data.hetero import HeteroGraph, LinkPairs
 from paperzoo.data.roots import locate
 from paperzoo.methods.hgt.config import HGTConfig
 from paperzoo.methods.hgt.model import NodeInputs
-from paperzoo.methods.hgt.run import _rss_mib, build_inputs_and_encoder, full_time_dict
+from paperzoo.methods.hgt.run import build_inputs_and_encoder, full_time_dict
 
 log = logging.getLogger(__name__)
 VALID_FRACTION = 0.1
@@ -255,12 +254,6 @@ def train_epoch(model: LinkPredictor, optimizer, scorer: Scorer, cfg: HGTConfig)
     return loss.item()
 
 
-def _ckpt_state(model, optimizer, scheduler, generator, state) -> dict:
-    return {"method": "hgt", "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(), "rng": seedlib.rng_state({"train": generator}),
-            "loop": state}
-
-
 def run(cfg: HGTConfig, run_dir: RunDir) -> RunResult:
     """Train with early stopping on validation ROC-AUC, then score the best model on valid and
     test. Resumes from ``run_dir``'s last checkpoint exactly."""
@@ -278,61 +271,25 @@ def run(cfg: HGTConfig, run_dir: RunDir) -> RunResult:
                  else torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0))
     scorer = Scorer(task)
 
-    state = {"epoch": 0, "history": [], "best": -math.inf, "best_epoch": 0, "bad_evals": 0,
-             "train_seconds": 0.0, "stopped_early": False, "peak_rss_mib": 0.0}
-    ckpt = run_dir.load_checkpoint("last")
-    if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        seedlib.set_rng_state(ckpt["rng"], {"train": generator})
-        state.update(ckpt["loop"])
-        log.info("resumed from %s at epoch %d", run_dir.checkpoint_path("last"), state["epoch"])
-
-    bar = progress(total=cfg.epochs, initial=state["epoch"], desc=f"{cfg.model} {task.name}", leave=True)
-    while state["epoch"] < cfg.epochs and not state["stopped_early"]:
-        tic = time.perf_counter()
-        loss = train_epoch(model, optimizer, scorer, cfg)
-        scheduler.step()
-        elapsed = time.perf_counter() - tic
-        if not math.isfinite(loss):
-            raise FloatingPointError(f"training loss became {loss} at epoch {state['epoch'] + 1}; "
-                                     f"lower lr (now {cfg.lr})")
-        state["epoch"] += 1
-        state["train_seconds"] += elapsed
-        rss = _rss_mib()
-        state["peak_rss_mib"] = max(state["peak_rss_mib"], rss)
-        row = {"epoch": state["epoch"], "loss": loss, "seconds": elapsed,
-               "lr": scheduler.get_last_lr()[0], "rss_mib": rss}
-        if state["epoch"] % cfg.eval_every == 0 or state["epoch"] == cfg.epochs:
-            logits = scorer.predict(model, ("valid",))["valid"]
-            valid = link_metrics(logits, task.pairs["valid"][:, 2], 0.0)
-            row.update({f"valid/{k}": valid[k] for k in ("auc", "f1", "accuracy", "loss")})
-            score = valid["auc"] if math.isfinite(valid["auc"]) else -valid["loss"]
-            if score > state["best"]:
-                state.update(best=score, best_epoch=state["epoch"], bad_evals=0)
-                run_dir.save_checkpoint({"method": "hgt", "model": model.state_dict(),
-                                         "epoch": state["epoch"]}, "best")
-            else:
-                state["bad_evals"] += 1
-                if (cfg.patience and state["bad_evals"] >= cfg.patience
-                        and state["epoch"] >= cfg.min_epochs):
-                    state["stopped_early"] = True
-        state["history"].append(row)
-        run_dir.save_checkpoint(_ckpt_state(model, optimizer, scheduler, generator, state), "last")
-        run_dir.write_history(state["history"])
-        bar.update(1)
-        bar.set_postfix(loss=f"{loss:.4f}", best=f"{max(state['best'], 0):.3f}")
-    bar.close()
-
+    state = loop.train(
+        run_dir, model=model, optimizer=optimizer, scheduler=scheduler,
+        generators={"train": generator},
+        schedule=loop.Schedule(cfg.epochs, cfg.eval_every, cfg.patience, cfg.min_epochs),
+        train_epoch=lambda: train_epoch(model, optimizer, scorer, cfg),
+        validate=lambda: _validate(model, scorer, task), desc=f"{cfg.model} {task.name}",
+        track_memory=True)
     metrics = evaluate_model(run_dir, task, cfg, scorer)
-    epochs = max(state["epoch"], 1)
-    metrics.update({"epochs_run": state["epoch"], "best_epoch": state["best_epoch"],
-                    "train_seconds": state["train_seconds"],
-                    "seconds_per_epoch": state["train_seconds"] / epochs,
-                    "num_parameters": sum(p.numel() for p in model.parameters())})
+    metrics.update(loop.summary(state, model))
     return RunResult(metrics=metrics, history=state["history"],
                      artifacts={"best": "checkpoints/best.pt", "log": "log.csv"})
+
+
+def _validate(model, scorer: Scorer, task: LinkTask) -> tuple[float, Dict[str, float]]:
+    """Selection score: validation ROC-AUC (minus the loss when AUC is undefined)."""
+    logits = scorer.predict(model, ("valid",))["valid"]
+    valid = link_metrics(logits, task.pairs["valid"][:, 2], 0.0)
+    score = valid["auc"] if math.isfinite(valid["auc"]) else -valid["loss"]
+    return score, {f"valid/{k}": valid[k] for k in ("auc", "f1", "accuracy", "loss")}
 
 
 def evaluate_model(run_dir: RunDir, task: LinkTask, cfg: HGTConfig,

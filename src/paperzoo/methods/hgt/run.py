@@ -16,16 +16,14 @@ query) in full-batch mode, and the time inherited from the sampled target in ``s
 from __future__ import annotations
 
 import logging
-import math
-import time
 from typing import Dict, Optional
 
 import torch
 from torch.nn import functional as F
 
 from paperzoo.api import RunResult
+from paperzoo.core import loop
 from paperzoo.core import seed as seedlib
-from paperzoo.core.progress import progress
 from paperzoo.core.runs import RunDir
 from paperzoo.data import hetero
 from paperzoo.data.hetero import HeteroGraph
@@ -151,18 +149,6 @@ def evaluate_split(model, batcher: Batcher, cfg: HGTConfig, split: str, prefix: 
     return {f"{prefix}{k}": v for k, v in out.items()}
 
 
-def _rss_mib() -> float:
-    """Resident memory of this process (Linux; NaN elsewhere)."""
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return float("nan")
-
-
 def train_epoch(model, optimizer, batcher: Batcher, cfg: HGTConfig, generator: torch.Generator,
                 on_batch=None) -> float:
     """One epoch; returns the mean training loss over its steps."""
@@ -212,62 +198,22 @@ def run(cfg: HGTConfig, run_dir: RunDir) -> RunResult:
                  else torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0))
     batcher = Batcher(cfg, graph)
 
-    state = {"epoch": 0, "history": [], "best": -math.inf, "best_epoch": 0, "bad_evals": 0,
-             "train_seconds": 0.0, "stopped_early": False, "peak_rss_mib": 0.0}
-    ckpt = run_dir.load_checkpoint("last")
-    if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        seedlib.set_rng_state(ckpt["rng"], {"train": generator})
-        state.update(ckpt["loop"])
-        log.info("resumed from %s at epoch %d", run_dir.checkpoint_path("last"), state["epoch"])
-
-    bar = progress(total=cfg.epochs, initial=state["epoch"], desc=f"{cfg.model} {graph.name}", leave=True)
-    key = f"valid/{cfg.select_metric}"
-    while state["epoch"] < cfg.epochs and not state["stopped_early"]:
-        tic = time.perf_counter()
-        loss = train_epoch(model, optimizer, batcher, cfg, generator)
-        scheduler.step()
-        elapsed = time.perf_counter() - tic
-        if not math.isfinite(loss):
-            raise FloatingPointError(f"training loss became {loss} at epoch {state['epoch'] + 1}; "
-                                     f"lower lr (now {cfg.lr})")
-        state["epoch"] += 1
-        state["train_seconds"] += elapsed
-        rss = _rss_mib()
-        state["peak_rss_mib"] = max(state["peak_rss_mib"], rss)
-        row = {"epoch": state["epoch"], "loss": loss, "seconds": elapsed,
-               "lr": scheduler.get_last_lr()[0], "rss_mib": rss}
-        if state["epoch"] % cfg.eval_every == 0 or state["epoch"] == cfg.epochs:
-            valid = evaluate_split(model, batcher, cfg, "valid", "valid/")
-            row.update(valid)
-            if valid[key] > state["best"]:
-                state.update(best=valid[key], best_epoch=state["epoch"], bad_evals=0)
-                run_dir.save_checkpoint({"method": "hgt", "model": model.state_dict(),
-                                         "epoch": state["epoch"]}, "best")
-            else:
-                state["bad_evals"] += 1
-                if (cfg.patience and state["bad_evals"] >= cfg.patience
-                        and state["epoch"] >= cfg.min_epochs):
-                    state["stopped_early"] = True
-        state["history"].append(row)
-        run_dir.save_checkpoint({"method": "hgt", "model": model.state_dict(),
-                                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                                 "rng": seedlib.rng_state({"train": generator}), "loop": state}, "last")
-        run_dir.write_history(state["history"])
-        bar.update(1)
-        bar.set_postfix(loss=f"{loss:.4f}", best=f"{max(state['best'], 0):.3f}")
-    bar.close()
-
+    state = loop.train(
+        run_dir, model=model, optimizer=optimizer, scheduler=scheduler,
+        generators={"train": generator},
+        schedule=loop.Schedule(cfg.epochs, cfg.eval_every, cfg.patience, cfg.min_epochs),
+        train_epoch=lambda: train_epoch(model, optimizer, batcher, cfg, generator),
+        validate=lambda: _validate(model, batcher, cfg),
+        desc=f"{cfg.model} {graph.name}", track_memory=True)
     metrics = evaluate_model(run_dir, graph, cfg, batcher)
-    epochs = max(state["epoch"], 1)
-    metrics.update({"epochs_run": state["epoch"], "best_epoch": state["best_epoch"],
-                    "train_seconds": state["train_seconds"],
-                    "seconds_per_epoch": state["train_seconds"] / epochs,
-                    "num_parameters": sum(p.numel() for p in model.parameters())})
+    metrics.update(loop.summary(state, model))
     return RunResult(metrics=metrics, history=state["history"],
                      artifacts={"best": "checkpoints/best.pt", "log": "log.csv"})
+
+
+def _validate(model, batcher: Batcher, cfg: HGTConfig) -> tuple[float, Dict[str, float]]:
+    valid = evaluate_split(model, batcher, cfg, "valid", "valid/")
+    return valid[f"valid/{cfg.select_metric}"], valid
 
 
 def evaluate_model(run_dir: RunDir, graph: HeteroGraph, cfg: HGTConfig,
