@@ -19,9 +19,13 @@ def _setup(tmp_path):
 def _train(tmp_path, scores, schedule, loss=1.0):
     model, opt, sched, run = _setup(tmp_path)
     it = iter(scores)
+    def train_epoch():
+        opt.step()
+        return loss
+
     return loop.train(run, model=model, optimizer=opt, scheduler=sched,
                       generators={"g": torch.Generator()}, schedule=schedule,
-                      train_epoch=lambda: loss, validate=lambda: (next(it), {"valid/s": 0.0})), run
+                      train_epoch=train_epoch, validate=lambda: (next(it), {"valid/s": 0.0})), run
 
 
 def test_patience_stops_and_best_is_kept(tmp_path):
