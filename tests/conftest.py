@@ -21,3 +21,27 @@ def kg_root(data_root: Path) -> Path:
     if not (data_root / "kg").is_dir():
         pytest.skip(f"{data_root / 'kg'} missing")
     return data_root
+
+
+@pytest.fixture
+def crash_after_checkpoint(monkeypatch):
+    """``crash_after_checkpoint(n)``: from now on, raise KeyboardInterrupt right after the n-th
+    ``last`` checkpoint is written (a run killed between epochs); returns a function that undoes it."""
+    from paperzoo.core.runs import RunDir
+
+    original = RunDir.save_checkpoint
+
+    def arm(n: int):
+        calls = {"n": 0}
+
+        def crash(self, state, name="last"):
+            original(self, state, name)
+            if name == "last":
+                calls["n"] += 1
+                if calls["n"] == n:
+                    raise KeyboardInterrupt
+
+        monkeypatch.setattr(RunDir, "save_checkpoint", crash)
+        return lambda: monkeypatch.setattr(RunDir, "save_checkpoint", original)
+
+    return arm

@@ -155,23 +155,13 @@ def test_sampled_training_is_deterministic_and_evaluates_all_nodes():
     torch.testing.assert_close(outs[0][1], outs[1][1])
 
 
-def test_sampled_run_resumes_exactly(tmp_path, monkeypatch):
+def test_sampled_run_resumes_exactly(tmp_path, crash_after_checkpoint):
     cfg = _sampled_cfg(epochs=4)
     a = run(cfg, RunDir.create(tmp_path / "a", method="hgt", preset="tiny", config=cfg))
-    calls = {"n": 0}
-    original = RunDir.save_checkpoint
-
-    def crash(self, state, name="last"):  # die right after the second epoch's checkpoint
-        original(self, state, name)
-        if name == "last":
-            calls["n"] += 1
-            if calls["n"] == 2:
-                raise KeyboardInterrupt
-
-    monkeypatch.setattr(RunDir, "save_checkpoint", crash)
+    disarm = crash_after_checkpoint(2)  # die right after the second epoch's checkpoint
     with pytest.raises(KeyboardInterrupt):
         run(cfg, RunDir.create(tmp_path / "b", method="hgt", preset="tiny", config=cfg))
-    monkeypatch.setattr(RunDir, "save_checkpoint", original)
+    disarm()
     b = run(cfg, RunDir.open(tmp_path / "b"))
     keys = [k for k in a.metrics if "seconds" not in k]
     assert {k: b.metrics[k] for k in keys} == {k: a.metrics[k] for k in keys}
