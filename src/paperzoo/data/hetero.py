@@ -10,7 +10,9 @@ passing in both directions.
 
 No text features ship with any of these datasets (HetGNN's title/abstract embeddings, MAGNN's
 bag-of-keywords and OpenHINE's features are not in the data root): models use learnable
-per-node embeddings or structural features (degrees, one-hot types) and must say so.
+per-node embeddings or structural features (degrees, one-hot types) and must say so. IMDB's plot
+keywords are text, though: ``load_imdb(..., word_vectors=load_glove())`` turns them into movie and
+keyword attributes (``HeteroGraph.node_features``), our stand-in for MAGNN's keyword bags.
 
 Datasets (sizes measured on the shared data root)
 -------------------------------------------------
@@ -99,6 +101,8 @@ class HeteroGraph:
         ``y == -1`` marks unlabelled nodes. Empty dict when the graph has no labels.
     splits: ``{"train" | "valid" | "test": LongTensor}`` of target-type node indices.
     info: free-form notes (split rule, dropped rows, ...).
+    node_features: optional per-type float tensors ``(num_nodes[type], d)`` of fixed node
+        attributes (e.g. IMDB's word vectors of plot keywords); types without attributes are absent.
     """
 
     name: str
@@ -108,6 +112,7 @@ class HeteroGraph:
     labels: dict = field(default_factory=dict)
     splits: dict[str, torch.Tensor] = field(default_factory=dict)
     info: dict = field(default_factory=dict)
+    node_features: dict[str, torch.Tensor] = field(default_factory=dict)
 
     # convenience views -------------------------------------------------------------------
     @property
@@ -144,7 +149,9 @@ class HeteroGraph:
         for nt, n in self.num_nodes.items():
             t = self.node_time.get(nt)
             years = f", years {int(t.min())}..{int(t.max())}" if t is not None and t.numel() else ""
-            lines.append(f"  node {nt}: {n}{years}")
+            x = self.node_features.get(nt)
+            attrs = f", {x.size(1)} attributes" if x is not None else ""
+            lines.append(f"  node {nt}: {n}{years}{attrs}")
         for et, e in self.edges.items():
             lines.append(f"  edge {et[0]} -{et[1]}-> {et[2]}: {e.shape[1]}")
         if self.labels:
@@ -172,7 +179,7 @@ class HeteroGraph:
                 continue
             edges[key] = e.flip(0)
         return HeteroGraph(self.name, dict(self.num_nodes), edges, dict(self.node_time),
-                           dict(self.labels), dict(self.splits), dict(self.info))
+                           dict(self.labels), dict(self.splits), dict(self.info), dict(self.node_features))
 
     def to_pyg(self):
         """A ``torch_geometric.data.HeteroData`` with ``num_nodes``, ``edge_index``, ``time`` (years),
@@ -187,6 +194,8 @@ class HeteroGraph:
             data[nt].num_nodes = n
             if nt in self.node_time:
                 data[nt].time = self.node_time[nt]
+            if nt in self.node_features:
+                data[nt].x = self.node_features[nt]
         for et, e in self.edges.items():
             data[et].edge_index = e
         if self.labels:
@@ -231,6 +240,14 @@ class HeteroGraph:
             if t.shape != (self.num_nodes[nt],):
                 raise ValueError(f"{where}: node_time[{nt!r}] has shape {tuple(t.shape)}, "
                                  f"expected ({self.num_nodes[nt]},)")
+        for nt, x in self.node_features.items():
+            if nt not in self.num_nodes:
+                raise ValueError(f"{where}: node_features for unknown node type {nt!r}")
+            if x.dim() != 2 or x.size(0) != self.num_nodes[nt] or not x.is_floating_point():
+                raise ValueError(f"{where}: node_features[{nt!r}] must be a float ({self.num_nodes[nt]}, d) "
+                                 f"tensor, got {x.dtype} {tuple(x.shape)}")
+            if not bool(torch.isfinite(x).all()):
+                raise ValueError(f"{where}: node_features[{nt!r}] has non-finite values")
         if self.labels:
             for key in ("node_type", "y", "classes"):
                 if key not in self.labels:
@@ -475,8 +492,15 @@ def imdb_label(genres: str) -> int:
     return -1
 
 
-def load_imdb(folder: str | os.PathLike, min_keyword_movies: int = 2, seed: int = 0) -> HeteroGraph:
-    """IMDB from ``movie_metadata.csv``: movie/director/actor/keyword nodes (see the module docstring)."""
+def load_imdb(folder: str | os.PathLike, min_keyword_movies: int = 2, seed: int = 0,
+              word_vectors=None) -> HeteroGraph:
+    """IMDB from ``movie_metadata.csv``: movie/director/actor/keyword nodes (see the module docstring).
+
+    ``word_vectors`` (a :class:`paperzoo.data.text.WordVectors`, e.g. GloVe): also attach text
+    attributes, the counterpart of MAGNN's and HGB's plot-keyword features. A movie gets the mean
+    vector of the words of ALL its ``plot_keywords`` (also those too rare to be keyword nodes), a
+    keyword node the mean vector of its phrase; each gets one more column, 1 if any word was in
+    the vocabulary (else the vector is zero). Directors and actors get none."""
     path = Path(folder) / "movie_metadata.csv"
     need = ("director_name", "actor_1_name", "actor_2_name", "actor_3_name", "genres",
             "plot_keywords", "title_year", "movie_imdb_link", "movie_title")
@@ -544,6 +568,13 @@ def load_imdb(folder: str | os.PathLike, min_keyword_movies: int = 2, seed: int 
         acts.update((aid[a], i) for a in acs)
         has_kw.update((i, kid[k]) for k in kws if k in kid)
     log.info("imdb: kept %d movies, dropped %s", len(movies), dropped)
+    features = {}
+    if word_vectors is not None:
+        for nt, texts in (("movie", [m[5] for m in movies]), ("keyword", keywords)):
+            vec, known = word_vectors.embed(texts)
+            features[nt] = torch.cat([vec, (known > 0).float().unsqueeze(1)], 1)
+            log.info("imdb: %s text attributes, %d of %d without a known word", nt,
+                     int((known == 0).sum()), len(texts))
     y = torch.tensor([m[2] for m in movies], dtype=torch.long)
     g = HeteroGraph(
         name="imdb",
@@ -557,7 +588,10 @@ def load_imdb(folder: str | os.PathLike, min_keyword_movies: int = 2, seed: int 
         splits=stratified_split(y, seed=seed),
         info={"source": str(path), "dropped": dropped, "titles": [m[0] for m in movies],
               "directors": directors, "actors": actors, "keywords": keywords,
-              "split": f"seeded ({seed}) stratified 60/20/20"},
+              "split": f"seeded ({seed}) stratified 60/20/20",
+              **({"text_attributes": f"mean word vectors of plot keywords ({word_vectors.source})"}
+                 if word_vectors is not None else {})},
+        node_features=features,
     )
     return g.validate()
 
@@ -760,7 +794,7 @@ def time_slice(graph: HeteroGraph, until: int) -> HeteroGraph:
     info = dict(graph.info, time_slice=f"edges with every timed end <= {until}; later nodes isolated, "
                                        f"times clamped to {until}")
     return HeteroGraph(f"{graph.name}<={until}", dict(graph.num_nodes), keep_edges, times, {}, {},
-                       info).validate()
+                       info, dict(graph.node_features)).validate()
 
 
 def link_pairs_from_graph(graph: HeteroGraph, link_type: str, until: int,

