@@ -14,6 +14,7 @@ from paperzoo.api import MethodSpec
 METHODS: dict[str, str] = {
     "conve": "paperzoo.methods.conve:SPEC",
     "hgt": "paperzoo.methods.hgt:SPEC",
+    "subnet_laplace": "paperzoo.methods.subnet_laplace:SPEC",
 }
 
 

@@ -1,0 +1,213 @@
+"""Subnetwork selection: the largest-variance rule against a brute-force diagonal Laplace and a hand-run
+SWAG, the baseline masks, candidate filters, tie-breaking and argument validation."""
+import copy
+
+import pytest
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from paperzoo.methods.subnet_laplace.laplace import SubnetLaplace, flat_parameters, parameter_layout
+from paperzoo.methods.subnet_laplace.selection import (
+    LargestMagnitude,
+    LargestVariance,
+    LastLayer,
+    Random,
+    candidate_indices,
+    subnetwork_size,
+    swag_diagonal,
+    top_scores,
+)
+
+
+def _classifier(seed=0):
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(2, 8), nn.Tanh(), nn.Linear(8, 3)).double()   # 51 weights
+
+
+def _data(likelihood, n=30, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    if likelihood == "classification":
+        return torch.randn(n, 2, generator=g, dtype=torch.float64), torch.randint(0, 3, (n,), generator=g)
+    x = torch.linspace(-2, 2, n, dtype=torch.float64).unsqueeze(1)
+    return x, torch.sin(2 * x) + 0.1 * torch.randn(n, 1, generator=g, dtype=torch.float64)
+
+
+def _loader(x, y, batch=10):
+    return [(x[i:i + batch], y[i:i + batch]) for i in range(0, len(x), batch)]
+
+
+def _brute_force_diag_variance(model, x, likelihood, prior, sigma=1.0):
+    """1 / (diag(sum_n J_n^T Lambda_n J_n) + prior), with J_n from torch.autograd.functional.jacobian."""
+    layout = parameter_layout(model)
+    w = flat_parameters(model)
+
+    def f(vec, xi):
+        params = {s.name: vec[s.start:s.stop].view(s.shape) for s in layout}
+        return functional_call(model, params, (xi.unsqueeze(0),)).squeeze(0)
+
+    diag = torch.zeros_like(w)
+    for xi in x:
+        jac = torch.autograd.functional.jacobian(lambda v, xi=xi: f(v, xi), w)
+        if likelihood == "classification":
+            p = torch.softmax(f(w, xi).detach(), -1)
+            lam = torch.diag(p) - torch.outer(p, p)
+        else:
+            lam = torch.eye(jac.shape[0], dtype=jac.dtype) / sigma ** 2
+        diag += torch.diagonal(jac.T @ lam @ jac)
+    return 1.0 / (diag + prior)
+
+
+@pytest.mark.parametrize("likelihood", ["classification", "regression"])
+def test_largest_variance_picks_exactly_the_top_s_of_the_diagonal_laplace(likelihood):
+    model = _classifier() if likelihood == "classification" else nn.Sequential(
+        nn.Linear(1, 10), nn.Tanh(), nn.Linear(10, 1)).double()
+    x, y = _data(likelihood)
+    strategy = LargestVariance(likelihood=likelihood, prior_precision=0.5, sigma_noise=0.7, chunk_size=7)
+    variances = _brute_force_diag_variance(model, x, likelihood, 0.5, 0.7)
+    torch.testing.assert_close(strategy.marginal_variances(model, _loader(x, y)), variances)
+
+    for k in (1, 7, 20):
+        picked = strategy.select(model, _loader(x, y), n=k)
+        assert picked.dtype == torch.long and torch.equal(picked, picked.sort().values)
+        expected = set(torch.topk(variances, k).indices.tolist())
+        assert set(picked.tolist()) == expected
+        rest = [i for i in range(len(variances)) if i not in expected]
+        assert variances[picked].min() >= variances[rest].max()
+
+
+def test_largest_variance_with_filters_scores_only_the_candidates():
+    model = _classifier()
+    x, y = _data("classification")
+    variances = _brute_force_diag_variance(model, x, "classification", 1.0)
+    picked = LargestVariance(include="2.*").select(model, _loader(x, y), n=5)
+    layout = {s.name: s for s in parameter_layout(model)}
+    start = layout["2.weight"].start
+    expected = torch.topk(variances[start:], 5).indices + start
+    assert torch.equal(picked, expected.sort().values)
+    # the selected indices drive a SubnetLaplace directly
+    la = SubnetLaplace(model, "classification", picked).fit(_loader(x, y))
+    assert la.posterior_covariance.shape == (5, 5)
+
+
+def test_swag_variances_match_a_hand_run_sgd():
+    model = _classifier()
+    before = flat_parameters(model).clone()
+    x, y = _data("classification")
+    loader = _loader(x, y)
+    var = swag_diagonal(model, loader, "classification", epochs=2, lr=0.1, momentum=0.9, collect_every=1)
+    assert torch.equal(flat_parameters(model), before)  # the model itself is not trained
+
+    copy_ = copy.deepcopy(model)
+    opt = torch.optim.SGD(copy_.parameters(), lr=0.1, momentum=0.9)
+    snapshots = []
+    for _ in range(2):
+        for xb, yb in loader:
+            opt.zero_grad()
+            nn.functional.cross_entropy(copy_(xb), yb).backward()
+            opt.step()
+            snapshots.append(flat_parameters(copy_).clone())
+    expected = torch.stack(snapshots).var(0, unbiased=False)
+    torch.testing.assert_close(var, expected)
+
+    per_epoch = swag_diagonal(model, loader, "classification", epochs=3, lr=0.1)
+    assert per_epoch.shape == before.shape and (per_epoch >= 0).all()
+    strategy = LargestVariance("swag", epochs=2, lr=0.1, momentum=0.9, collect_every=1)
+    picked = strategy.select(model, loader, n=6)
+    assert set(picked.tolist()) == set(torch.topk(expected, 6).indices.tolist())
+
+
+def test_swag_needs_two_snapshots():
+    model = _classifier()
+    x, y = _data("classification")
+    with pytest.raises(ValueError, match="at least two"):
+        swag_diagonal(model, _loader(x, y), "classification", epochs=1)
+
+
+def test_magnitude_ties_go_to_the_smaller_index():
+    model = _classifier()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.fill_(0.5)
+        model[2].bias.fill_(-2.0)        # flat 48..50: the three largest magnitudes
+        model[0].weight[3, 1] = 0.0      # flat 7: the smallest
+    picked = LargestMagnitude().select(model, n=6)
+    assert picked.tolist() == [0, 1, 2, 48, 49, 50]
+    scores, candidates = torch.tensor([1.0, 3.0, 3.0, 2.0, 3.0]), torch.tensor([4, 5, 6, 7, 8])
+    assert top_scores(scores, candidates, 2).tolist() == [5, 6]
+
+
+def test_fraction_and_count_agree():
+    model = _classifier()
+    a = LargestMagnitude().select(model, fraction=0.2)
+    b = LargestMagnitude().select(model, n=10)          # round(0.2 * 51) = 10
+    assert torch.equal(a, b)
+    assert subnetwork_size(None, 0.01, 51) == 1         # at least one weight
+    assert subnetwork_size(None, 1.0, 51) == 51
+    assert subnetwork_size(None, 0.5, 51) == 26         # half up
+
+
+def test_include_and_exclude_filters():
+    model = _classifier()
+    layout = {s.name: s for s in parameter_layout(model)}
+    biases = candidate_indices(model, include="*.bias")
+    expected = torch.cat([torch.arange(layout[n].start, layout[n].stop) for n in ("0.bias", "2.bias")])
+    assert torch.equal(biases, expected)
+    no_first = candidate_indices(model, exclude=["0.*"])
+    assert int(no_first.min()) == layout["2.weight"].start and no_first.numel() == 27
+    picked = Random(seed=3, include="0.weight").select(model, n=5)
+    assert ((picked >= 0) & (picked < 16)).all()
+    with pytest.raises(ValueError, match="matches no trainable parameter"):
+        candidate_indices(model, include="encoder.*")
+    with pytest.raises(ValueError, match="leave no candidate"):
+        candidate_indices(model, include="0.*", exclude="0.*")
+
+
+def test_random_selection_is_deterministic_under_a_seed():
+    model = _classifier()
+    a = Random(seed=7).select(model, n=12)
+    assert torch.equal(a, Random(seed=7).select(model, n=12))
+    assert not torch.equal(a, Random(seed=8).select(model, n=12))
+    assert a.unique().numel() == 12 and torch.equal(a, a.sort().values)
+
+
+def test_last_layer_selects_the_last_linear_module():
+    model = _classifier()
+    layout = {s.name: s for s in parameter_layout(model)}
+    picked = LastLayer().select(model)
+    assert torch.equal(picked, torch.arange(layout["2.weight"].start, layout["2.bias"].stop))
+    assert torch.equal(LastLayer().select(model, n=27), picked)
+    assert torch.equal(LastLayer(names=["0.bias"]).select(model), torch.arange(16, 24))
+    with pytest.raises(ValueError, match="fixed set of 27"):
+        LastLayer().select(model, n=5)
+
+    frozen_head = _classifier()
+    frozen_head[2].requires_grad_(False)
+    assert torch.equal(LastLayer().select(frozen_head), torch.arange(24))  # the last *trainable* Linear
+    conv = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten())
+    with pytest.raises(ValueError, match="no nn.Linear"):
+        LastLayer().select(conv)
+
+
+def test_bad_selection_arguments():
+    model = _classifier()
+    with pytest.raises(ValueError, match="exactly one of n"):
+        LargestMagnitude().select(model)
+    with pytest.raises(ValueError, match="exactly one of n"):
+        LargestMagnitude().select(model, n=3, fraction=0.1)
+    for n in (0, 52, 2.5, True):
+        with pytest.raises(ValueError, match=r"n must be an integer in \[1, 51\]"):
+            LargestMagnitude().select(model, n=n)
+    for fraction in (0.0, 1.5, -0.1):
+        with pytest.raises(ValueError, match="fraction must be"):
+            LargestMagnitude().select(model, fraction=fraction)
+    with pytest.raises(ValueError, match="diag must be"):
+        LargestVariance(diag="kfac")
+    with pytest.raises(ValueError, match="prior_precision"):
+        LargestVariance(prior_precision=0.0)
+    with pytest.raises(ValueError, match="training loader"):
+        LargestVariance().select(model, None, n=3)
+    with pytest.raises(ValueError, match="yielded no data"):
+        LargestVariance().select(model, [], n=3)
+    with pytest.raises(ValueError, match="NaN"):
+        top_scores(torch.tensor([1.0, float("nan")]), torch.tensor([0, 1]), 1)
