@@ -157,8 +157,8 @@ PRESETS = {
         "paper_corrupted_cifar10",
         SubnetLaplaceConfig(experiment="corrupted_cifar10",
                             methods=("map", "subnet", "diag", "last_layer", "mc_dropout", "ensemble"),
-                            subnet_sizes=(1000,), epochs=10, batch_size=128, lr=2e-3, weight_decay=5e-4,
-                            fit_limit=10000, test_limit=2000, ensemble_size=3),
-        "CIFAR-10 small CNN; test clean and under 4 corruptions at severities 1-5",
+                            subnet_sizes=(1000,), epochs=8, batch_size=128, lr=2e-3, weight_decay=5e-4,
+                            fit_limit=5000, test_limit=500, ensemble_size=3),
+        "CIFAR-10 small CNN; test 500 images clean and under 4 corruptions at severities 1-5",
         dataset="cifar10"),
 }

@@ -333,6 +333,8 @@ def build_predictors(run_dir: RunDir, cfg: SubnetLaplaceConfig, exp: Experiment,
         prior = la.optimize_prior_precision(valid, grid=grid, link=link, generator=gen())
         info[f"{name}/prior_precision"] = float(prior)
         info[f"{name}/fit_seconds"] = time.perf_counter() - tic
+        log.info("%s: fitted on %d inputs, prior precision %.3g, %.1f s", name, len(fit.x), prior,
+                 info[f"{name}/fit_seconds"])
         if isinstance(la, SubnetLaplace):
             la.save(post_dir / f"{name}.pt")
         predictors[name] = la
@@ -377,6 +379,8 @@ def evaluate_predictors(predictors: dict, exp: Experiment, cfg: SubnetLaplaceCon
     grouped: dict[str, list[dict[str, float]]] = {}
     kept = {}
     for name, pred in predictors.items():
+        tic = time.perf_counter()
+        log.info("evaluating %s on %d levels", name, len(exp.levels))
         for level, (x, y) in exp.levels.items():
             res = score(p := _predict(pred, x, cfg, exp.regression), y, exp.regression, y_std)
             base = level.split(":")[0]
@@ -385,6 +389,7 @@ def evaluate_predictors(predictors: dict, exp: Experiment, cfg: SubnetLaplaceCon
                 kept[name] = p
             if not exp.regression and plots is not None and level == _reliability_level(exp):
                 kept[name] = p
+        out[f"{name}/eval_seconds"] = time.perf_counter() - tic
     for key, rows in grouped.items():
         for metric in rows[0]:
             out[f"{key}/{metric}"] = sum(r[metric] for r in rows) / len(rows)
