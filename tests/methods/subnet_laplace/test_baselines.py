@@ -4,8 +4,15 @@ import math
 
 import pytest
 import torch
+from subnet_laplace_problems import (
+    diag_laplace_variance,
+    full_jacobian,
+    make_classifier,
+    make_data,
+    make_loader,
+    make_regressor,
+)
 from torch import nn
-from torch.func import functional_call
 
 from paperzoo.methods.subnet_laplace import metrics
 from paperzoo.methods.subnet_laplace.baselines import (
@@ -15,75 +22,25 @@ from paperzoo.methods.subnet_laplace.baselines import (
     LastLayerLaplace,
     MCDropout,
 )
-from paperzoo.methods.subnet_laplace.laplace import (
-    NotFittedError,
-    SubnetLaplace,
-    flat_parameters,
-    parameter_layout,
-)
+from paperzoo.methods.subnet_laplace.laplace import NotFittedError, SubnetLaplace
 from paperzoo.methods.subnet_laplace.selection import LastLayer
 
 TOL = {"rtol": 1e-5, "atol": 1e-5}
 
 
-def _classifier(seed=0, dropout=0.0):
-    torch.manual_seed(seed)
-    layers = [nn.Linear(2, 8), nn.Tanh()] + ([nn.Dropout(dropout)] if dropout else []) + [nn.Linear(8, 3)]
-    return nn.Sequential(*layers).double()
-
-
-def _regressor(seed=0, dropout=0.0):
-    torch.manual_seed(seed)
-    layers = [nn.Linear(1, 10), nn.Tanh()] + ([nn.Dropout(dropout)] if dropout else []) + [nn.Linear(10, 1)]
-    return nn.Sequential(*layers).double()
-
-
-def _data(likelihood, n=24, seed=1):
-    g = torch.Generator().manual_seed(seed)
-    if likelihood == "classification":
-        return torch.randn(n, 2, generator=g, dtype=torch.float64), torch.randint(0, 3, (n,), generator=g)
-    x = torch.linspace(-2, 2, n, dtype=torch.float64).unsqueeze(1)
-    return x, torch.sin(2 * x) + 0.1 * torch.randn(n, 1, generator=g, dtype=torch.float64)
-
-
-def _loader(x, y, batch=10):
-    return [(x[i:i + batch], y[i:i + batch]) for i in range(0, len(x), batch)]
-
-
-def _full_jacobian(model, x):
-    layout = parameter_layout(model)
-    w = flat_parameters(model)
-
-    def f(vec, xi):
-        params = {s.name: vec[s.start:s.stop].view(s.shape) for s in layout}
-        return functional_call(model, params, (xi.unsqueeze(0),)).squeeze(0)
-
-    return torch.stack([torch.autograd.functional.jacobian(lambda v, xi=xi: f(v, xi), w) for xi in x])
-
-
 @pytest.mark.parametrize("likelihood", ["classification", "regression"])
 def test_diag_laplace_equals_brute_force(likelihood):
-    model = _classifier() if likelihood == "classification" else _regressor()
-    x, y = _data(likelihood)
+    model = make_classifier() if likelihood == "classification" else make_regressor()
+    x, y = make_data(likelihood)
     sigma, prior = 0.5, 0.8
     la = DiagLaplace(model, likelihood, prior_precision=prior, sigma_noise=sigma, chunk_size=7)
-    la.fit(_loader(x, y))
+    la.fit(make_loader(x, y))
 
-    jac = _full_jacobian(model, x)
-    f = model(x).detach()
-    diag = torch.zeros(jac.shape[-1], dtype=torch.float64)
-    for n in range(len(x)):
-        if likelihood == "classification":
-            p = torch.softmax(f[n], -1)
-            lam = torch.diag(p) - torch.outer(p, p)
-        else:
-            lam = torch.eye(1, dtype=torch.float64) / sigma ** 2
-        diag += torch.diagonal(jac[n].T @ lam @ jac[n])
-    variance = 1 / (diag + prior)
+    variance = diag_laplace_variance(model, x, likelihood, prior, sigma)
     torch.testing.assert_close(la.posterior_variance, variance, **TOL)
 
     xt = x[:5]
-    jt = _full_jacobian(model, xt)
+    jt = full_jacobian(model, xt)
     f_var = jt @ torch.diag(variance) @ jt.transpose(1, 2)
     torch.testing.assert_close(la.predictive(xt)[1], f_var, **TOL)
     if likelihood == "classification":
@@ -95,19 +52,19 @@ def test_diag_laplace_equals_brute_force(likelihood):
 
 
 def test_diag_laplace_is_the_diagonal_of_the_full_subnetwork_laplace():
-    model = _classifier()
-    x, y = _data("classification")
-    full = SubnetLaplace(model, "classification", torch.arange(51)).fit(_loader(x, y))
-    diag = DiagLaplace(model, "classification").fit(_loader(x, y))
+    model = make_classifier()
+    x, y = make_data("classification")
+    full = SubnetLaplace(model, "classification", torch.arange(51)).fit(make_loader(x, y))
+    diag = DiagLaplace(model, "classification").fit(make_loader(x, y))
     torch.testing.assert_close(1 / diag.posterior_variance - 1.0, torch.diagonal(full.ggn), **TOL)
 
 
 def test_diag_laplace_prior_tuning_picks_the_grid_minimum():
-    model = _regressor()
-    x, y = _data("regression", n=40)
-    la = DiagLaplace(model, "regression", sigma_noise=0.2).fit(_loader(x[:24], y[:24]))
+    model = make_regressor()
+    x, y = make_data("regression", n=40)
+    la = DiagLaplace(model, "regression", sigma_noise=0.2).fit(make_loader(x[:24], y[:24]))
     grid = torch.logspace(-2, 3, 11, dtype=torch.float64)
-    chosen = la.optimize_prior_precision(_loader(x[24:], y[24:], batch=6), grid=grid)
+    chosen = la.optimize_prior_precision(make_loader(x[24:], y[24:], batch=6), grid=grid)
     curve = []
     for lam in grid:
         la.prior_precision = float(lam)
@@ -118,18 +75,19 @@ def test_diag_laplace_prior_tuning_picks_the_grid_minimum():
 
 
 def test_last_layer_laplace_is_subnet_laplace_on_the_last_layer():
-    model = _classifier()
-    x, y = _data("classification")
-    la = LastLayerLaplace(model, "classification", prior_precision=2.0).fit(_loader(x, y))
+    model = make_classifier()
+    x, y = make_data("classification")
+    la = LastLayerLaplace(model, "classification", prior_precision=2.0).fit(make_loader(x, y))
     assert isinstance(la, SubnetLaplace)
     assert torch.equal(la.subnetwork_indices, LastLayer().select(model))
-    ref = SubnetLaplace(model, "classification", torch.arange(24, 51), prior_precision=2.0).fit(_loader(x, y))
+    ref = SubnetLaplace(model, "classification", torch.arange(24, 51), prior_precision=2.0)
+    ref.fit(make_loader(x, y))
     assert torch.equal(la.predict(x), ref.predict(x))
 
 
 def test_mc_dropout_averages_seeded_dropout_passes():
-    model = _classifier(dropout=0.3)
-    x, _ = _data("classification")
+    model = make_classifier(dropout=0.3)
+    x, _ = make_data("classification")
     mcd = MCDropout(model, "classification", n_samples=16)
     probs = mcd.predict(x, seed=0)
     torch.manual_seed(0)
@@ -141,28 +99,28 @@ def test_mc_dropout_averages_seeded_dropout_passes():
     assert not torch.allclose(probs, torch.softmax(model(x), -1))  # dropout is really on
     assert not model.training and not model[2].training            # and off again afterwards
 
-    reg = MCDropout(_regressor(dropout=0.2), "regression", n_samples=10, sigma_noise=0.1)
+    reg = MCDropout(make_regressor(dropout=0.2), "regression", n_samples=10, sigma_noise=0.1)
     mean, var = reg.predict(x[:, :1], seed=1)
     assert mean.shape == var.shape == (24, 1) and (var >= 0.1 ** 2).all()
 
 
 def test_mc_dropout_requires_dropout():
     with pytest.raises(ValueError, match="nn.Dropout"):
-        MCDropout(_classifier(), "classification")
+        MCDropout(make_classifier(), "classification")
     zero_rate = nn.Sequential(nn.Linear(2, 8), nn.Dropout(0.0), nn.Linear(8, 3))
     with pytest.raises(ValueError, match=r"p > 0"):
         MCDropout(zero_rate, "classification")
 
 
 def test_deep_ensemble_averages_members():
-    members = [_classifier(seed=s) for s in range(3)]
-    x, _ = _data("classification")
+    members = [make_classifier(seed=s) for s in range(3)]
+    x, _ = make_data("classification")
     probs = DeepEnsemble(members, "classification").predict(x)
     expected = torch.stack([torch.softmax(m(x), -1) for m in members]).mean(0).detach()
     torch.testing.assert_close(probs, expected)
 
-    regs = [_regressor(seed=s) for s in range(4)]
-    xr, _ = _data("regression")
+    regs = [make_regressor(seed=s) for s in range(4)]
+    xr, _ = make_data("regression")
     mean, var = DeepEnsemble(regs, "regression", sigma_noise=0.3).predict(xr)
     mus = torch.stack([m(xr) for m in regs]).detach()
     torch.testing.assert_close(mean, mus.mean(0))
@@ -172,27 +130,27 @@ def test_deep_ensemble_averages_members():
     with pytest.raises(ValueError, match="non-empty"):
         DeepEnsemble([], "classification")
     with pytest.raises(ValueError, match="disagree"):
-        DeepEnsemble([_classifier(), nn.Linear(2, 4).double()], "classification").predict(x)
+        DeepEnsemble([make_classifier(), nn.Linear(2, 4).double()], "classification").predict(x)
 
 
 def test_map_predictions():
-    model = _classifier()
-    x, _ = _data("classification")
+    model = make_classifier()
+    x, _ = make_data("classification")
     torch.testing.assert_close(MAP(model, "classification").predict(x), torch.softmax(model(x), -1).detach())
-    reg = _regressor()
+    reg = make_regressor()
     mean, var = MAP(reg, "regression", sigma_noise=0.4).predict(x[:, :1])
     torch.testing.assert_close(mean, reg(x[:, :1]).detach())
     torch.testing.assert_close(var, torch.full_like(mean, 0.16))
 
 
 def test_every_method_has_the_same_interface():
-    x, y = _data("classification", n=30)
-    train, val = _loader(x[:20], y[:20]), _loader(x[20:], y[20:])
-    methods = [MAP(_classifier(), "classification"), DiagLaplace(_classifier(), "classification"),
-               LastLayerLaplace(_classifier(), "classification"),
-               SubnetLaplace(_classifier(), "classification", torch.arange(0, 51, 5)),
-               MCDropout(_classifier(dropout=0.2), "classification", n_samples=4),
-               DeepEnsemble([_classifier(seed=s) for s in range(2)], "classification")]
+    x, y = make_data("classification", n=30)
+    train, val = make_loader(x[:20], y[:20]), make_loader(x[20:], y[20:])
+    methods = [MAP(make_classifier(), "classification"), DiagLaplace(make_classifier(), "classification"),
+               LastLayerLaplace(make_classifier(), "classification"),
+               SubnetLaplace(make_classifier(), "classification", torch.arange(0, 51, 5)),
+               MCDropout(make_classifier(dropout=0.2), "classification", n_samples=4),
+               DeepEnsemble([make_classifier(seed=s) for s in range(2)], "classification")]
     for method in methods:
         assert method.fit(train) is method
         method.optimize_prior_precision(val, grid=[0.1, 1.0])
@@ -203,8 +161,8 @@ def test_every_method_has_the_same_interface():
 
 def test_diag_laplace_bad_inputs():
     with pytest.raises(ValueError, match="likelihood"):
-        DiagLaplace(_classifier(), "ordinal")
-    la = DiagLaplace(_classifier(), "classification")
+        DiagLaplace(make_classifier(), "ordinal")
+    la = DiagLaplace(make_classifier(), "classification")
     with pytest.raises(NotFittedError):
         la.predict(torch.zeros(2, 2))
     with pytest.raises(ValueError, match="shape"):

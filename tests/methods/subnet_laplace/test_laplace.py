@@ -6,8 +6,15 @@ import time
 
 import pytest
 import torch
+from subnet_laplace_problems import (
+    full_ggn,
+    full_jacobian,
+    make_classifier,
+    make_data,
+    make_loader,
+    make_regressor,
+)
 from torch import nn
-from torch.func import functional_call
 
 from paperzoo.methods.subnet_laplace import metrics
 from paperzoo.methods.subnet_laplace.laplace import (
@@ -27,78 +34,23 @@ TOL = {"rtol": 1e-5, "atol": 1e-5}
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
 
 
-# -- tiny problems and the brute-force reference -----------------------------------------------------
-
-def _classifier(seed=0, dtype=torch.float64):
-    torch.manual_seed(seed)
-    return nn.Sequential(nn.Linear(2, 8), nn.Tanh(), nn.Linear(8, 3)).to(dtype)
-
-
-def _regressor(seed=0, dtype=torch.float64):
-    torch.manual_seed(seed)
-    return nn.Sequential(nn.Linear(1, 10), nn.Tanh(), nn.Linear(10, 1)).to(dtype)
-
-
-def _data(likelihood, n=24, seed=1, dtype=torch.float64):
-    g = torch.Generator().manual_seed(seed)
-    if likelihood == "classification":
-        x = torch.randn(n, 2, generator=g, dtype=dtype)
-        y = torch.randint(0, 3, (n,), generator=g)
-    else:
-        x = torch.linspace(-2, 2, n, dtype=dtype).unsqueeze(1)
-        y = torch.sin(2 * x) + 0.1 * torch.randn(n, 1, generator=g, dtype=dtype)
-    return x, y
-
-
-def _loader(x, y, batch=10):
-    return [(x[i:i + batch], y[i:i + batch]) for i in range(0, len(x), batch)]
-
-
-def _full_jacobian(model, x):
-    """(B, C, P) by differentiating the model as a function of the flat parameter vector, input by input."""
-    layout = parameter_layout(model)
-    w = flat_parameters(model)
-
-    def f(vec, xi):
-        params = {s.name: vec[s.start:s.stop].view(s.shape) for s in layout}
-        return functional_call(model, params, (xi.unsqueeze(0),)).squeeze(0)
-
-    jacobians = [torch.autograd.functional.jacobian(lambda v, xi=xi: f(v, xi), w) for xi in x]
-    return torch.stack(jacobians).double()
-
-
-def _full_ggn(model, x, likelihood, sigma=1.0):
-    jac = _full_jacobian(model, x)
-    with torch.no_grad():
-        f = model(x).double()
-    ggn = torch.zeros(jac.shape[-1], jac.shape[-1], dtype=torch.float64)
-    for n in range(len(x)):
-        if likelihood == "classification":
-            p = torch.softmax(f[n], -1)
-            lam = torch.diag(p) - torch.outer(p, p)
-        else:
-            lam = torch.eye(f.shape[1], dtype=torch.float64) / sigma ** 2
-        ggn += jac[n].T @ lam @ jac[n]
-    return ggn
-
-
 # -- 1. equivalence with the brute-force full Laplace ------------------------------------------------
 
 @pytest.mark.parametrize("mode", ["jacrev", "jacfwd"])
 def test_all_weights_classification_equals_brute_force(mode):
-    model = _classifier()
-    x, y = _data("classification")
+    model = make_classifier()
+    x, y = make_data("classification")
     n_params = flat_parameters(model).numel()
     la = SubnetLaplace(model, "classification", torch.arange(n_params), prior_precision=0.7,
-                       jacobian=mode).fit(_loader(x, y))
+                       jacobian=mode).fit(make_loader(x, y))
 
-    precision = _full_ggn(model, x, "classification") + 0.7 * torch.eye(n_params, dtype=torch.float64)
+    precision = full_ggn(model, x, "classification") + 0.7 * torch.eye(n_params, dtype=torch.float64)
     covariance = torch.linalg.inv(precision)
     torch.testing.assert_close(la.posterior_precision, precision, **TOL)
     torch.testing.assert_close(la.posterior_covariance, covariance, **TOL)
 
     xt = torch.randn(5, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(9))
-    jac = _full_jacobian(model, xt)
+    jac = full_jacobian(model, xt)
     f_var = jac @ covariance @ jac.transpose(1, 2)
     f_mean, la_var = la.predictive(xt)
     torch.testing.assert_close(f_mean, model(xt).detach(), **TOL)
@@ -108,20 +60,20 @@ def test_all_weights_classification_equals_brute_force(mode):
 
 
 def test_all_weights_regression_equals_brute_force():
-    model = _regressor()
-    x, y = _data("regression")
+    model = make_regressor()
+    x, y = make_data("regression")
     n_params = flat_parameters(model).numel()
     sigma, prior = 0.3, 2.0
     la = SubnetLaplace(model, "regression", torch.arange(n_params), prior_precision=prior,
-                       sigma_noise=sigma).fit(_loader(x, y))
+                       sigma_noise=sigma).fit(make_loader(x, y))
 
-    precision = _full_ggn(model, x, "regression", sigma) + prior * torch.eye(n_params, dtype=torch.float64)
+    precision = full_ggn(model, x, "regression", sigma) + prior * torch.eye(n_params, dtype=torch.float64)
     covariance = torch.linalg.inv(precision)
     torch.testing.assert_close(la.posterior_precision, precision, **TOL)
     torch.testing.assert_close(la.posterior_covariance, covariance, **TOL)
 
     xt = torch.linspace(-4, 4, 7, dtype=torch.float64).unsqueeze(1)
-    jac = _full_jacobian(model, xt)
+    jac = full_jacobian(model, xt)
     f_var = jac @ covariance @ jac.transpose(1, 2)
     mean, var = la.predict(xt)
     torch.testing.assert_close(mean, model(xt).detach(), **TOL)
@@ -130,33 +82,34 @@ def test_all_weights_regression_equals_brute_force():
 
 @pytest.mark.parametrize("likelihood", ["classification", "regression"])
 def test_random_subnetwork_is_the_sub_block_of_the_full_ggn(likelihood):
-    model = _classifier() if likelihood == "classification" else _regressor()
-    x, y = _data(likelihood)
+    model = make_classifier() if likelihood == "classification" else make_regressor()
+    x, y = make_data(likelihood)
     n_params = flat_parameters(model).numel()
     indices = torch.randperm(n_params, generator=torch.Generator().manual_seed(3))[:11]  # unsorted on purpose
-    la = SubnetLaplace(model, likelihood, indices, prior_precision=1.5, sigma_noise=0.5).fit(_loader(x, y))
+    la = SubnetLaplace(model, likelihood, indices, prior_precision=1.5, sigma_noise=0.5)
+    la.fit(make_loader(x, y))
 
     ordered = indices.sort().values
     assert torch.equal(la.subnetwork_indices, ordered)
-    block = _full_ggn(model, x, likelihood, 0.5)[ordered][:, ordered]
+    block = full_ggn(model, x, likelihood, 0.5)[ordered][:, ordered]
     torch.testing.assert_close(la.ggn, block, **TOL)
     covariance = torch.linalg.inv(block + 1.5 * torch.eye(11, dtype=torch.float64))
     torch.testing.assert_close(la.posterior_covariance, covariance, **TOL)
 
     xt = x[:4]
-    jac = _full_jacobian(model, xt)[:, :, ordered]
+    jac = full_jacobian(model, xt)[:, :, ordered]
     torch.testing.assert_close(la.predictive(xt)[1], jac @ covariance @ jac.transpose(1, 2), **TOL)
     torch.testing.assert_close(la.mean, flat_parameters(model)[ordered])
 
 
 def test_float32_model_matches_float64_reference():
-    model32 = _classifier(dtype=torch.float32)
-    x, y = _data("classification", dtype=torch.float32)
+    model32 = make_classifier(dtype=torch.float32)
+    x, y = make_data("classification", dtype=torch.float32)
     indices = torch.arange(0, 51, 3)
-    la = SubnetLaplace(model32, "classification", indices).fit(_loader(x, y))
+    la = SubnetLaplace(model32, "classification", indices).fit(make_loader(x, y))
     assert la.posterior_covariance.dtype == torch.float64
-    model64 = _classifier(dtype=torch.float64)
-    block = _full_ggn(model64, x.double(), "classification")[indices][:, indices]
+    model64 = make_classifier(dtype=torch.float64)
+    block = full_ggn(model64, x.double(), "classification")[indices][:, indices]
     torch.testing.assert_close(la.ggn, block, rtol=1e-4, atol=1e-5)
     probs = la.predict(x[:3])
     assert probs.dtype == torch.float32
@@ -164,27 +117,27 @@ def test_float32_model_matches_float64_reference():
 
 
 def test_loss_and_number_of_data_points():
-    model = _classifier()
-    x, y = _data("classification")
-    la = SubnetLaplace(model, "classification", [0, 1, 2]).fit(_loader(x, y))
+    model = make_classifier()
+    x, y = make_data("classification")
+    la = SubnetLaplace(model, "classification", [0, 1, 2]).fit(make_loader(x, y))
     assert la.n_data == len(x)
     assert la.loss == pytest.approx(float(nn.functional.cross_entropy(model(x).detach(), y, reduction="sum")))
 
-    reg = _regressor()
-    xr, yr = _data("regression")
-    la = SubnetLaplace(reg, "regression", [0, 1], sigma_noise=0.4).fit(_loader(xr, yr))
+    reg = make_regressor()
+    xr, yr = make_data("regression")
+    la = SubnetLaplace(reg, "regression", [0, 1], sigma_noise=0.4).fit(make_loader(xr, yr))
     nll = -torch.distributions.Normal(reg(xr).detach(), 0.4).log_prob(yr).sum()
     assert la.loss == pytest.approx(float(nll))
 
 
 def test_log_marginal_likelihood_matches_the_laplace_formula():
-    model = _regressor()
-    x, y = _data("regression")
+    model = make_regressor()
+    x, y = make_data("regression")
     n_params = flat_parameters(model).numel()
     la = SubnetLaplace(model, "regression", torch.arange(n_params), prior_precision=2.0, sigma_noise=0.5,
-                       temperature=1.5).fit(_loader(x, y))
+                       temperature=1.5).fit(make_loader(x, y))
     w = flat_parameters(model)
-    precision = _full_ggn(model, x, "regression", 0.5) / 1.5 + 2.0 * torch.eye(n_params, dtype=torch.float64)
+    precision = full_ggn(model, x, "regression", 0.5) / 1.5 + 2.0 * torch.eye(n_params, dtype=torch.float64)
     loglik = torch.distributions.Normal(model(x).detach(), 0.5).log_prob(y).sum()
     expected = (loglik / 1.5 - 0.5 * (2.0 * w.square().sum() + torch.logdet(precision)
                                       - n_params * math.log(2.0)))
@@ -194,7 +147,7 @@ def test_log_marginal_likelihood_matches_the_laplace_formula():
 # -- 2. the Jacobian is taken over the subnetwork only -----------------------------------------------
 
 def test_jacobian_has_subnetwork_shape_and_touches_only_selected_tensors():
-    model = _classifier()
+    model = make_classifier()
     layout = {s.name: s for s in parameter_layout(model)}
     indices = torch.tensor([layout["2.weight"].start + 4, layout["2.bias"].start + 1, 3])
     jac = SubnetworkJacobian(model, indices)
@@ -207,14 +160,14 @@ def test_jacobian_has_subnetwork_shape_and_touches_only_selected_tensors():
 
 
 def test_reverse_and_forward_mode_agree_with_chunks():
-    model = _classifier()
+    model = make_classifier()
     x = torch.randn(7, 2, dtype=torch.float64)
     indices = torch.arange(5, 40, 2)
     f1, j1 = SubnetworkJacobian(model, indices, mode="jacrev")(x)
     f2, j2 = SubnetworkJacobian(model, indices, mode="jacfwd", chunk_size=3)(x)
     torch.testing.assert_close(f1, f2)
     torch.testing.assert_close(j1, j2)
-    torch.testing.assert_close(j1, _full_jacobian(model, x)[:, :, indices])
+    torch.testing.assert_close(j1, full_jacobian(model, x)[:, :, indices])
 
 
 def test_million_weight_model_with_small_subnetwork_is_quick():
@@ -239,8 +192,8 @@ def test_model_weights_and_training_flags_are_untouched():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(2, 8), nn.Dropout(0.5), nn.Tanh(), nn.Linear(8, 3)).double().train()
     before = flat_parameters(model).clone()
-    x, y = _data("classification")
-    la = SubnetLaplace(model, "classification", torch.arange(10)).fit(_loader(x, y))
+    x, y = make_data("classification")
+    la = SubnetLaplace(model, "classification", torch.arange(10)).fit(make_loader(x, y))
     p1, p2 = la.predict(x[:4]), la.predict(x[:4])
     torch.testing.assert_close(p1, p2)  # eval mode: dropout off, deterministic
     assert model.training and model[1].training
@@ -250,9 +203,9 @@ def test_model_weights_and_training_flags_are_untouched():
 # -- 3. hyperparameters re-derive the posterior without refitting ------------------------------------
 
 def test_changing_the_prior_rederives_the_posterior_without_refit():
-    model = _classifier()
-    x, y = _data("classification")
-    la = SubnetLaplace(model, "classification", torch.arange(20)).fit(_loader(x, y))
+    model = make_classifier()
+    x, y = make_data("classification")
+    la = SubnetLaplace(model, "classification", torch.arange(20)).fit(make_loader(x, y))
     ggn = la.ggn
     calls = []
     model.register_forward_hook(lambda *args: calls.append(1))  # counts any further pass over the model
@@ -268,9 +221,9 @@ def test_changing_the_prior_rederives_the_posterior_without_refit():
 
 
 def test_regression_noise_scales_the_ggn():
-    model = _regressor()
-    x, y = _data("regression")
-    la = SubnetLaplace(model, "regression", torch.arange(31), sigma_noise=1.0).fit(_loader(x, y))
+    model = make_regressor()
+    x, y = make_data("regression")
+    la = SubnetLaplace(model, "regression", torch.arange(31), sigma_noise=1.0).fit(make_loader(x, y))
     unit = la.ggn
     la.sigma_noise = 0.25
     torch.testing.assert_close(la.ggn, unit / 0.25 ** 2)
@@ -284,18 +237,18 @@ def test_probit_with_zero_variance_is_the_map_softmax():
     f = torch.randn(4, 3, dtype=torch.float64)
     zero = torch.zeros(4, 3, 3, dtype=torch.float64)
     torch.testing.assert_close(probit_softmax(f, zero), torch.softmax(f, -1))
-    model = _classifier()
-    x, y = _data("classification")
-    la = SubnetLaplace(model, "classification", torch.arange(51), prior_precision=1e12).fit(_loader(x, y))
+    model = make_classifier()
+    x, y = make_data("classification")
+    la = SubnetLaplace(model, "classification", torch.arange(51), prior_precision=1e12).fit(make_loader(x, y))
     torch.testing.assert_close(la.predict(x), torch.softmax(model(x).detach(), -1), rtol=1e-8, atol=1e-9)
     torch.testing.assert_close(la.predict(x, link="mc", n_samples=8), torch.softmax(model(x).detach(), -1),
                                rtol=1e-5, atol=1e-6)
 
 
 def test_monte_carlo_predictive_converges():
-    model = _classifier()
-    x, y = _data("classification")
-    la = SubnetLaplace(model, "classification", torch.arange(51), prior_precision=0.5).fit(_loader(x, y))
+    model = make_classifier()
+    x, y = make_data("classification")
+    la = SubnetLaplace(model, "classification", torch.arange(51), prior_precision=0.5).fit(make_loader(x, y))
     xt = x[:5]
     f_mean, f_var = la.predictive(xt)
     samples = sample_gaussian(f_mean, f_var, 40_000, torch.Generator().manual_seed(0))
@@ -322,9 +275,10 @@ def test_mc_softmax_handles_a_singular_covariance():
 
 
 def test_weight_samples_have_the_posterior_moments():
-    model = _regressor()
-    x, y = _data("regression")
-    la = SubnetLaplace(model, "regression", torch.arange(0, 31, 3), prior_precision=3.0).fit(_loader(x, y))
+    model = make_regressor()
+    x, y = make_data("regression")
+    la = SubnetLaplace(model, "regression", torch.arange(0, 31, 3), prior_precision=3.0)
+    la.fit(make_loader(x, y))
     draws = la.sample(50_000, torch.Generator().manual_seed(0))
     assert draws.shape == (50_000, 11)
     torch.testing.assert_close(draws.mean(0), la.mean, rtol=0, atol=0.02)
@@ -335,12 +289,12 @@ def test_weight_samples_have_the_posterior_moments():
 
 @pytest.mark.parametrize("likelihood", ["classification", "regression"])
 def test_prior_tuning_picks_the_grid_minimum_of_validation_nll(likelihood):
-    model = _classifier() if likelihood == "classification" else _regressor()
-    x, y = _data(likelihood, n=40)
+    model = make_classifier() if likelihood == "classification" else make_regressor()
+    x, y = make_data(likelihood, n=40)
     la = SubnetLaplace(model, likelihood, torch.arange(0, 31, 2), sigma_noise=0.3)
-    la.fit(_loader(x[:24], y[:24]))
+    la.fit(make_loader(x[:24], y[:24]))
     grid = torch.logspace(-3, 3, 13, dtype=torch.float64)
-    val = _loader(x[24:], y[24:], batch=7)
+    val = make_loader(x[24:], y[24:], batch=7)
     chosen = la.optimize_prior_precision(val, grid=grid)
 
     curve = []
@@ -357,10 +311,10 @@ def test_prior_tuning_picks_the_grid_minimum_of_validation_nll(likelihood):
 
 
 def test_prior_tuning_with_monte_carlo_and_brier_is_deterministic():
-    model = _classifier()
-    x, y = _data("classification", n=40)
-    la = SubnetLaplace(model, "classification", torch.arange(40)).fit(_loader(x[:24], y[:24]))
-    val = _loader(x[24:], y[24:])
+    model = make_classifier()
+    x, y = make_data("classification", n=40)
+    la = SubnetLaplace(model, "classification", torch.arange(40)).fit(make_loader(x[:24], y[:24]))
+    val = make_loader(x[24:], y[24:])
     grid = torch.logspace(-2, 2, 9)
     a = la.optimize_prior_precision(val, grid, metric="brier", link="mc", n_samples=50,
                                     generator=torch.Generator().manual_seed(0))
@@ -372,10 +326,10 @@ def test_prior_tuning_with_monte_carlo_and_brier_is_deterministic():
 
 
 def test_save_and_load_round_trip(tmp_path):
-    model = _classifier()
-    x, y = _data("classification")
-    la = SubnetLaplace(model, "classification", torch.arange(3, 50, 4)).fit(_loader(x, y))
-    la.optimize_prior_precision(_loader(x, y), grid=[0.1, 1.0, 10.0])
+    model = make_classifier()
+    x, y = make_data("classification")
+    la = SubnetLaplace(model, "classification", torch.arange(3, 50, 4)).fit(make_loader(x, y))
+    la.optimize_prior_precision(make_loader(x, y), grid=[0.1, 1.0, 10.0])
     path = la.save(tmp_path / "posterior.pt")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["posterior.pt"]  # no temporary file left
 
@@ -390,16 +344,16 @@ def test_save_and_load_round_trip(tmp_path):
 
 
 def test_load_rejects_a_checkpoint_that_does_not_fit(tmp_path):
-    model = _classifier()
-    x, y = _data("classification")
-    la = SubnetLaplace(model, "classification", torch.arange(32, 51)).fit(_loader(x, y))
+    model = make_classifier()
+    x, y = make_data("classification")
+    la = SubnetLaplace(model, "classification", torch.arange(32, 51)).fit(make_loader(x, y))
     path = la.save(tmp_path / "a.pt")
 
     small = nn.Sequential(nn.Linear(2, 3)).double()
     with pytest.raises(ValueError, match="trainable weights"):
         SubnetLaplace.load(path, small)
     with pytest.raises(ValueError, match="differ from the MAP"):
-        SubnetLaplace.load(path, _classifier(seed=5))
+        SubnetLaplace.load(path, make_classifier(seed=5))
     state = torch.load(path, weights_only=True)
     state["subnetwork_indices"] = torch.arange(40, 59)
     torch.save(state, tmp_path / "b.pt")
@@ -414,8 +368,8 @@ def test_load_rejects_a_checkpoint_that_does_not_fit(tmp_path):
 
 
 def test_bad_inputs_raise_one_clear_error():
-    model = _classifier()
-    x, y = _data("classification")
+    model = make_classifier()
+    x, y = make_data("classification")
     with pytest.raises(ValueError, match="likelihood must be one of"):
         SubnetLaplace(model, "poisson", [0])
     with pytest.raises(ValueError, match=r"\[0, 51\)"):
@@ -450,24 +404,24 @@ def test_bad_inputs_raise_one_clear_error():
     assert model.training  # the flags are restored although fit stopped half-way
     with pytest.raises(ValueError, match="class ids"):
         la.fit([(x, y.double())])
-    la.fit(_loader(x, y))
+    la.fit(make_loader(x, y))
     with pytest.raises(ValueError, match="link must be"):
         la.predict(x, link="laplace-bridge")
     with pytest.raises(ValueError, match="metric"):
-        la.optimize_prior_precision(_loader(x, y), metric="accuracy")
+        la.optimize_prior_precision(make_loader(x, y), metric="accuracy")
     with pytest.raises(ValueError, match="grid"):
-        la.optimize_prior_precision(_loader(x, y), grid=[1.0, -1.0])
+        la.optimize_prior_precision(make_loader(x, y), grid=[1.0, -1.0])
 
-    broken = _classifier()
+    broken = make_classifier()
     with torch.no_grad():
         broken[0].weight[0, 0] = float("nan")
     with pytest.raises(ValueError, match="non-finite"):
-        SubnetLaplace(broken, "classification", torch.arange(51)).fit(_loader(x, y))
+        SubnetLaplace(broken, "classification", torch.arange(51)).fit(make_loader(x, y))
 
-    reg = SubnetLaplace(_regressor(), "regression", [0, 1]).fit(_loader(*_data("regression")))
+    reg = SubnetLaplace(make_regressor(), "regression", [0, 1]).fit(make_loader(*make_data("regression")))
     with pytest.raises(ValueError, match="classification only"):
         reg.predict(torch.zeros(2, 1, dtype=torch.float64), link="probit")
     with pytest.raises(ValueError, match="output's shape"):
-        SubnetLaplace(_regressor(), "regression", [0]).fit([(torch.zeros(3, 1), torch.zeros(3, 2))])
+        SubnetLaplace(make_regressor(), "regression", [0]).fit([(torch.zeros(3, 1), torch.zeros(3, 2))])
     with pytest.raises(ValueError, match=r"outputs \(B, C\)"):
         SubnetLaplace(nn.Linear(2, 3), "classification", [0]).jacobian(torch.zeros(2, 2, 2))

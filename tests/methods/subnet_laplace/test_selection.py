@@ -4,8 +4,14 @@ import copy
 
 import pytest
 import torch
+from subnet_laplace_problems import (
+    diag_laplace_variance,
+    make_classifier,
+    make_data,
+    make_loader,
+    make_regressor,
+)
 from torch import nn
-from torch.func import functional_call
 
 from paperzoo.methods.subnet_laplace.laplace import SubnetLaplace, flat_parameters, parameter_layout
 from paperzoo.methods.subnet_laplace.selection import (
@@ -20,55 +26,16 @@ from paperzoo.methods.subnet_laplace.selection import (
 )
 
 
-def _classifier(seed=0):
-    torch.manual_seed(seed)
-    return nn.Sequential(nn.Linear(2, 8), nn.Tanh(), nn.Linear(8, 3)).double()   # 51 weights
-
-
-def _data(likelihood, n=30, seed=1):
-    g = torch.Generator().manual_seed(seed)
-    if likelihood == "classification":
-        return torch.randn(n, 2, generator=g, dtype=torch.float64), torch.randint(0, 3, (n,), generator=g)
-    x = torch.linspace(-2, 2, n, dtype=torch.float64).unsqueeze(1)
-    return x, torch.sin(2 * x) + 0.1 * torch.randn(n, 1, generator=g, dtype=torch.float64)
-
-
-def _loader(x, y, batch=10):
-    return [(x[i:i + batch], y[i:i + batch]) for i in range(0, len(x), batch)]
-
-
-def _brute_force_diag_variance(model, x, likelihood, prior, sigma=1.0):
-    """1 / (diag(sum_n J_n^T Lambda_n J_n) + prior), with J_n from torch.autograd.functional.jacobian."""
-    layout = parameter_layout(model)
-    w = flat_parameters(model)
-
-    def f(vec, xi):
-        params = {s.name: vec[s.start:s.stop].view(s.shape) for s in layout}
-        return functional_call(model, params, (xi.unsqueeze(0),)).squeeze(0)
-
-    diag = torch.zeros_like(w)
-    for xi in x:
-        jac = torch.autograd.functional.jacobian(lambda v, xi=xi: f(v, xi), w)
-        if likelihood == "classification":
-            p = torch.softmax(f(w, xi).detach(), -1)
-            lam = torch.diag(p) - torch.outer(p, p)
-        else:
-            lam = torch.eye(jac.shape[0], dtype=jac.dtype) / sigma ** 2
-        diag += torch.diagonal(jac.T @ lam @ jac)
-    return 1.0 / (diag + prior)
-
-
 @pytest.mark.parametrize("likelihood", ["classification", "regression"])
 def test_largest_variance_picks_exactly_the_top_s_of_the_diagonal_laplace(likelihood):
-    model = _classifier() if likelihood == "classification" else nn.Sequential(
-        nn.Linear(1, 10), nn.Tanh(), nn.Linear(10, 1)).double()
-    x, y = _data(likelihood)
+    model = make_classifier() if likelihood == "classification" else make_regressor()
+    x, y = make_data(likelihood, n=30)
     strategy = LargestVariance(likelihood=likelihood, prior_precision=0.5, sigma_noise=0.7, chunk_size=7)
-    variances = _brute_force_diag_variance(model, x, likelihood, 0.5, 0.7)
-    torch.testing.assert_close(strategy.marginal_variances(model, _loader(x, y)), variances)
+    variances = diag_laplace_variance(model, x, likelihood, 0.5, 0.7)
+    torch.testing.assert_close(strategy.marginal_variances(model, make_loader(x, y)), variances)
 
     for k in (1, 7, 20):
-        picked = strategy.select(model, _loader(x, y), n=k)
+        picked = strategy.select(model, make_loader(x, y), n=k)
         assert picked.dtype == torch.long and torch.equal(picked, picked.sort().values)
         expected = set(torch.topk(variances, k).indices.tolist())
         assert set(picked.tolist()) == expected
@@ -77,24 +44,24 @@ def test_largest_variance_picks_exactly_the_top_s_of_the_diagonal_laplace(likeli
 
 
 def test_largest_variance_with_filters_scores_only_the_candidates():
-    model = _classifier()
-    x, y = _data("classification")
-    variances = _brute_force_diag_variance(model, x, "classification", 1.0)
-    picked = LargestVariance(include="2.*").select(model, _loader(x, y), n=5)
+    model = make_classifier()
+    x, y = make_data("classification", n=30)
+    variances = diag_laplace_variance(model, x, "classification", 1.0)
+    picked = LargestVariance(include="2.*").select(model, make_loader(x, y), n=5)
     layout = {s.name: s for s in parameter_layout(model)}
     start = layout["2.weight"].start
     expected = torch.topk(variances[start:], 5).indices + start
     assert torch.equal(picked, expected.sort().values)
     # the selected indices drive a SubnetLaplace directly
-    la = SubnetLaplace(model, "classification", picked).fit(_loader(x, y))
+    la = SubnetLaplace(model, "classification", picked).fit(make_loader(x, y))
     assert la.posterior_covariance.shape == (5, 5)
 
 
 def test_swag_variances_match_a_hand_run_sgd():
-    model = _classifier()
+    model = make_classifier()
     before = flat_parameters(model).clone()
-    x, y = _data("classification")
-    loader = _loader(x, y)
+    x, y = make_data("classification", n=30)
+    loader = make_loader(x, y)
     var = swag_diagonal(model, loader, "classification", epochs=2, lr=0.1, momentum=0.9, collect_every=1)
     assert torch.equal(flat_parameters(model), before)  # the model itself is not trained
 
@@ -118,14 +85,14 @@ def test_swag_variances_match_a_hand_run_sgd():
 
 
 def test_swag_needs_two_snapshots():
-    model = _classifier()
-    x, y = _data("classification")
+    model = make_classifier()
+    x, y = make_data("classification", n=30)
     with pytest.raises(ValueError, match="at least two"):
-        swag_diagonal(model, _loader(x, y), "classification", epochs=1)
+        swag_diagonal(model, make_loader(x, y), "classification", epochs=1)
 
 
 def test_magnitude_ties_go_to_the_smaller_index():
-    model = _classifier()
+    model = make_classifier()
     with torch.no_grad():
         for p in model.parameters():
             p.fill_(0.5)
@@ -138,7 +105,7 @@ def test_magnitude_ties_go_to_the_smaller_index():
 
 
 def test_fraction_and_count_agree():
-    model = _classifier()
+    model = make_classifier()
     a = LargestMagnitude().select(model, fraction=0.2)
     b = LargestMagnitude().select(model, n=10)          # round(0.2 * 51) = 10
     assert torch.equal(a, b)
@@ -148,7 +115,7 @@ def test_fraction_and_count_agree():
 
 
 def test_include_and_exclude_filters():
-    model = _classifier()
+    model = make_classifier()
     layout = {s.name: s for s in parameter_layout(model)}
     biases = candidate_indices(model, include="*.bias")
     expected = torch.cat([torch.arange(layout[n].start, layout[n].stop) for n in ("0.bias", "2.bias")])
@@ -164,7 +131,7 @@ def test_include_and_exclude_filters():
 
 
 def test_random_selection_is_deterministic_under_a_seed():
-    model = _classifier()
+    model = make_classifier()
     a = Random(seed=7).select(model, n=12)
     assert torch.equal(a, Random(seed=7).select(model, n=12))
     assert not torch.equal(a, Random(seed=8).select(model, n=12))
@@ -172,7 +139,7 @@ def test_random_selection_is_deterministic_under_a_seed():
 
 
 def test_last_layer_selects_the_last_linear_module():
-    model = _classifier()
+    model = make_classifier()
     layout = {s.name: s for s in parameter_layout(model)}
     picked = LastLayer().select(model)
     assert torch.equal(picked, torch.arange(layout["2.weight"].start, layout["2.bias"].stop))
@@ -181,7 +148,7 @@ def test_last_layer_selects_the_last_linear_module():
     with pytest.raises(ValueError, match="fixed set of 27"):
         LastLayer().select(model, n=5)
 
-    frozen_head = _classifier()
+    frozen_head = make_classifier()
     frozen_head[2].requires_grad_(False)
     assert torch.equal(LastLayer().select(frozen_head), torch.arange(24))  # the last *trainable* Linear
     conv = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten())
@@ -190,7 +157,7 @@ def test_last_layer_selects_the_last_linear_module():
 
 
 def test_bad_selection_arguments():
-    model = _classifier()
+    model = make_classifier()
     with pytest.raises(ValueError, match="exactly one of n"):
         LargestMagnitude().select(model)
     with pytest.raises(ValueError, match="exactly one of n"):

@@ -23,7 +23,7 @@ Regression methods whose networks output only a mean use a homoscedastic observa
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -33,12 +33,14 @@ from paperzoo.methods.subnet_laplace.laplace import (
     SubnetLaplace,
     SubnetworkJacobian,
     check_likelihood,
+    check_prior_precision,
     check_tuning_args,
     diagonal_ggn,
     eval_mode,
+    grid_search_prior_precision,
     positive_float,
-    predict_from_moments,
-    prior_grid_scores,
+    predict_with,
+    validation_batches,
 )
 from paperzoo.methods.subnet_laplace.selection import LastLayer
 
@@ -125,16 +127,7 @@ class DiagLaplace:
 
     @prior_precision.setter
     def prior_precision(self, value: float | Tensor) -> None:
-        value = torch.as_tensor(value, dtype=torch.float64).detach().cpu()
-        n_params = self._jacobian.n_params
-        if value.numel() == 1:
-            value = value.reshape(())
-        elif value.shape != (n_params,):
-            raise ValueError(f"prior_precision must be a scalar or have shape ({n_params},), got "
-                             f"{tuple(value.shape)}")
-        if not torch.isfinite(value).all() or (value <= 0).any():
-            raise ValueError("prior_precision must be positive and finite")
-        self._prior = value
+        self._prior = check_prior_precision(value, self._jacobian.n_params, "weight")
 
     def fit(self, loader: Iterable) -> DiagLaplace:
         self._curvature = diagonal_ggn(self._jacobian, loader, self.likelihood)
@@ -170,12 +163,8 @@ class DiagLaplace:
     def predict(self, x: Tensor, link: str | None = None, n_samples: int = 100,
                 generator: torch.Generator | None = None) -> Tensor | tuple[Tensor, Tensor]:
         """As :meth:`~.laplace.SubnetLaplace.predict`."""
-        f_mean, f_var = self._moments(x)
-        out = predict_from_moments(f_mean, f_var, self.likelihood, self.sigma_noise, link, n_samples,
-                                   generator)
-        if isinstance(out, tuple):
-            return tuple(t.to(self._jacobian.dtype) for t in out)
-        return out.to(self._jacobian.dtype)
+        return predict_with(self._moments(x), self.likelihood, self.sigma_noise, link, n_samples, generator,
+                            self._jacobian.dtype)
 
     def optimize_prior_precision(self, val_loader: Iterable, grid: Tensor | Sequence[float] | None = None,
                                  metric: str = "nll", link: str | None = None, n_samples: int = 100,
@@ -184,21 +173,12 @@ class DiagLaplace:
         so ``U = J`` and ``d = diag(G) / T`` in :func:`~.laplace.prior_grid_scores`."""
         curvature = self._scaled_curvature()
         grid = check_tuning_args(self.likelihood, grid, metric, link)
-
-        def batches() -> Iterator[tuple[Tensor, Tensor, Tensor]]:
-            for x, y in val_loader:
-                start = 0
-                for f, jac in self._jacobian.iter_chunks(x):
-                    stop = start + f.shape[0]
-                    yield f, jac.to(curvature.dtype), torch.as_tensor(y)[start:stop]
-                    start = stop
-
-        scores = prior_grid_scores(batches(), curvature, grid, self.likelihood, self.sigma_noise, metric,
-                                   link, n_samples, generator)
-        best = int(torch.argmin(scores))
-        self.prior_precision = float(grid[best])
-        self.prior_curve = {"prior_precision": grid, metric: scores}
-        return float(grid[best])
+        batches = validation_batches(self._jacobian, val_loader, lambda jac: jac.to(curvature.dtype),
+                                     per_chunk=True)
+        best, curve = grid_search_prior_precision(batches, curvature, grid, self.likelihood, self.sigma_noise,
+                                                  metric, link, n_samples, generator)
+        self.prior_precision, self.prior_curve = best, curve
+        return best
 
 
 def LastLayerLaplace(model: nn.Module, likelihood: str, names: str | Sequence[str] | None = None,

@@ -48,7 +48,7 @@ computed in ``dtype`` and returned in the model's dtype.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -71,12 +71,15 @@ __all__ = [
     "diagonal_ggn",
     "eval_mode",
     "flat_parameters",
+    "grid_search_prior_precision",
     "mc_softmax",
     "parameter_layout",
     "predict_from_moments",
+    "predict_with",
     "prior_grid_scores",
     "probit_softmax",
     "sample_gaussian",
+    "validation_batches",
 ]
 
 LIKELIHOODS = ("classification", "regression")
@@ -176,6 +179,20 @@ def positive_float(value: Any, name: str) -> float:
         raise ValueError(f"{name} must be a positive number, got {value!r}") from None
     if not (math.isfinite(value) and value > 0):
         raise ValueError(f"{name} must be positive and finite, got {value}")
+    return value
+
+
+def check_prior_precision(value: float | Tensor, n: int, per: str) -> Tensor:
+    """A prior precision as a float64 CPU tensor: a scalar (shape ``()``) or one positive value per
+    weight (shape ``(n,)``); ``per`` names what the ``n`` values belong to in the error message."""
+    value = torch.as_tensor(value, dtype=torch.float64).detach().cpu()
+    if value.numel() == 1:
+        value = value.reshape(())
+    elif value.shape != (n,):
+        raise ValueError(f"prior_precision must be a scalar or have shape ({n},) (one value per {per}), "
+                         f"got shape {tuple(value.shape)}")
+    if not torch.isfinite(value).all() or (value <= 0).any():
+        raise ValueError("prior_precision must be positive and finite")
     return value
 
 
@@ -447,6 +464,18 @@ def predict_from_moments(f_mean: Tensor, f_var: Tensor, likelihood: str, sigma_n
     return mc_softmax(f_mean, f_var, n_samples, generator)
 
 
+def predict_with(moments: tuple[Tensor, Tensor], likelihood: str, sigma_noise: float, link: str | None,
+                 n_samples: int, generator: torch.Generator | None,
+                 out_dtype: torch.dtype) -> Tensor | tuple[Tensor, Tensor]:
+    """:func:`predict_from_moments` of ``moments = (f_mean, f_var)``, returned in ``out_dtype`` (the
+    model's dtype): the ``predict`` of :class:`SubnetLaplace` and of :class:`~.baselines.DiagLaplace`."""
+    f_mean, f_var = moments
+    out = predict_from_moments(f_mean, f_var, likelihood, sigma_noise, link, n_samples, generator)
+    if isinstance(out, tuple):
+        return tuple(t.to(out_dtype) for t in out)
+    return out.to(out_dtype)
+
+
 def check_tuning_args(likelihood: str, grid: Tensor | Sequence[float] | None, metric: str,
                       link: str | None) -> Tensor:
     """Validate the arguments of a prior-precision search; returns the grid (default
@@ -523,6 +552,40 @@ def prior_grid_scores(batches: Iterable[tuple[Tensor, Tensor, Tensor]], curvatur
     return total / seen
 
 
+def validation_batches(jacobian: SubnetworkJacobian, val_loader: Iterable,
+                       project: Callable[[Tensor], Tensor], *,
+                       per_chunk: bool) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
+    """The ``(f_mean, U, y)`` batches of :func:`prior_grid_scores` for a validation loader of ``(x, y)``,
+    with ``U = project(J)`` for the Jacobian ``J`` of ``jacobian``.
+
+    ``per_chunk=False``: one item per loader batch (its whole Jacobian at once), with the batch's targets
+    as given. ``per_chunk=True``: one item per ``jacobian.chunk_size`` inputs, with the matching slice of
+    the targets, so that only one chunk's Jacobian is alive at a time.
+    """
+    for x, y in val_loader:
+        if not per_chunk:
+            f, jac = jacobian(x)
+            yield f, project(jac), y
+            continue
+        start = 0
+        for f, jac in jacobian.iter_chunks(x):
+            stop = start + f.shape[0]
+            yield f, project(jac), torch.as_tensor(y)[start:stop]
+            start = stop
+
+
+def grid_search_prior_precision(batches: Iterable[tuple[Tensor, Tensor, Tensor]], curvature: Tensor,
+                                grid: Tensor, likelihood: str, sigma_noise: float, metric: str,
+                                link: str | None, n_samples: int, generator: torch.Generator | None
+                                ) -> tuple[float, dict[str, Tensor]]:
+    """The grid value with the lowest :func:`prior_grid_scores` (ties go to the smallest, i.e. first, grid
+    value) and the curve ``{"prior_precision": grid, metric: scores}``; arguments as there."""
+    scores = prior_grid_scores(batches, curvature, grid, likelihood, sigma_noise, metric, link, n_samples,
+                               generator)
+    best = int(torch.argmin(scores))
+    return float(grid[best]), {"prior_precision": grid, metric: scores}
+
+
 # --------------------------------------------------------------------------------------------------
 # The subnetwork Laplace approximation
 # --------------------------------------------------------------------------------------------------
@@ -593,15 +656,7 @@ class SubnetLaplace:
 
     @prior_precision.setter
     def prior_precision(self, value: float | Tensor) -> None:
-        value = torch.as_tensor(value, dtype=torch.float64).detach().cpu()
-        if value.numel() == 1:
-            value = value.reshape(())
-        elif value.shape != (self.n_subnetwork,):
-            raise ValueError(f"prior_precision must be a scalar or have shape ({self.n_subnetwork},) (one "
-                             f"value per subnetwork weight), got shape {tuple(value.shape)}")
-        if not torch.isfinite(value).all() or (value <= 0).any():
-            raise ValueError("prior_precision must be positive and finite")
-        self._prior = value
+        self._prior = check_prior_precision(value, self.n_subnetwork, "subnetwork weight")
         self._invalidate()
 
     @property
@@ -807,12 +862,8 @@ class SubnetLaplace:
         """Predictive distribution: class probabilities ``(B, C)`` (classification) or the mean and the
         variance ``diag(f_var) + sigma^2`` ``(B, C)`` each (regression). See :func:`predict_from_moments`.
         """
-        f_mean, f_var = self._moments(x)
-        out = predict_from_moments(f_mean, f_var, self.likelihood, self.sigma_noise, link, n_samples,
-                                   generator)
-        if isinstance(out, tuple):
-            return tuple(t.to(self._jacobian.dtype) for t in out)
-        return out.to(self._jacobian.dtype)
+        return predict_with(self._moments(x), self.likelihood, self.sigma_noise, link, n_samples, generator,
+                            self._jacobian.dtype)
 
     # -- prior precision -----------------------------------------------------------------------------
 
@@ -830,18 +881,12 @@ class SubnetLaplace:
         grid = check_tuning_args(self.likelihood, grid, metric, link)
         evals, evecs = torch.linalg.eigh(self._curvature)     # G_S / T has the same eigenvectors
         evals = evals * (self._ggn_scale() / self.temperature)
-
-        def batches() -> Iterator[tuple[Tensor, Tensor, Tensor]]:
-            for x, y in val_loader:
-                f, jac = self._jacobian(x)
-                yield f, jac.to(self.dtype) @ evecs, y
-
-        scores = prior_grid_scores(batches(), evals.clamp_min(0), grid, self.likelihood, self.sigma_noise,
-                                   metric, link, n_samples, generator)
-        best = int(torch.argmin(scores))
-        self.prior_precision = float(grid[best])
-        self.prior_curve = {"prior_precision": grid, metric: scores}
-        return float(grid[best])
+        batches = validation_batches(self._jacobian, val_loader, lambda jac: jac.to(self.dtype) @ evecs,
+                                     per_chunk=False)
+        best, curve = grid_search_prior_precision(batches, evals.clamp_min(0), grid, self.likelihood,
+                                                  self.sigma_noise, metric, link, n_samples, generator)
+        self.prior_precision, self.prior_curve = best, curve
+        return best
 
     # -- persistence ---------------------------------------------------------------------------------
 
