@@ -298,7 +298,12 @@ def build_predictors(run_dir: RunDir, cfg: SubnetLaplaceConfig, exp: Experiment,
     chunk = jacobian_chunk(exp.num_outputs, n_weights)
     predictors, info = {}, {}
     pick: Optional[Callable[[int], Tensor]] = None
-    for name in method_names(cfg, n_weights):
+    names = method_names(cfg, n_weights)
+    reuse_diag = cfg.selection == "largest_variance" and "diag" in names
+    if reuse_diag:  # the diagonal Laplace baseline's variances are exactly the selection scores
+        names.remove("diag")
+        names.insert(next((i for i, n in enumerate(names) if n.startswith("subnet")), len(names)), "diag")
+    for name in names:
         tic = time.perf_counter()
         if name == "map":
             predictors[name] = MAP(model, likelihood, sigma_noise=sigma)
@@ -325,7 +330,10 @@ def build_predictors(run_dir: RunDir, cfg: SubnetLaplaceConfig, exp: Experiment,
             elif name == "last_layer":
                 indices = LastLayer().select(model)
             else:
-                if pick is None:
+                if pick is None and reuse_diag:
+                    variances, everything = predictors["diag"].posterior_variance, torch.arange(n_weights)
+                    pick = lambda k: top_scores(variances, everything, k)  # noqa: E731
+                elif pick is None:
                     pick = subnetwork_picker(selection_strategy(cfg, likelihood, sigma, chunk), model, fit)
                     info["selection_seconds"] = time.perf_counter() - tic
                 indices = pick(int(name[len("subnet"):]))
