@@ -207,13 +207,21 @@ def _valid_score(model: nn.Module, exp: Experiment) -> tuple[float, dict]:
 
 
 def train_extra(model: nn.Module, exp: Experiment, cfg: SubnetLaplaceConfig, seed: int) -> nn.Module:
-    """Train a further network (ensemble member, dropout net) with the MAP recipe, no checkpoints:
-    fixed ``epochs``, the final weights."""
+    """Train a further network (ensemble member, dropout net) with the MAP recipe and the same model
+    selection (the best validation score, checked every ``epochs // 50`` epochs); no per-epoch
+    checkpoints."""
     gen = torch.Generator().manual_seed(seed)
     opt, sched = _optimizer(model, cfg)
-    for _ in range(cfg.epochs):
+    eval_every = max(1, cfg.epochs // 50)
+    best, best_state = -math.inf, None
+    for epoch in range(1, cfg.epochs + 1):
         train_epoch(model, opt, exp, cfg, gen)
         sched.step()
+        if epoch % eval_every == 0 or epoch == cfg.epochs:
+            score_, _ = _valid_score(model, exp)
+            if score_ > best:
+                best, best_state = score_, {k: v.clone() for k, v in model.state_dict().items()}
+    model.load_state_dict(best_state)
     return model.eval()
 
 
