@@ -14,7 +14,13 @@ Jacobians are taken with respect to those weights only.
 """
 from paperzoo.api import MethodSpec
 from paperzoo.methods.subnet_laplace import metrics
-from paperzoo.methods.subnet_laplace.baselines import MAP, DeepEnsemble, DiagLaplace, LastLayerLaplace, MCDropout
+from paperzoo.methods.subnet_laplace.baselines import (
+    MAP,
+    DeepEnsemble,
+    DiagLaplace,
+    LastLayerLaplace,
+    MCDropout,
+)
 from paperzoo.methods.subnet_laplace.config import PRESETS, SubnetLaplaceConfig
 from paperzoo.methods.subnet_laplace.laplace import SubnetLaplace, SubnetworkJacobian
 from paperzoo.methods.subnet_laplace.run import evaluate, report_section, run
@@ -45,6 +51,21 @@ SPEC = MethodSpec(
     report_section=report_section,
 )
 
-__all__ = ["SPEC", "SubnetLaplace", "SubnetworkJacobian", "DiagLaplace", "LastLayerLaplace", "MCDropout",
-           "DeepEnsemble", "MAP", "LargestVariance", "LargestMagnitude", "Random", "LastLayer",
-           "SubnetLaplaceConfig", "metrics", "run", "evaluate"]
+__all__ = [
+    "MAP",
+    "SPEC",
+    "DeepEnsemble",
+    "DiagLaplace",
+    "LargestMagnitude",
+    "LargestVariance",
+    "LastLayer",
+    "LastLayerLaplace",
+    "MCDropout",
+    "Random",
+    "SubnetLaplace",
+    "SubnetLaplaceConfig",
+    "SubnetworkJacobian",
+    "evaluate",
+    "metrics",
+    "run",
+]

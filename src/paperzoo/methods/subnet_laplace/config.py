@@ -39,6 +39,9 @@ class SubnetLaplaceConfig:
     """Evaluate on only the first this many test examples per shift level (0 = all)."""
     fit_limit: int = 0
     """Training examples used to compute the GGN / diagonal variances (0 = every training example)."""
+    tune_limit: int = 0
+    """Validation examples used to tune the prior precision (0 = all). The diagonal Laplace's tuning
+    costs ``grid x N x C^2 x P`` (every weight's Jacobian column), so the image presets use 1,000."""
     shifts: tuple[float, ...] = ()
     """Shift levels: rotation angles in degrees (rotated MNIST) or corruption severities 1-5
     (corrupted CIFAR-10); empty = the experiment's default."""
@@ -92,7 +95,8 @@ class SubnetLaplaceConfig:
         check(all(s >= 1 for s in self.subnet_sizes), "SubnetLaplaceConfig", "subnet_sizes", "must be >= 1")
         for name in ("epochs", "passes_per_epoch", "batch_size", "ensemble_size", "mc_samples", "hidden"):
             check(getattr(self, name) >= 1, "SubnetLaplaceConfig", name, "must be >= 1")
-        for name in ("train_limit", "test_limit", "fit_limit", "swag_epochs", "noise", "weight_decay"):
+        for name in ("train_limit", "test_limit", "fit_limit", "tune_limit", "swag_epochs", "noise",
+                     "weight_decay"):
             check(getattr(self, name) >= 0, "SubnetLaplaceConfig", name, "must be >= 0")
         check(self.lr > 0, "SubnetLaplaceConfig", "lr", "must be > 0")
         check(0.0 <= self.dropout < 1.0, "SubnetLaplaceConfig", "dropout", "must be in [0, 1)")
@@ -150,7 +154,7 @@ PRESETS = {
         SubnetLaplaceConfig(experiment="rotated_mnist",
                             methods=("map", "subnet", "diag", "last_layer", "mc_dropout", "ensemble"),
                             subnet_sizes=(1000,), epochs=3, batch_size=128, lr=1e-3, weight_decay=1e-4,
-                            fit_limit=10000, test_limit=2000, ensemble_size=3),
+                            fit_limit=10000, test_limit=2000, tune_limit=1000, ensemble_size=3),
         "MNIST small CNN, trained upright; test rotated by 0..180 degrees (every 15)",
         dataset="mnist", paper=_ROTATION_REF),
     "paper_corrupted_cifar10": Preset(
@@ -158,7 +162,7 @@ PRESETS = {
         SubnetLaplaceConfig(experiment="corrupted_cifar10",
                             methods=("map", "subnet", "diag", "last_layer", "mc_dropout", "ensemble"),
                             subnet_sizes=(1000,), epochs=8, batch_size=128, lr=2e-3, weight_decay=5e-4,
-                            fit_limit=5000, test_limit=500, ensemble_size=3),
+                            fit_limit=5000, test_limit=500, tune_limit=1000, ensemble_size=3),
         "CIFAR-10 small CNN; test 500 images clean and under 4 corruptions at severities 1-5",
         dataset="cifar10"),
 }

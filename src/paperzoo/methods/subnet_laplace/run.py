@@ -23,9 +23,9 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, Iterator, Optional
 
 import torch
 from torch import Tensor, nn
@@ -40,8 +40,14 @@ from paperzoo.methods.subnet_laplace import networks
 from paperzoo.methods.subnet_laplace.baselines import MAP, DeepEnsemble, DiagLaplace, MCDropout
 from paperzoo.methods.subnet_laplace.config import SubnetLaplaceConfig
 from paperzoo.methods.subnet_laplace.laplace import SubnetLaplace
-from paperzoo.methods.subnet_laplace.selection import (LargestMagnitude, LargestVariance, LastLayer,
-                                                       Random, candidate_indices, top_scores)
+from paperzoo.methods.subnet_laplace.selection import (
+    LargestMagnitude,
+    LargestVariance,
+    LastLayer,
+    Random,
+    candidate_indices,
+    top_scores,
+)
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +75,7 @@ class Experiment:
     regression: bool
     train: tuple[Tensor, Tensor]
     valid: tuple[Tensor, Tensor]
-    levels: Dict[str, tuple[Tensor, Tensor]]
+    levels: dict[str, tuple[Tensor, Tensor]]
     """Evaluation sets: ``test`` plus shift levels (``shift<v>``) or, for the 1D toy, ``gap`` / ``data``."""
     build: Callable[[float], nn.Module]
     """``build(dropout) -> network``."""
@@ -91,7 +97,7 @@ def gaussian_blobs(n: int, num_classes: int = 3, seed: int = 0, spread: float = 
     return centres + spread * torch.randn(n, 2, generator=g), y
 
 
-def load_experiment(cfg: SubnetLaplaceConfig, data_root: Optional[str] = None) -> Experiment:
+def load_experiment(cfg: SubnetLaplaceConfig, data_root: str | None = None) -> Experiment:
     """The data of ``cfg.experiment`` (see the config docs); deterministic under ``cfg.seed``."""
     exp = cfg.experiment
     if exp == "toy_classification":
@@ -135,7 +141,7 @@ def load_experiment(cfg: SubnetLaplaceConfig, data_root: Optional[str] = None) -
 
         x, y = vision.load_mnist(data_root, "train")
         xt, yt = _limit(*vision.load_mnist(data_root, "test"), cfg.test_limit)
-        norm = lambda im: vision.normalize(im, vision.MNIST_MEAN, vision.MNIST_STD)  # noqa: E731
+        norm = lambda im: vision.normalize(im, vision.MNIST_MEAN, vision.MNIST_STD)
         n_valid = 5000
         train = _limit(norm(x[:-n_valid]), y[:-n_valid], cfg.train_limit)
         valid = (norm(x[-n_valid:]), y[-n_valid:])
@@ -149,7 +155,7 @@ def load_experiment(cfg: SubnetLaplaceConfig, data_root: Optional[str] = None) -
 
         x, y = vision.load_cifar10(data_root, "train")
         xt, yt = _limit(*vision.load_cifar10(data_root, "test"), cfg.test_limit)
-        norm = lambda im: vision.normalize(vision.as_float_images(im), vision.CIFAR10_MEAN,  # noqa: E731
+        norm = lambda im: vision.normalize(vision.as_float_images(im), vision.CIFAR10_MEAN,
                                            vision.CIFAR10_STD)
         gen = torch.Generator().manual_seed(cfg.seed)
         perm = torch.randperm(len(x), generator=gen)
@@ -256,7 +262,7 @@ def _extra_network(run_dir: RunDir, name: str, exp: Experiment, cfg: SubnetLapla
 
 
 # -------------------------------------------------------------------------------------- posteriors
-def selection_strategy(cfg: SubnetLaplaceConfig, likelihood: str, sigma: float, chunk: Optional[int] = None):
+def selection_strategy(cfg: SubnetLaplaceConfig, likelihood: str, sigma: float, chunk: int | None = None):
     """The subnetwork selection strategy of ``cfg.selection``."""
     if cfg.selection == "largest_variance":
         return LargestVariance("laplace", likelihood, sigma_noise=sigma, chunk_size=chunk)
@@ -279,6 +285,12 @@ def subnetwork_picker(strategy, model: nn.Module, fit) -> Callable[[int], Tensor
     return lambda k: strategy.select(model, fit, n=k)
 
 
+def ranking_picker(scores: Tensor) -> Callable[[int], Tensor]:
+    """``pick(S)``: the S weights of highest score (one score per trainable weight)."""
+    everything = torch.arange(scores.numel())
+    return lambda k: top_scores(scores, everything, k)
+
+
 def method_names(cfg: SubnetLaplaceConfig, n_weights: int) -> list[str]:
     names = []
     for m in cfg.methods:
@@ -297,15 +309,15 @@ def build_predictors(run_dir: RunDir, cfg: SubnetLaplaceConfig, exp: Experiment,
     likelihood = "regression" if exp.regression else "classification"
     n_weights = networks.num_weights(model)
     fit = Batches(*_limit(*exp.train, cfg.fit_limit), cfg.batch_size)
-    valid = Batches(*exp.valid, cfg.batch_size)
+    valid = Batches(*_limit(*exp.valid, cfg.tune_limit), cfg.batch_size)
     lo, hi, n = cfg.prior_grid
     grid = torch.logspace(lo, hi, int(n))
     link = None if exp.regression else cfg.link
-    gen = lambda: torch.Generator().manual_seed(cfg.seed + 17)  # noqa: E731
+    gen = lambda: torch.Generator().manual_seed(cfg.seed + 17)
     post_dir = run_dir.path / "posteriors"
     chunk = jacobian_chunk(exp.num_outputs, n_weights)
     predictors, info = {}, {}
-    pick: Optional[Callable[[int], Tensor]] = None
+    pick: Callable[[int], Tensor] | None = None
     names = method_names(cfg, n_weights)
     reuse_diag = cfg.selection == "largest_variance" and "diag" in names
     if reuse_diag:  # the diagonal Laplace baseline's variances are exactly the selection scores
@@ -339,8 +351,7 @@ def build_predictors(run_dir: RunDir, cfg: SubnetLaplaceConfig, exp: Experiment,
                 indices = LastLayer().select(model)
             else:
                 if pick is None and reuse_diag:
-                    variances, everything = predictors["diag"].posterior_variance, torch.arange(n_weights)
-                    pick = lambda k: top_scores(variances, everything, k)  # noqa: E731
+                    pick = ranking_picker(predictors["diag"].posterior_variance)
                 elif pick is None:
                     pick = subnetwork_picker(selection_strategy(cfg, likelihood, sigma, chunk), model, fit)
                     info["selection_seconds"] = time.perf_counter() - tic
@@ -387,7 +398,7 @@ def score(out, y: Tensor, regression: bool, y_std: float = 1.0) -> dict[str, flo
 
 
 def evaluate_predictors(predictors: dict, exp: Experiment, cfg: SubnetLaplaceConfig,
-                        plots: Optional[Path] = None) -> dict[str, float]:
+                        plots: Path | None = None) -> dict[str, float]:
     """``<level>/<method>/<metric>`` for every predictor and level; corrupted CIFAR-10 levels
     ``shift<s>:<corruption>`` are averaged into ``shift<s>``."""
     y_std = exp.info.get("y_std", 1.0)
