@@ -154,7 +154,8 @@ def load_experiment(cfg: SubnetLaplaceConfig, data_root: str | None = None) -> E
         from paperzoo.data import corruptions, vision
 
         x, y = vision.load_cifar10(data_root, "train")
-        xt, yt = _limit(*vision.load_cifar10(data_root, "test"), cfg.test_limit)
+        # the JPEG tar lists the test images class by class: a limit takes the same number per class
+        xt, yt = vision.load_cifar10(data_root, "test", limit_per_class=cfg.test_limit // 10 or None)
         norm = lambda im: vision.normalize(vision.as_float_images(im), vision.CIFAR10_MEAN,
                                            vision.CIFAR10_STD)
         gen = torch.Generator().manual_seed(cfg.seed)
