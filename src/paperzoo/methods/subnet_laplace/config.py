@@ -132,7 +132,7 @@ PRESETS = {
                             subnet_sizes=(1300, 78, 26), epochs=60, passes_per_epoch=50, batch_size=1000,
                             lr=3e-3),
         "the 1D regression with a gap: 2,701-weight MLP, subnetworks of 1,300 / 78 / 26 weights vs full, "
-        "diagonal and last-layer Laplace (a minute on 2 cores)",
+        "diagonal and last-layer Laplace (about 2 minutes on 2 cores)",
         dataset="synthetic"),
     "paper_regression_1d": Preset(
         "paper_regression_1d",
