@@ -178,3 +178,23 @@ def test_bad_selection_arguments():
         LargestVariance().select(model, [], n=3)
     with pytest.raises(ValueError, match="NaN"):
         top_scores(torch.tensor([1.0, float("nan")]), torch.tensor([0, 1]), 1)
+
+
+def test_largest_variance_skips_weights_the_data_never_touches():
+    # a ReLU unit dead on every input: its weights keep the prior variance (the largest), but no output
+    # depends on them, so a subnetwork of them would be the prior and predict exactly like the MAP
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(2, 4), nn.ReLU(), nn.Linear(4, 3)).double()
+    with torch.no_grad():
+        model[0].bias[0] = -100.0
+    x, y = make_data("classification", n=30)
+    loader = make_loader(x, y)
+    strategy = LargestVariance("laplace", "classification")
+    dead = {0, 1, 8, 12, 16, 20}       # unit 0: input weights 0, 1, bias 8, output weights 12, 16, 20
+    variances = strategy.marginal_variances(model, loader)
+    assert all(float(variances[i]) == 1.0 for i in dead)          # prior variance 1/lambda
+    chosen = set(strategy.select(model, loader, n=6).tolist())
+    assert not chosen & dead
+    # asked for more weights than the 21 informed ones, the uninformed come last
+    chosen = set(strategy.select(model, loader, n=22).tolist())
+    assert set(range(27)) - dead <= chosen and len(chosen & dead) == 1

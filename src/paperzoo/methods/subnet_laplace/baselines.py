@@ -142,6 +142,13 @@ class DiagLaplace:
         return self._curvature / (noise * self.temperature)
 
     @property
+    def ggn_diagonal(self) -> Tensor:
+        """The exact GGN diagonal over all weights, shape (P,), float64, for unit regression noise."""
+        if self._curvature is None:
+            raise NotFittedError("DiagLaplace is not fitted: call fit(train_loader) first")
+        return self._curvature.clone()
+
+    @property
     def posterior_variance(self) -> Tensor:
         """The diagonal of ``Sigma``, shape (P,), float64."""
         return 1.0 / (self._scaled_curvature() + self._prior.to(self._curvature.device))

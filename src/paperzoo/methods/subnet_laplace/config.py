@@ -123,12 +123,13 @@ PRESETS = {
         "tiny",
         SubnetLaplaceConfig(experiment="toy_classification", methods=("map", "subnet", "full", "diag",
                                                                        "last_layer"),
-                            subnet_sizes=(40,), hidden=16, epochs=40, lr=1e-2, train_limit=200, test_limit=300,
-                            prior_grid=(-2, 2, 9)),
+                            subnet_sizes=(40,), hidden=16, epochs=40, lr=1e-2, train_limit=200,
+                            test_limit=300, prior_grid=(-2, 2, 9)),
         "seconds: 2-D Gaussian blobs, 16-unit MLP, 40-weight subnetwork vs full / diagonal / last-layer"),
     "quick": Preset(
         "quick",
-        SubnetLaplaceConfig(experiment="regression_1d", methods=("map", "subnet", "full", "diag", "last_layer"),
+        SubnetLaplaceConfig(experiment="regression_1d",
+                            methods=("map", "subnet", "full", "diag", "last_layer"),
                             subnet_sizes=(1300, 78, 26), epochs=60, passes_per_epoch=50, batch_size=1000,
                             lr=3e-3),
         "the 1D regression with a gap: 2,701-weight MLP, subnetworks of 1,300 / 78 / 26 weights vs full, "

@@ -46,6 +46,7 @@ from paperzoo.methods.subnet_laplace.selection import (
     LastLayer,
     Random,
     candidate_indices,
+    informed_scores,
     top_scores,
 )
 
@@ -116,7 +117,8 @@ def load_experiment(cfg: SubnetLaplaceConfig, data_root: str | None = None) -> E
         from paperzoo.data.regression import snelson_gap
 
         noise = cfg.noise or 0.1
-        toy = snelson_gap(n=cfg.train_limit or 200, seed=cfg.seed, noise_std=noise, n_test=cfg.test_limit or 500)
+        toy = snelson_gap(n=cfg.train_limit or 200, seed=cfg.seed, noise_std=noise,
+                          n_test=cfg.test_limit or 500)
         val = snelson_gap(n=100, seed=cfg.seed + 1, noise_std=noise)
         g = torch.Generator().manual_seed(cfg.seed + 2)
         y_test = toy.f_test + noise * torch.randn(toy.f_test.shape, generator=g)
@@ -133,7 +135,8 @@ def load_experiment(cfg: SubnetLaplaceConfig, data_root: str | None = None) -> E
         from paperzoo.data.regression import load_diabetes_split
 
         s = load_diabetes_split(seed=cfg.seed, data_root=data_root)
-        return Experiment(exp, True, (s.x_train, s.y_train), (s.x_valid, s.y_valid), {"test": (s.x_test, s.y_test)},
+        return Experiment(exp, True, (s.x_train, s.y_train), (s.x_valid, s.y_valid),
+                          {"test": (s.x_test, s.y_test)},
                           lambda p: networks.regression_mlp(s.x_train.size(1), cfg.hidden, cfg.activation, p),
                           1, {"y_std": s.y_std})
     if exp == "rotated_mnist":
@@ -281,7 +284,7 @@ def subnetwork_picker(strategy, model: nn.Module, fit) -> Callable[[int], Tensor
     diagonal GGN over all weights); the other strategies are cheap and just re-select."""
     if isinstance(strategy, LargestVariance):
         candidates = candidate_indices(model)
-        scores = strategy.marginal_variances(model, fit, candidates)
+        scores = strategy.selection_scores(model, fit, candidates)
         return lambda k: top_scores(scores, candidates, k)
     return lambda k: strategy.select(model, fit, n=k)
 
@@ -352,7 +355,8 @@ def build_predictors(run_dir: RunDir, cfg: SubnetLaplaceConfig, exp: Experiment,
                 indices = LastLayer().select(model)
             else:
                 if pick is None and reuse_diag:
-                    pick = ranking_picker(predictors["diag"].posterior_variance)
+                    diag = predictors["diag"]
+                    pick = ranking_picker(informed_scores(diag.posterior_variance, diag.ggn_diagonal))
                 elif pick is None:
                     pick = subnetwork_picker(selection_strategy(cfg, likelihood, sigma, chunk), model, fit)
                     info["selection_seconds"] = time.perf_counter() - tic
@@ -520,7 +524,8 @@ def run(cfg: SubnetLaplaceConfig, run_dir: RunDir) -> RunResult:
     metrics = _posterior_metrics(run_dir, cfg, exp, model)
     metrics.update(loop.summary(state, model))
     return RunResult(metrics=metrics, history=state["history"],
-                     artifacts={"best": "checkpoints/best.pt", "posteriors": "posteriors/", "plots": "plots/"})
+                     artifacts={"best": "checkpoints/best.pt", "posteriors": "posteriors/",
+                                "plots": "plots/"})
 
 
 def _posterior_metrics(run_dir: RunDir, cfg: SubnetLaplaceConfig, exp: Experiment, model: nn.Module) -> dict:
@@ -569,7 +574,8 @@ def report_section(run_dirs: list[RunDir]) -> str:
         names = list(dict.fromkeys(k.split("/")[1] for k in m if k.startswith("test/") and k.count("/") == 2
                                    and k.split("/")[1] != "subnet"))
         levels = list(dict.fromkeys(k.split("/")[0] for k in m if k.count("/") == 2
-                                    and k.split("/")[0] not in ("valid",) and not k.split("/")[0].startswith(tuple(names))))
+                                    and k.split("/")[0] != "valid"
+                                    and not k.split("/")[0].startswith(tuple(names))))
         second = "rmse" if rd.config.regression else "ece"
         parts += [f"### {rd.path.name} ({rd.config.experiment})", "",
                   "| method | " + " | ".join(f"{lv} NLL / {second.upper()}" for lv in levels) + " |",

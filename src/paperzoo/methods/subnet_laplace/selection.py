@@ -109,6 +109,15 @@ def subnetwork_size(n: int | None, fraction: float | None, n_candidates: int) ->
     return max(1, min(n_candidates, math.floor(fraction * n_candidates + 0.5)))
 
 
+def informed_scores(variances: Tensor, ggn_diagonal: Tensor) -> Tensor:
+    """``variances`` with every weight of zero GGN diagonal (no training output depends on it) moved
+    below all others (score ``-inf``), keeping the order within each group."""
+    if variances.shape != ggn_diagonal.shape:
+        raise ValueError(f"{variances.numel()} variances for {ggn_diagonal.numel()} GGN entries")
+    floor = torch.tensor(-math.inf, dtype=torch.float64)
+    return torch.where(ggn_diagonal > 0, variances.to(torch.float64), floor)
+
+
 def top_scores(scores: Tensor, candidates: Tensor, k: int) -> Tensor:
     """The ``k`` candidates of highest score, returned in ascending index order.
 
@@ -236,6 +245,19 @@ class LargestVariance:
                      "collect_every": collect_every, "seed": seed}
         self.include, self.exclude = include, exclude
 
+    def selection_scores(self, model: nn.Module, train_loader: Iterable,
+                         candidates: Tensor | None = None) -> Tensor:
+        """:meth:`marginal_variances`, with the weights the data leaves unconstrained ranked last.
+
+        A weight whose GGN diagonal is zero (e.g. into or out of a ReLU unit that is dead on every
+        training input) keeps its prior variance ``1/lambda``, the largest possible, but no training
+        output depends on it: a posterior over such weights is the prior, invisible to the validation
+        data that tunes it. Ranking them first would fill the subnetwork with them (with
+        ``diag="swag"`` they have zero variance and rank last anyway)."""
+        if self.diag == "swag":
+            return self.marginal_variances(model, train_loader, candidates)
+        return informed_scores(*self._variances_and_ggn(model, train_loader, candidates))
+
     def marginal_variances(self, model: nn.Module, train_loader: Iterable,
                            candidates: Tensor | None = None) -> Tensor:
         """The estimated marginal posterior variance of each candidate weight (all trainable weights when
@@ -246,17 +268,25 @@ class LargestVariance:
             candidates = torch.arange(flat_parameters(model).numel())
         if self.diag == "swag":
             return swag_diagonal(model, train_loader, self.likelihood, **self.swag)[candidates]
+        return self._variances_and_ggn(model, train_loader, candidates)[0]
+
+    def _variances_and_ggn(self, model: nn.Module, train_loader: Iterable,
+                           candidates: Tensor | None) -> tuple[Tensor, Tensor]:
+        if train_loader is None:
+            raise ValueError("LargestVariance needs the training loader to estimate posterior variances")
+        if candidates is None:
+            candidates = torch.arange(flat_parameters(model).numel())
         jacobian = SubnetworkJacobian(model, candidates, chunk_size=self.chunk_size)
         ggn = diagonal_ggn(jacobian, train_loader, self.likelihood)
         if self.likelihood == "regression":
             ggn = ggn / self.sigma_noise ** 2
-        return (1.0 / (ggn / self.temperature + self.prior_precision)).cpu()
+        return (1.0 / (ggn / self.temperature + self.prior_precision)).cpu(), ggn.cpu()
 
     def select(self, model: nn.Module, train_loader: Iterable | None = None, n: int | None = None,
                fraction: float | None = None) -> Tensor:
         candidates = candidate_indices(model, self.include, self.exclude)
         k = subnetwork_size(n, fraction, candidates.numel())
-        return top_scores(self.marginal_variances(model, train_loader, candidates), candidates, k)
+        return top_scores(self.selection_scores(model, train_loader, candidates), candidates, k)
 
 
 # --------------------------------------------------------------------------------------------------
