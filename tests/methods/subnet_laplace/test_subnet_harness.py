@@ -5,7 +5,7 @@ from paperzoo.core.runs import RunDir
 from paperzoo.methods.subnet_laplace import DiagLaplace, LargestVariance
 from paperzoo.methods.subnet_laplace.config import PRESETS, SubnetLaplaceConfig
 from paperzoo.methods.subnet_laplace.run import Batches, load_experiment, report_section, run
-from paperzoo.methods.subnet_laplace.selection import top_scores
+from paperzoo.methods.subnet_laplace.selection import informed_scores, top_scores
 
 
 def test_diag_laplace_variances_rank_like_largest_variance():
@@ -17,7 +17,8 @@ def test_diag_laplace_variances_rank_like_largest_variance():
     n = sum(p.numel() for p in model.parameters())
     diag = DiagLaplace(model, "classification", prior_precision=7.0).fit(fit)
     for k in (5, 20, 60):
-        assert torch.equal(top_scores(diag.posterior_variance, torch.arange(n), k),
+        assert torch.equal(top_scores(informed_scores(diag.posterior_variance, diag.ggn_diagonal),
+                                      torch.arange(n), k),
                            LargestVariance("laplace", "classification").select(model, fit, n=k))
 
 

@@ -7,9 +7,7 @@ from typing import Literal
 from paperzoo.api import Preset, Published
 from paperzoo.core.config import check
 
-EXPERIMENTS = ("toy_classification", "regression_1d", "diabetes", "rotated_mnist", "corrupted_cifar10")
 METHODS = ("map", "subnet", "full", "diag", "last_layer", "mc_dropout", "ensemble")
-SELECTIONS = ("largest_variance", "swag_variance", "magnitude", "random", "last_layer")
 
 
 @dataclass(frozen=True)
@@ -28,10 +26,10 @@ class SubnetLaplaceConfig:
     weights), ``last_layer``, ``mc_dropout`` (a separately trained dropout net), ``ensemble``."""
     subnet_sizes: tuple[int, ...] = (50,)
     """Subnetwork sizes S (number of weights with a full-covariance posterior)."""
-    selection: Literal["largest_variance", "swag_variance", "magnitude", "random", "last_layer"] = \
-        "largest_variance"
+    selection: Literal["largest_variance", "swag_variance", "magnitude", "random"] = "largest_variance"
     """How to choose the subnetwork: the paper's Wasserstein-pruning rule (largest marginal variance
-    of a diagonal Laplace, or of diagonal SWAG), or the baselines largest magnitude / random."""
+    of a diagonal Laplace, or of diagonal SWAG), or the baselines largest magnitude / random (the
+    last-layer subnetwork is the ``last_layer`` method)."""
     # ---------------------------------------------------------------- data
     train_limit: int = 0
     """Use only the first this many training examples (0 = all)."""

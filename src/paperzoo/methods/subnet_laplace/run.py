@@ -274,9 +274,7 @@ def selection_strategy(cfg: SubnetLaplaceConfig, likelihood: str, sigma: float, 
         return LargestVariance("swag", likelihood, epochs=cfg.swag_epochs, lr=cfg.lr * 10, seed=cfg.seed)
     if cfg.selection == "magnitude":
         return LargestMagnitude()
-    if cfg.selection == "random":
-        return Random(cfg.seed)
-    return LastLayer()
+    return Random(cfg.seed)
 
 
 def subnetwork_picker(strategy, model: nn.Module, fit) -> Callable[[int], Tensor]:
@@ -573,9 +571,7 @@ def report_section(run_dirs: list[RunDir]) -> str:
             continue
         names = list(dict.fromkeys(k.split("/")[1] for k in m if k.startswith("test/") and k.count("/") == 2
                                    and k.split("/")[1] != "subnet"))
-        levels = list(dict.fromkeys(k.split("/")[0] for k in m if k.count("/") == 2
-                                    and k.split("/")[0] != "valid"
-                                    and not k.split("/")[0].startswith(tuple(names))))
+        levels = list(dict.fromkeys(k.split("/")[0] for k in m if k.count("/") == 2))
         second = "rmse" if rd.config.regression else "ece"
         parts += [f"### {rd.path.name} ({rd.config.experiment})", "",
                   "| method | " + " | ".join(f"{lv} NLL / {second.upper()}" for lv in levels) + " |",
