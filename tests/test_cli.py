@@ -107,3 +107,46 @@ def test_sweep_runs_every_point_once_and_aggregates_seeds(tmp_path, capsys):
     assert "## Across seeds" in report
     assert "| conve/tiny (epochs=2) | " in report and "| conve/tiny (model=distmult, epochs=2) | " in report
     assert " ± " in report
+
+
+def test_select_best_picks_best_mean_per_group_and_keeps_grid_order_on_ties():
+    from paperzoo.runner import select_best
+
+    def run(model, lr, seed, score):
+        return {"model": model, "lr": lr, "seed": seed}, {"valid/acc": score}
+
+    points = [run("a", 1, 0, .5), run("a", 1, 1, .7),   # mean .6
+              run("a", 2, 0, .8), run("a", 2, 1, .6),   # mean .7: best for a
+              run("b", 1, 0, .4), run("b", 1, 1, .4),   # tie with lr=2: the earlier point wins
+              run("b", 2, 0, .3), run("b", 2, 1, .5)]
+    a, b = select_best(points, ["model"], "valid/acc")
+    assert a.group == {"model": "a"} and a.settings == {"lr": 2} and a.score == pytest.approx(.7)
+    assert [r[0]["lr"] for r in a.ranking] == [2, 1]
+    assert b.settings == {"lr": 1}
+    low = select_best(points, ["model"], "valid/acc", maximize=False)
+    assert [c.settings["lr"] for c in low] == [1, 1]
+    with pytest.raises(ValueError, match="reports 'valid/missing'"):
+        select_best(points, ["model"], "valid/missing")
+
+
+def test_tune_searches_per_group_then_runs_the_choice_on_fresh_seeds(tmp_path, capsys):
+    out = tmp_path / "tune"
+    argv = ["tune", "conve", "--preset", "tiny", "--per", "model=conve,distmult", "--grid", "lr=0.003,0.01",
+            "--select", "valid/mrr", "--search-seeds", "7", "--seeds", "0", "--set", "epochs=2",
+            "--out", str(out)]
+    assert cli.main(argv) == 0
+    assert len(list((out / "search").glob("model=*-lr=*-seed=7"))) == 4
+    selected = json.loads((out / "selected.json").read_text())
+    assert [c["group"]["model"] for c in selected["choices"]] == ["conve", "distmult"]
+    for choice in selected["choices"]:
+        scores = {r["settings"]["lr"]: r["score"] for r in choice["ranking"]}
+        assert choice["score"] == max(scores.values()) == scores[choice["settings"]["lr"]]
+        lr = choice["settings"]["lr"]
+        assert (out / "final" / f"model={choice['group']['model']}-lr={lr}-seed=0" / "metrics.json").exists()
+    assert "selected on valid/mrr" in capsys.readouterr().out
+    assert cli.main([*argv[:-2], "--search-seeds", "0", "--out", str(tmp_path / "x")]) != 0
+    assert "overlap" in capsys.readouterr().err
+    assert cli.main(["tune", "conve", "--per", "model=conve", "--grid", "lr=0.1", "--select", "test/mrr",
+                     "--out", str(tmp_path / "y")]) != 0
+    assert "leaks the test set" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()

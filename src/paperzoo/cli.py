@@ -1,4 +1,4 @@
-"""The ``paperzoo`` command line: list | show | run | eval | reproduce | report | data."""
+"""The ``paperzoo`` command line: list | show | run | eval | reproduce | sweep | tune | report | data."""
 from __future__ import annotations
 
 import argparse
@@ -95,6 +95,31 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a config field at every point")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for the run folders")
     p.add_argument("--report", metavar="DIR", help="report folder (default: DIR/report)")
+    _add_data_root(p)
+
+    p = sub.add_parser(
+        "tune", help="tune each model (or other group) on validation, then run its choice over seeds",
+        description="Fair comparison protocol: every value of --per (e.g. each model) gets the same --grid "
+                    "search at --search-seeds under DIR/search; per group the settings with the best mean "
+                    "--select metric are chosen (DIR/selected.json) and run at --seeds under DIR/final, then "
+                    "reported. Restartable: finished runs are skipped.",
+        epilog="example: paperzoo tune hgt --preset paper_acm --per model=hgt,rgcn,gcn,gat --grid lr=0.001,0.005 "
+               "--grid dropout=0.2,0.5 --select valid/macro_f1 --out runs/hgt/tune/acm",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("method")
+    p.add_argument("--preset", default="quick", help="preset (default: quick)")
+    p.add_argument("--per", action="append", metavar="KEY=V1,V2,...", default=[],
+                   help="a field whose values are tuned separately (repeatable)")
+    p.add_argument("--grid", action="append", metavar="KEY=V1,V2,...", default=[],
+                   help="a searched field and its values (repeatable; combinations are crossed)")
+    p.add_argument("--select", required=True, metavar="METRIC",
+                   help="metric of metrics.json to select on, e.g. valid/macro_f1 (never a test metric)")
+    p.add_argument("--minimize", action="store_true", help="lower --select is better (e.g. a loss)")
+    p.add_argument("--search-seeds", default="100", help="seeds of the search runs (default: 100)")
+    p.add_argument("--seeds", default="0-4", help="seeds of the final runs (default: 0-4)")
+    p.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE", default=[],
+                   help="override a config field in every run")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder for search/, final/, selected.json")
     _add_data_root(p)
 
     p = sub.add_parser("report", help="write a report from finished run folders",
@@ -222,20 +247,51 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
+def parse_grid(items: list[str], flag: str) -> dict[str, list[str]]:
+    """['lr=0.1,0.01', ...] -> {'lr': ['0.1', '0.01'], ...} (values are typed by the config loader)."""
+    grid: dict[str, list[str]] = {}
+    for item in items:
+        key, sep, values = item.partition("=")
+        if not sep or not values:
+            raise ValueError(f"{flag} {item!r}: expected KEY=V1,V2,...")
+        grid[key.strip()] = [v.strip() for v in values.split(",")]
+    return grid
+
+
 def cmd_sweep(args) -> int:
     from paperzoo import runner
     from paperzoo.core import report
     from paperzoo.core.config import parse_overrides
 
-    grid = {}
-    for item in args.grid:
-        key, sep, values = item.partition("=")
-        if not sep or not values:
-            raise ValueError(f"--grid {item!r}: expected KEY=V1,V2,...")
-        grid[key.strip()] = [v.strip() for v in values.split(",")]  # typed by the config loader
+    grid = parse_grid(args.grid, "--grid")
     done, failures = runner.sweep(args.method, args.preset, grid, parse_seeds(args.seeds), args.out,
                                   data_root=args.data_root, overrides=parse_overrides(args.overrides))
     path = report.write_report(done, Path(args.report or Path(args.out) / "report"), failures=failures)
+    print(f"report: {path}")
+    return 1 if failures else 0
+
+
+def cmd_tune(args) -> int:
+    from paperzoo import runner
+    from paperzoo.core import report
+    from paperzoo.core.config import parse_overrides
+
+    if args.select.startswith("test/"):
+        raise ValueError(f"--select {args.select!r}: selecting on a test metric leaks the test set; "
+                         f"select on a validation metric")
+    per, search = parse_grid(args.per, "--per"), parse_grid(args.grid, "--grid")
+    if not per or not search:
+        raise ValueError("tune needs at least one --per field and one --grid field")
+    choices, done, failures = runner.tune(
+        args.method, args.preset, per, search, args.out, metric=args.select, maximize=not args.minimize,
+        search_seeds=parse_seeds(args.search_seeds), final_seeds=parse_seeds(args.seeds),
+        data_root=args.data_root, overrides=parse_overrides(args.overrides))
+    print(f"selected on {args.select} (mean over search seeds {args.search_seeds}):")
+    for c in choices:
+        group = ", ".join(f"{k}={v}" for k, v in c.group.items())
+        chosen = ", ".join(f"{k}={v}" for k, v in c.settings.items())
+        print(f"  {group}: {chosen}  ({c.score:.4f}; {len(c.ranking)} points searched)")
+    path = report.write_report(done, Path(args.out) / "report", failures=failures)
     print(f"report: {path}")
     return 1 if failures else 0
 
@@ -284,7 +340,7 @@ def _log_to_file(path: Path) -> logging.Handler:
 
 
 COMMANDS = {"list": cmd_list, "show": cmd_show, "run": cmd_run, "eval": cmd_eval, "reproduce": cmd_reproduce,
-            "sweep": cmd_sweep, "report": cmd_report, "data": cmd_data}
+            "sweep": cmd_sweep, "tune": cmd_tune, "report": cmd_report, "data": cmd_data}
 
 
 def main(argv: list[str] | None = None) -> int:

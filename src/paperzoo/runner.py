@@ -3,13 +3,16 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
+import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from paperzoo import registry
 from paperzoo.api import RunResult
 from paperzoo.core import config as cfglib
+from paperzoo.core import io
 from paperzoo.core.runs import RunDir
 
 log = logging.getLogger(__name__)
@@ -100,3 +103,96 @@ def sweep(method: str, preset: str, grid: Mapping[str, Sequence[Any]], seeds: Se
             log.error("%s failed: %s", path, exc)
             failures.append((str(path), f"{exc.__class__.__name__}: {exc}"))
     return done, failures
+
+
+@dataclass
+class Choice:
+    """The search point picked for one group of a :func:`tune` run."""
+
+    group: dict[str, Any]
+    """The values of the ``per`` fields that define the group (e.g. ``{"model": "gat"}``)."""
+    settings: dict[str, Any]
+    """The chosen values of the searched fields."""
+    score: float
+    """Mean selection metric of the chosen point over the search seeds."""
+    ranking: list[tuple[dict[str, Any], float, int]]
+    """Every search point of the group as ``(settings, mean score, seeds finished)``, best first."""
+
+
+def select_best(points: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]], per: Sequence[str],
+                metric: str, *, maximize: bool = True) -> list[Choice]:
+    """Pick, within each group of points that share their ``per`` values, the settings whose runs
+    have the best mean ``metric`` over seeds.
+
+    ``points`` are ``(point, metrics)`` pairs, ``point`` holding the ``per`` fields, the searched fields
+    and ``seed``. Ties keep the earlier point (grid order). A group whose points all lack ``metric``
+    raises: selecting on a metric that no run reports would silently pick the first point.
+    """
+    groups: dict[tuple, dict[tuple, list[float]]] = {}
+    settings_of: dict[tuple, dict[str, Any]] = {}
+    for point, metrics in points:
+        group = tuple((k, point[k]) for k in per)
+        settings = {k: v for k, v in point.items() if k not in per and k != "seed"}
+        key = tuple(settings.items())
+        settings_of[key] = settings
+        scores = groups.setdefault(group, {}).setdefault(key, [])
+        value = metrics.get(metric)
+        if isinstance(value, (int, float)) and math.isfinite(value):
+            scores.append(float(value))
+    choices = []
+    sign = 1.0 if maximize else -1.0
+    for group, by_settings in groups.items():
+        ranking = [(settings_of[key], sum(s) / len(s), len(s)) for key, s in by_settings.items() if s]
+        if not ranking:
+            raise ValueError(f"no run of group {dict(group)} reports {metric!r}; "
+                             f"pick a metric from the runs' metrics.json")
+        ranking.sort(key=lambda r: -sign * r[1])  # stable: ties keep grid order
+        best = ranking[0]
+        choices.append(Choice(dict(group), dict(best[0]), best[1], ranking))
+    return choices
+
+
+def tune(method: str, preset: str, per: Mapping[str, Sequence[Any]], search: Mapping[str, Sequence[Any]],
+         out: str | os.PathLike, *, metric: str, maximize: bool = True, search_seeds: Sequence[int] = (100,),
+         final_seeds: Sequence[int] = (0, 1, 2, 3, 4), data_root: str | os.PathLike | None = None,
+         overrides: Mapping[str, Any] | None = None) -> tuple[list[Choice], list[Path], list[tuple[str, str]]]:
+    """Tune each group separately on a validation metric, then re-run its choice over fresh seeds.
+
+    The protocol of fair baseline comparisons (e.g. the HGB benchmark): every value of the ``per``
+    fields (typically ``model``) gets the same ``search`` grid, run with ``search_seeds`` under
+    ``out/search``; the settings with the best mean ``metric`` (a validation metric) are chosen per
+    group, written to ``out/selected.json``, and run with ``final_seeds`` under ``out/final``. Use
+    search seeds disjoint from the final seeds, so that no final run is one the selection saw.
+    Restartable like :func:`sweep`. Returns the choices, the finished final run folders and failures.
+    """
+    overlap = set(search_seeds) & set(final_seeds)
+    if overlap:
+        raise ValueError(f"search seeds and final seeds overlap ({sorted(overlap)}): the final runs must "
+                         f"not include runs the selection saw")
+    clash = set(per) & set(search)
+    if clash:
+        raise ValueError(f"fields {sorted(clash)} are both grouped (--per) and searched (--grid)")
+    grid = {**per, **search}
+    search_dir = Path(out) / "search"
+    done, failures = sweep(method, preset, grid, search_seeds, search_dir, data_root=data_root,
+                           overrides=overrides)
+    finished = {p.name for p in done}
+    points = []
+    for point in sweep_points(grid, search_seeds):
+        name = sweep_dir_name(point)
+        if name in finished:
+            points.append((point, RunDir.open(search_dir / name).read_metrics()))
+    choices = select_best(points, list(per), metric, maximize=maximize)
+    io.write_json(Path(out) / "selected.json", {
+        "method": method, "preset": preset, "metric": metric, "maximize": maximize,
+        "search_seeds": list(search_seeds), "final_seeds": list(final_seeds),
+        "choices": [{"group": c.group, "settings": c.settings, "score": c.score,
+                     "ranking": [{"settings": s, "score": m, "seeds": n} for s, m, n in c.ranking]}
+                    for c in choices]})
+    final_done: list[Path] = []
+    for choice in choices:
+        ran, failed = sweep(method, preset, {k: [v] for k, v in {**choice.group, **choice.settings}.items()},
+                            final_seeds, Path(out) / "final", data_root=data_root, overrides=overrides)
+        final_done += ran
+        failures += failed
+    return choices, final_done, failures
