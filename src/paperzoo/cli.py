@@ -1,4 +1,4 @@
-"""The ``paperzoo`` command line: list | show | run | eval | reproduce | sweep | tune | report | data."""
+"""The ``paperzoo`` command line: list | show | run | eval | reproduce | sweep | tune | report | data | sky."""
 from __future__ import annotations
 
 import argparse
@@ -58,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a config field (repeatable), e.g. --set lr=0.001")
     p.add_argument("--run-dir", metavar="DIR", help="run folder to create (default: runs/<method>-<preset>-<time>)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
+    p.add_argument("--nprocs", type=int, metavar="N",
+                   help="methods that distribute (dist_gcn): run N real processes over torch.distributed on "
+                        "this machine (sets the config fields nprocs=N and num_agents=N)")
     _add_data_root(p)
 
     p = sub.add_parser("eval", help="re-evaluate a finished run from its config and best checkpoint",
@@ -128,6 +131,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("runs", nargs="+", metavar="RUN")
     p.add_argument("--out", default="reports/latest", metavar="DIR", help="report folder (default: reports/latest)")
 
+    from paperzoo.methods.sky_broker import cli as sky_cli  # no heavy imports (scipy, Ray, torch) here
+
+    sky_cli.add_parser(sub)
+
     p = sub.add_parser("data", help="where each dataset was found; dataset tools",
                        description="Without a subcommand: list every known dataset and where it was found "
                                    "(or every place that was tried).")
@@ -184,8 +191,13 @@ def cmd_run(args) -> int:
     from paperzoo import runner
     from paperzoo.core.config import parse_overrides
 
+    overrides = parse_overrides(args.overrides)
+    if args.nprocs is not None:
+        if args.nprocs < 1:
+            raise ValueError(f"--nprocs must be >= 1, got {args.nprocs}")
+        overrides.update(nprocs=args.nprocs, num_agents=args.nprocs)
     run = runner.prepare(args.method, args.preset, run_dir=args.run_dir, resume=args.resume,
-                         data_root=args.data_root, overrides=parse_overrides(args.overrides))
+                         data_root=args.data_root, overrides=overrides)
     handler = _log_to_file(run.path / "run.log")
     try:
         result = runner.execute(run)
@@ -349,6 +361,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
+        if args.command == "sky":
+            from paperzoo.methods.sky_broker import cli as sky_cli
+
+            return sky_cli.main(args)
         return COMMANDS[args.command](args)
     except KeyboardInterrupt:
         print("interrupted; resume with `paperzoo run --resume RUN_DIR`", file=sys.stderr)

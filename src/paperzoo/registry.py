@@ -15,6 +15,8 @@ METHODS: dict[str, str] = {
     "conve": "paperzoo.methods.conve:SPEC",
     "hgt": "paperzoo.methods.hgt:SPEC",
     "subnet_laplace": "paperzoo.methods.subnet_laplace:SPEC",
+    "dist_gcn": "paperzoo.methods.dist_gcn:SPEC",
+    "sky_broker": "paperzoo.methods.sky_broker:SPEC",
 }
 
 

@@ -71,6 +71,15 @@ DATASETS.update({s.name: s for s in [
         url="https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz (extract it)"),
 ]})
 
+# Planetoid citation graphs (dist_gcn); loader in paperzoo.data.planetoid.
+PLANETOID = ("cora", "citeseer", "pubmed")
+PLANETOID_PARTS = ("x", "tx", "allx", "y", "ty", "ally", "graph", "test.index")
+DATASETS.update({name: DatasetSource(
+    name=name, relpaths=(f"planetoid/{name}/raw", f"planetoid/{name}", f"{name}/raw"),
+    files=tuple(f"ind.{name}.{part}" for part in PLANETOID_PARTS),
+    description=f"Planetoid {name} citation graph (public split)",
+    url="https://github.com/kimiyoung/planetoid (data/ind.<name>.*)") for name in PLANETOID})
+
 # Small regression; loaded through scikit-learn (paperzoo.data.regression), listed for `paperzoo data`.
 DATASETS["diabetes"] = DatasetSource(
     name="diabetes", relpaths=("diabetes",), files=("diabetes_data_raw.csv.gz", "diabetes_target.csv.gz"),

@@ -1,0 +1,666 @@
+r"""Placement optimizer: choose one offering per task minimising the DAG's cost or finish time.
+
+For task :math:`v` with candidate :math:`i` (an offering, spot or on-demand, times ``num_nodes``)
+and a DAG edge :math:`(u, v)` carrying the parent's output of :math:`s_u` GB,
+
+.. math::
+
+    \text{cost} = \sum_v c_v(i_v) + \sum_{(u,v)} s_u\, e(\ell(i_u), \ell(i_v)), \qquad
+    \text{time} = \max_{\text{paths}} \Big[\sum_{v \in \text{path}} t_v(i_v)
+                  + \sum_{(u,v) \in \text{path}} \frac{8 s_u}{b(\ell(i_u), \ell(i_v))}\Big]
+
+where :math:`c_v(i) = \text{nodes} \times \text{price} \times \text{runtime}` plus the egress of
+the task's external inputs (to the candidate's region) and of its output to a fixed destination,
+:math:`t_v(i)` the runtime plus those transfer times, :math:`e` the egress price per GB between
+regions (0 within one), :math:`b` the throughput, and :math:`\ell` the candidate's location. Time is
+the finish time of the DAG (its critical path; the sum for a chain).
+
+Solvers:
+
+- :func:`solve_dp`: chains, by dynamic programming over the chain (Viterbi), exact for either
+  objective without budget/deadline.
+- :func:`solve_ilp`: any DAG, a mixed-integer program for ``scipy.optimize.milp`` (HiGHS):
+  one-hot placement binaries :math:`x_{v,i}`, edge variables :math:`y_{e,i,j} \ge 0` tied to
+  them by :math:`\sum_j y_{e,i,j} = x_{u,i}` and :math:`\sum_i y_{e,i,j} = x_{v,j}` (for one-hot
+  :math:`x` these force :math:`y_{e,i,j} = x_{u,i} x_{v,j}`, so pairwise costs become linear), and
+  for time finish-time variables :math:`f_v \ge f_u + \sum_{ij} \tau_{e,ij} y_{e,i,j} + \sum_j
+  t_{v,j} x_{v,j}` with the makespan :math:`M \ge f_v`. A budget bounds the cost expression, a
+  deadline bounds :math:`M`. Ties on the time objective are broken by a second solve for the
+  cheapest plan within the optimal time.
+- :func:`solve_bruteforce`: every combination, vectorised with numpy (for tests).
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from paperzoo.methods.sky_broker.catalog import Catalog, Network, Offering, egress_usd, transfer_hours
+from paperzoo.methods.sky_broker.spec import Dag, DataSpec, Objective, Task
+
+TOL = 1e-9
+
+
+class NoFeasiblePlan(RuntimeError):
+    """No placement satisfies the task's requirements or the DAG's budget/deadline."""
+
+
+# ------------------------------------------------------------------------------ candidates
+@dataclass(frozen=True)
+class Candidate:
+    """One way to run a task: an offering, spot or not, on ``num_nodes`` nodes."""
+
+    offering: Offering
+    use_spot: bool
+    num_nodes: int
+    runtime_h: float
+
+    @property
+    def location(self) -> str:
+        return self.offering.location
+
+    @property
+    def hourly_usd(self) -> float:
+        return self.num_nodes * self.offering.hourly(self.use_spot)
+
+    @property
+    def compute_usd(self) -> float:
+        return self.hourly_usd * self.runtime_h
+
+    def label(self) -> str:
+        spot = " spot" if self.use_spot else ""
+        nodes = f" x{self.num_nodes}" if self.num_nodes > 1 else ""
+        return f"{self.location} {self.offering.describe()}{spot}{nodes}"
+
+
+@dataclass(frozen=True)
+class Block:
+    """A resource the broker must not use: a cloud, a region, a zone or an offering in one of them."""
+
+    cloud: str
+    region: str | None = None
+    zone: str | None = None
+    instance_type: str | None = None
+    accelerator: str | None = None
+
+    def matches(self, offering: Offering) -> bool:
+        return (offering.cloud == self.cloud
+                and self.region in (None, offering.region)
+                and self.zone in (None, offering.zone)
+                and self.instance_type in (None, offering.instance_type)
+                and (self.accelerator is None or (offering.accelerator or "") == self.accelerator))
+
+    def __str__(self) -> str:
+        parts = [self.cloud, self.region, self.zone, self.instance_type, self.accelerator]
+        return ":".join(p for p in parts if p)
+
+    @classmethod
+    def from_location(cls, text: str) -> Block:
+        cloud, _, region = text.partition(":")
+        return cls(cloud, region or None)
+
+
+def _location_matches(patterns: Iterable[str], offering: Offering) -> bool:
+    return any(p == offering.cloud or p == offering.location for p in patterns)
+
+
+def candidates_for(task: Task, catalog: Catalog, blocked: Sequence[Block] = (),
+                   prefer_penalty: float = 0.0) -> list[Candidate]:
+    """Feasible candidates of ``task``, one per (location, accelerator, spot): the cheapest offering
+    of each group, which dominates the rest of its group in cost and time (same region, same
+    runtime). Locations outside ``task.resources.prefer`` run ``1 + prefer_penalty`` times longer.
+    Raises NoFeasiblePlan explaining what filtered the offerings out."""
+    res = task.resources
+    wanted_acc = {(a.name.lower(), a.count) for a in res.accelerators}
+    reasons: dict[str, int] = {}
+
+    def reject(reason: str) -> None:
+        reasons[reason] = reasons.get(reason, 0) + 1
+
+    best: dict[tuple, tuple[float, str, Offering]] = {}
+    for off in catalog.offerings:
+        if res.instance_type and off.instance_type != res.instance_type:
+            reject("instance_type")
+        elif res.cpus is not None and off.vcpus < res.cpus:
+            reject("cpus")
+        elif res.memory_gib is not None and off.memory_gib < res.memory_gib:
+            reject("memory")
+        elif wanted_acc and (off.accelerator is None
+                             or (off.accelerator.lower(), off.accelerator_count) not in wanted_acc):
+            reject("accelerators")
+        elif not wanted_acc and off.accelerator is not None:
+            reject("accelerators (task is CPU-only)")
+        elif res.use_spot and off.spot_price is None:
+            reject("use_spot (no spot price)")
+        elif res.clouds and off.cloud not in res.clouds:
+            reject("clouds")
+        elif res.regions and off.location not in res.regions:
+            reject("regions")
+        elif _location_matches(res.blocked, off):
+            reject("blocked")
+        elif any(b.matches(off) for b in blocked):
+            reject("blocked by failover")
+        else:
+            group = (off.location, (off.accelerator or "").lower(), off.accelerator_count)
+            hourly = off.hourly(res.use_spot)
+            entry = (hourly, off.key, off)
+            if group not in best or entry[:2] < best[group][:2]:
+                best[group] = entry
+    if not best:
+        why = ", ".join(f"{n} by {r}" for r, n in sorted(reasons.items())) or "the catalog is empty"
+        raise NoFeasiblePlan(f"task {task.name!r}: no offering in catalog {catalog.name!r} satisfies its "
+                             f"resources ({len(catalog.offerings)} checked; rejected: {why})")
+    out = []
+    for group in sorted(best):
+        off = best[group][2]
+        runtime = task.runtime_for(off.accelerator)
+        if res.prefer and not _location_matches(res.prefer, off):
+            runtime *= 1.0 + prefer_penalty
+        out.append(Candidate(off, res.use_spot, task.num_nodes, runtime))
+    return out
+
+
+# --------------------------------------------------------------------------------- problem
+@dataclass
+class Problem:
+    """The optimisation problem in arrays: per-task candidate terms and per-edge matrices."""
+
+    tasks: list[str]
+    candidates: list[list[Candidate]]
+    unary_cost: list[np.ndarray]
+    """USD per candidate: compute + egress of external inputs and of the output to its destination."""
+    unary_time: list[np.ndarray]
+    """Hours per candidate: runtime + transfer of external inputs and of the output."""
+    edges: list[tuple[int, int]]
+    """(parent index, child index), parents before children."""
+    edge_cost: list[np.ndarray]
+    edge_time: list[np.ndarray]
+    objective: Objective = "cost"
+    deadline_h: float | None = None
+    budget_usd: float | None = None
+
+    @property
+    def sizes(self) -> list[int]:
+        return [len(c) for c in self.candidates]
+
+    def is_chain(self) -> bool:
+        return self.edges == [(i, i + 1) for i in range(len(self.tasks) - 1)]
+
+    def evaluate(self, assignment: Sequence[int]) -> tuple[float, float]:
+        """(total cost, finish time) of one candidate index per task."""
+        cost = sum(float(self.unary_cost[v][a]) for v, a in enumerate(assignment))
+        finish = [0.0] * len(self.tasks)
+        ready = [0.0] * len(self.tasks)
+        for k, (u, v) in enumerate(self.edges):
+            cost += float(self.edge_cost[k][assignment[u], assignment[v]])
+        for v in range(len(self.tasks)):
+            for k, (u, w) in enumerate(self.edges):
+                if w == v:
+                    ready[v] = max(ready[v], finish[u] + float(self.edge_time[k][assignment[u], assignment[v]]))
+            finish[v] = ready[v] + float(self.unary_time[v][assignment[v]])
+        return cost, max(finish) if finish else 0.0
+
+    def restricted(self, task: int, keep: Sequence[int]) -> Problem:
+        """The problem with task ``task`` limited to candidates ``keep`` (used for alternatives)."""
+        keep = list(keep)
+        out = replace(self, candidates=list(self.candidates), unary_cost=list(self.unary_cost),
+                      unary_time=list(self.unary_time), edge_cost=list(self.edge_cost),
+                      edge_time=list(self.edge_time))
+        out.candidates[task] = [self.candidates[task][i] for i in keep]
+        out.unary_cost[task] = self.unary_cost[task][keep]
+        out.unary_time[task] = self.unary_time[task][keep]
+        for k, (u, v) in enumerate(self.edges):
+            if u == task:
+                out.edge_cost[k], out.edge_time[k] = self.edge_cost[k][keep, :], self.edge_time[k][keep, :]
+            if v == task:
+                out.edge_cost[k], out.edge_time[k] = self.edge_cost[k][:, keep], self.edge_time[k][:, keep]
+        return out
+
+
+def build_problem(dag: Dag, catalog: Catalog, *, blocked: Sequence[Block] = (),
+                  fixed: Mapping[str, Candidate] | None = None,
+                  candidates: Mapping[str, list[Candidate]] | None = None) -> Problem:
+    """Candidates and cost/time terms of every task and edge. ``fixed`` pins tasks already placed
+    (failover re-optimises the rest); ``candidates`` replaces the catalog search for some tasks."""
+    fixed = dict(fixed or {})
+    cands = []
+    for task in dag.tasks:
+        if task.name in fixed:
+            cands.append([fixed[task.name]])
+        elif candidates and task.name in candidates:
+            cands.append(list(candidates[task.name]))
+        else:
+            cands.append(candidates_for(task, catalog, blocked, dag.prefer_penalty))
+    net = catalog.network
+    index = {t.name: i for i, t in enumerate(dag.tasks)}
+    unary_cost, unary_time = [], []
+    for task, task_cands in zip(dag.tasks, cands):
+        cost = np.array([_unary_cost(task, c, net) for c in task_cands])
+        hours = np.array([_unary_time(task, c, net) for c in task_cands])
+        unary_cost.append(cost)
+        unary_time.append(hours)
+    edges, edge_cost, edge_time = [], [], []
+    for parent, child in dag.edges:
+        u, v = index[parent], index[child]
+        size = dag.tasks[u].output_gb
+        edges.append((u, v))
+        edge_cost.append(np.array([[egress_usd(net, a.location, b.location, size) for b in cands[v]]
+                                   for a in cands[u]]).reshape(len(cands[u]), len(cands[v])))
+        edge_time.append(np.array([[transfer_hours(net, a.location, b.location, size) for b in cands[v]]
+                                   for a in cands[u]]).reshape(len(cands[u]), len(cands[v])))
+    return Problem([t.name for t in dag.tasks], cands, unary_cost, unary_time, edges, edge_cost, edge_time,
+                   dag.objective, dag.deadline_h, dag.budget_usd)
+
+
+def _unary_cost(task: Task, cand: Candidate, net: Network) -> float:
+    cost = cand.compute_usd
+    for data in task.inputs:
+        cost += egress_usd(net, data.location, cand.location, data.size_gb)
+    if task.outputs and task.outputs.location:
+        cost += egress_usd(net, cand.location, task.outputs.location, task.outputs.size_gb)
+    return cost
+
+
+def _unary_time(task: Task, cand: Candidate, net: Network) -> float:
+    hours = cand.runtime_h
+    for data in task.inputs:
+        hours += transfer_hours(net, data.location, cand.location, data.size_gb)
+    if task.outputs and task.outputs.location:
+        hours += transfer_hours(net, cand.location, task.outputs.location, task.outputs.size_gb)
+    return hours
+
+
+# --------------------------------------------------------------------------------- solvers
+@dataclass(frozen=True)
+class Solution:
+    """A candidate index per task with its cost and finish time."""
+
+    assignment: tuple[int, ...]
+    cost_usd: float
+    time_h: float
+    solver: str
+
+    def value(self, objective: Objective) -> float:
+        return self.cost_usd if objective == "cost" else self.time_h
+
+
+def _better(a: tuple[float, float], b: tuple[float, float]) -> bool:
+    """Lexicographic order with a relative tolerance on the primary value."""
+    scale = max(1.0, abs(a[0]), abs(b[0]))
+    if a[0] < b[0] - TOL * scale:
+        return True
+    if a[0] > b[0] + TOL * scale:
+        return False
+    return a[1] < b[1] - TOL * max(1.0, abs(a[1]), abs(b[1]))
+
+
+def solve_dp(problem: Problem) -> Solution:
+    """Exact for chains without budget/deadline: Viterbi on (objective, other objective) pairs."""
+    if not problem.is_chain():
+        raise ValueError("solve_dp needs a chain (each task's only parent is the previous task)")
+    if problem.deadline_h is not None or problem.budget_usd is not None:
+        raise ValueError("solve_dp does not handle a budget or deadline; use solve_ilp")
+    primary_cost = problem.objective == "cost"
+    best: list[tuple[float, float]] = [
+        (c, t) if primary_cost else (t, c)
+        for c, t in zip(problem.unary_cost[0].tolist(), problem.unary_time[0].tolist())]
+    back: list[list[int]] = []
+    for k in range(len(problem.tasks) - 1):
+        ec, et = problem.edge_cost[k], problem.edge_time[k]
+        uc, ut = problem.unary_cost[k + 1], problem.unary_time[k + 1]
+        new, arg = [], []
+        for j in range(len(uc)):
+            choice, value = -1, (float("inf"), float("inf"))
+            for i, (p, s) in enumerate(best):
+                dc, dt = float(ec[i, j] + uc[j]), float(et[i, j] + ut[j])
+                cand = (p + dc, s + dt) if primary_cost else (p + dt, s + dc)
+                if choice < 0 or _better(cand, value):
+                    choice, value = i, cand
+            new.append(value)
+            arg.append(choice)
+        best, back = new, back + [arg]
+    last = 0
+    for j in range(1, len(best)):
+        if _better(best[j], best[last]):
+            last = j
+    assignment = [last]
+    for arg in reversed(back):
+        assignment.append(arg[assignment[-1]])
+    assignment.reverse()
+    cost, hours = problem.evaluate(assignment)
+    return Solution(tuple(assignment), cost, hours, "dp")
+
+
+def solve_ilp(problem: Problem, *, time_limit_s: float | None = None) -> Solution:
+    """The mixed-integer program of the module docstring, solved with scipy's HiGHS ``milp``."""
+    first = _milp(problem, problem.objective, time_limit_s=time_limit_s)
+    if problem.objective == "time":
+        # cheapest plan among the fastest ones (the bound leaves room for HiGHS's 1e-7 tolerances)
+        bound = first.time_h * (1 + 1e-7) + 1e-7
+        limited = replace(problem, deadline_h=min(bound, problem.deadline_h or float("inf")))
+        try:
+            second = _milp(limited, "cost", time_limit_s=time_limit_s)
+        except NoFeasiblePlan:
+            return first
+        if second.time_h <= bound and second.cost_usd <= first.cost_usd:
+            return second
+    return first
+
+
+def _milp(problem: Problem, objective: Objective, *, time_limit_s: float | None) -> Solution:
+    from scipy.optimize import Bounds, LinearConstraint, milp
+    from scipy.sparse import coo_matrix
+
+    sizes = problem.sizes
+    n_tasks = len(sizes)
+    x_off = np.concatenate([[0], np.cumsum(sizes)])[:-1].astype(int)
+    n_x = int(sum(sizes))
+    y_off, n_y = [], 0
+    for u, v in problem.edges:
+        y_off.append(n_x + n_y)
+        n_y += sizes[u] * sizes[v]
+    need_time = objective == "time" or problem.deadline_h is not None
+    f_off = n_x + n_y
+    m_idx = f_off + n_tasks
+    n_vars = m_idx + 1 if need_time else n_x + n_y
+
+    rows: list[int] = []
+    cols: list[int] = []
+    vals: list[float] = []
+    lower: list[float] = []
+    upper: list[float] = []
+
+    def add_row(entries: Iterable[tuple[int, float]], lo: float, hi: float) -> None:
+        r = len(lower)
+        for c, v in entries:
+            rows.append(r)
+            cols.append(int(c))
+            vals.append(float(v))
+        lower.append(lo)
+        upper.append(hi)
+
+    for v in range(n_tasks):  # one candidate per task
+        add_row(((x_off[v] + i, 1.0) for i in range(sizes[v])), 1.0, 1.0)
+    for k, (u, v) in enumerate(problem.edges):  # edge variables are the product of the one-hots
+        nu, nv = sizes[u], sizes[v]
+        for i in range(nu):
+            add_row([(y_off[k] + i * nv + j, 1.0) for j in range(nv)] + [(x_off[u] + i, -1.0)], 0.0, 0.0)
+        for j in range(nv):
+            add_row([(y_off[k] + i * nv + j, 1.0) for i in range(nu)] + [(x_off[v] + j, -1.0)], 0.0, 0.0)
+
+    cost_terms = [(x_off[v] + i, float(problem.unary_cost[v][i])) for v in range(n_tasks) for i in range(sizes[v])]
+    for k, (u, v) in enumerate(problem.edges):
+        flat = problem.edge_cost[k].ravel()
+        cost_terms += [(y_off[k] + idx, float(c)) for idx, c in enumerate(flat) if c]
+    if problem.budget_usd is not None:
+        add_row(cost_terms, -np.inf, problem.budget_usd)
+    if need_time:
+        unary_t = [[(x_off[v] + i, -float(problem.unary_time[v][i])) for i in range(sizes[v])]
+                   for v in range(n_tasks)]
+        for v in range(n_tasks):  # f_v >= own time (sources; harmless elsewhere)
+            add_row([(f_off + v, 1.0)] + unary_t[v], 0.0, np.inf)
+            add_row([(m_idx, 1.0), (f_off + v, -1.0)], 0.0, np.inf)
+        for k, (u, v) in enumerate(problem.edges):  # f_v >= f_u + transfer + own time
+            flat = problem.edge_time[k].ravel()
+            add_row([(f_off + v, 1.0), (f_off + u, -1.0)] + unary_t[v]
+                    + [(y_off[k] + idx, -float(t)) for idx, t in enumerate(flat) if t], 0.0, np.inf)
+
+    c = np.zeros(n_vars)
+    if objective == "cost":
+        for idx, coef in cost_terms:
+            c[idx] += coef
+    else:
+        c[m_idx] = 1.0
+    integrality = np.zeros(n_vars)
+    integrality[:n_x] = 1
+    lb = np.zeros(n_vars)
+    ub = np.ones(n_vars)
+    if need_time:
+        ub[f_off:] = np.inf
+        if problem.deadline_h is not None:
+            ub[m_idx] = problem.deadline_h
+    matrix = coo_matrix((vals, (rows, cols)), shape=(len(lower), n_vars)).tocsr()
+    options = {"mip_rel_gap": 1e-9, "presolve": True}
+    if time_limit_s is not None:
+        options["time_limit"] = time_limit_s
+    result = milp(c, constraints=LinearConstraint(matrix, lower, upper), integrality=integrality,
+                  bounds=Bounds(lb, ub), options=options)
+    if result.x is None:
+        limits = []
+        if problem.budget_usd is not None:
+            limits.append(f"budget {problem.budget_usd:g} USD")
+        if problem.deadline_h is not None:
+            limits.append(f"deadline {problem.deadline_h:g} h")
+        raise NoFeasiblePlan(f"no plan meets the {' and '.join(limits) or 'constraints'} "
+                             f"(HiGHS status {result.status}: {result.message})")
+    assignment = tuple(int(np.argmax(result.x[x_off[v]:x_off[v] + sizes[v]])) for v in range(n_tasks))
+    cost, hours = problem.evaluate(assignment)
+    return Solution(assignment, cost, hours, "ilp")
+
+
+def all_assignments(sizes: Sequence[int], limit: int = 2_000_000) -> np.ndarray:
+    """Every combination of candidate indices, shape (prod(sizes), len(sizes))."""
+    total = int(np.prod(sizes, dtype=np.float64))
+    if total > limit:
+        raise ValueError(f"brute force over {total:,} combinations exceeds the limit of {limit:,}")
+    grids = np.meshgrid(*[np.arange(s) for s in sizes], indexing="ij")
+    return np.stack([g.ravel() for g in grids], axis=1)
+
+
+def evaluate_all(problem: Problem, assignments: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Vectorised (cost, finish time) of many assignments (rows)."""
+    n_tasks = len(problem.tasks)
+    cost = np.zeros(len(assignments))
+    for v in range(n_tasks):
+        cost += problem.unary_cost[v][assignments[:, v]]
+    for k, (u, v) in enumerate(problem.edges):
+        cost += problem.edge_cost[k][assignments[:, u], assignments[:, v]]
+    finish = np.zeros((n_tasks, len(assignments)))
+    for v in range(n_tasks):
+        ready = np.zeros(len(assignments))
+        for k, (u, w) in enumerate(problem.edges):
+            if w == v:
+                ready = np.maximum(ready, finish[u] + problem.edge_time[k][assignments[:, u], assignments[:, v]])
+        finish[v] = ready + problem.unary_time[v][assignments[:, v]]
+    return cost, finish.max(axis=0) if n_tasks else np.zeros(len(assignments))
+
+
+def solve_bruteforce(problem: Problem, limit: int = 2_000_000) -> Solution:
+    """Exhaustive search (ground truth for tests); honours budget and deadline."""
+    assignments = all_assignments(problem.sizes, limit)
+    cost, hours = evaluate_all(problem, assignments)
+    ok = np.ones(len(assignments), dtype=bool)
+    if problem.budget_usd is not None:
+        ok &= cost <= problem.budget_usd + 1e-9
+    if problem.deadline_h is not None:
+        ok &= hours <= problem.deadline_h + 1e-9
+    if not ok.any():
+        raise NoFeasiblePlan("no assignment meets the budget/deadline")
+    primary, secondary = (cost, hours) if problem.objective == "cost" else (hours, cost)
+    primary = np.where(ok, primary, np.inf)
+    best = float(primary.min())
+    ties = np.flatnonzero(primary <= best + TOL * max(1.0, abs(best)))
+    pick = int(ties[np.argmin(secondary[ties])])
+    return Solution(tuple(int(a) for a in assignments[pick]), float(cost[pick]), float(hours[pick]),
+                    "bruteforce")
+
+
+def solve(problem: Problem, method: str = "auto") -> Solution:
+    """``auto``: DP for unconstrained chains, the ILP otherwise; or force ``dp``/``ilp``/``bruteforce``."""
+    if method == "auto":
+        simple = problem.deadline_h is None and problem.budget_usd is None
+        method = "dp" if problem.is_chain() and simple else "ilp"
+    solvers = {"dp": solve_dp, "ilp": solve_ilp, "bruteforce": solve_bruteforce}
+    if method not in solvers:
+        raise ValueError(f"unknown solver {method!r}; choose auto, {', '.join(solvers)}")
+    return solvers[method](problem)
+
+
+# ------------------------------------------------------------------------------------ plan
+@dataclass(frozen=True)
+class Alternative:
+    """The best plan when a task is moved to another candidate."""
+
+    candidate: Candidate
+    cost_usd: float
+    time_h: float
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where one task runs, what it costs (compute + egress into it) and when it runs."""
+
+    task: str
+    candidate: Candidate
+    cost_usd: float
+    egress_usd: float
+    start_h: float
+    finish_h: float
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The optimizer's answer for a DAG."""
+
+    dag: str
+    objective: Objective
+    placements: tuple[Placement, ...]
+    cost_usd: float
+    time_h: float
+    solver: str
+    solve_seconds: float
+    alternatives: Mapping[str, tuple[Alternative, ...]] = field(default_factory=dict)
+
+    def placement(self, task: str) -> Placement:
+        for p in self.placements:
+            if p.task == task:
+                return p
+        raise KeyError(task)
+
+    def table(self) -> str:
+        """The plan as a Markdown table, with each task's next best alternatives."""
+        lines = [(f"Plan for {self.dag!r} (objective: {self.objective}, solver: {self.solver}, "
+                  f"{self.solve_seconds * 1e3:.1f} ms): total ${self.cost_usd:,.2f}, {self.time_h:.2f} h"),
+                 "",
+                 "| task | placement | $/h | runtime h | start h | finish h | egress $ | cost $ | next best |",
+                 "|---|---|---:|---:|---:|---:|---:|---:|---|"]
+        for p in self.placements:
+            alts = "; ".join(
+                f"{a.candidate.label()} (plan ${a.cost_usd:,.2f}, {a.time_h:.2f} h)"
+                for a in self.alternatives.get(p.task, ())) or "-"
+            c = p.candidate
+            lines.append(f"| {p.task} | {c.label()} | {c.hourly_usd:.3f} | {c.runtime_h:.2f} | {p.start_h:.2f} | "
+                         f"{p.finish_h:.2f} | {p.egress_usd:.2f} | {p.cost_usd:.2f} | {alts} |")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict:
+        def cand(c: Candidate) -> dict:
+            o = c.offering
+            return {"cloud": o.cloud, "region": o.region, "zone": o.zone, "instance_type": o.instance_type,
+                    "accelerator": o.accelerator, "accelerator_count": o.accelerator_count,
+                    "use_spot": c.use_spot, "num_nodes": c.num_nodes, "hourly_usd": c.hourly_usd,
+                    "runtime_h": c.runtime_h}
+
+        return {"dag": self.dag, "objective": self.objective, "solver": self.solver,
+                "cost_usd": self.cost_usd, "time_h": self.time_h,
+                "tasks": [{"task": p.task, **cand(p.candidate), "cost_usd": p.cost_usd,
+                           "egress_usd": p.egress_usd, "start_h": p.start_h, "finish_h": p.finish_h,
+                           "alternatives": [{**cand(a.candidate), "plan_cost_usd": a.cost_usd,
+                                             "plan_time_h": a.time_h}
+                                            for a in self.alternatives.get(p.task, ())]}
+                          for p in self.placements]}
+
+
+def make_plan(dag_name: str, problem: Problem, solution: Solution, seconds: float,
+              alternatives: Mapping[str, tuple[Alternative, ...]] | None = None) -> Plan:
+    """Per-task cost (compute + egress into the task) and schedule of a solution."""
+    a = solution.assignment
+    egress_in = [0.0] * len(problem.tasks)
+    start = [0.0] * len(problem.tasks)
+    finish = [0.0] * len(problem.tasks)
+    for k, (u, v) in enumerate(problem.edges):
+        egress_in[v] += float(problem.edge_cost[k][a[u], a[v]])
+    for v in range(len(problem.tasks)):
+        for k, (u, w) in enumerate(problem.edges):
+            if w == v:
+                start[v] = max(start[v], finish[u] + float(problem.edge_time[k][a[u], a[v]]))
+        finish[v] = start[v] + float(problem.unary_time[v][a[v]])
+    placements = []
+    for v, name in enumerate(problem.tasks):
+        cand = problem.candidates[v][a[v]]
+        unary = float(problem.unary_cost[v][a[v]])
+        placements.append(Placement(name, cand, unary + egress_in[v], unary - cand.compute_usd + egress_in[v],
+                                    start[v], finish[v]))
+    return Plan(dag_name, problem.objective, tuple(placements), solution.cost_usd, solution.time_h,
+                solution.solver, seconds, dict(alternatives or {}))
+
+
+def alternatives(problem: Problem, solution: Solution, k: int = 2, method: str = "auto") -> dict[
+        str, tuple[Alternative, ...]]:
+    """For each task, the ``k`` best plans that move it to another location or accelerator.
+
+    Candidates are screened by the objective of changing only that task (others kept), then the
+    ``2k`` most promising are re-optimised with the task pinned to them.
+    """
+    out: dict[str, tuple[Alternative, ...]] = {}
+    primary = 0 if problem.objective == "cost" else 1
+    for v, name in enumerate(problem.tasks):
+        chosen = solution.assignment[v]
+        local = []
+        for i in range(len(problem.candidates[v])):
+            if i == chosen:
+                continue
+            moved = list(solution.assignment)
+            moved[v] = i
+            local.append((problem.evaluate(moved)[primary], i))
+        found = []
+        for _, i in sorted(local)[:2 * k]:
+            pinned = problem.restricted(v, [i])
+            try:
+                sol = solve(pinned, method if method != "dp" or pinned.is_chain() else "ilp")
+            except NoFeasiblePlan:
+                continue
+            found.append(Alternative(problem.candidates[v][i], sol.cost_usd, sol.time_h))
+        found.sort(key=lambda alt: (alt.cost_usd, alt.time_h) if primary == 0 else (alt.time_h, alt.cost_usd))
+        out[name] = tuple(found[:k])
+    return out
+
+
+def optimize(dag: Dag, catalog: Catalog, *, blocked: Sequence[Block] = (),
+             fixed: Mapping[str, Candidate] | None = None, method: str = "auto",
+             n_alternatives: int = 2) -> Plan:
+    """Build the problem for ``dag`` over ``catalog``, solve it, and attach alternatives."""
+    problem = build_problem(dag, catalog, blocked=blocked, fixed=fixed)
+    start = time.perf_counter()
+    solution = solve(problem, method)
+    seconds = time.perf_counter() - start
+    alts = alternatives(problem, solution, n_alternatives, method) if n_alternatives else {}
+    return make_plan(dag.name, problem, solution, seconds, alts)
+
+
+# -------------------------------------------------------------------------- random problems
+def random_problem(rng: np.random.Generator, catalog: Catalog, *, n_tasks: int = 5, max_parents: int = 5,
+                   max_candidates: int = 5, max_runtime_h: float = 1.0, max_data_gb: float = 1000.0,
+                   objective: Objective = "cost", chain: bool = False, min_candidates: int = 1) -> Problem:
+    """A random DAG over ``catalog``: each task gets 1..``max_parents`` earlier tasks as parents
+    (or the previous one for a chain), ``min_candidates``..``max_candidates`` random offerings, a random runtime up
+    to ``max_runtime_h`` and a random output up to ``max_data_gb``."""
+    offerings = list(catalog.offerings)
+    tasks, candidates = [], {}
+    for v in range(n_tasks):
+        if chain:
+            parents = [v - 1] if v else []
+        else:
+            count = int(rng.integers(0, min(v, max_parents) + 1)) if v else 0
+            parents = sorted(rng.choice(v, size=count, replace=False).tolist()) if count else []
+        size = float(rng.uniform(0, max_data_gb))
+        tasks.append(Task(name=f"t{v}", depends_on=tuple(f"t{p}" for p in parents),
+                          outputs=None if size == 0 else DataSpec(size_gb=size)))
+        picks = rng.choice(len(offerings), size=int(rng.integers(min_candidates, max_candidates + 1)), replace=False)
+        candidates[f"t{v}"] = [Candidate(offerings[i], bool(rng.integers(0, 2)) and offerings[i].spot_price
+                                         is not None, 1, float(rng.uniform(0.01, max_runtime_h)))
+                               for i in picks]
+    dag = Dag(name="random", tasks=tuple(tasks), objective=objective)
+    return build_problem(dag, catalog, candidates=candidates)

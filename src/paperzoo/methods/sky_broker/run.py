@@ -1,0 +1,190 @@
+"""The ``sky_broker`` experiment: optimizer correctness on random DAGs, then savings on a training DAG.
+
+1. ``num_dags`` random DAGs (``dag_tasks`` tasks, up to ``max_parents`` parents and
+   ``max_candidates`` candidates per task, runtimes up to ``max_runtime_h``, outputs up to
+   ``max_data_gb``) are solved for cost and for time by the broker's optimizer (dynamic programming
+   on the chains, the ILP on the rest) and by brute force; the run reports how often the optimal
+   values agree. The DAGs are checked in ``batches`` with a checkpoint after each, so a killed run
+   resumes where it stopped.
+2. A training DAG (preprocess -> train -> eval, input data in ``data_location``, results sent back
+   there) is planned on the catalog for cost and for time, and compared with four baselines that
+   solve the same problem on a restricted catalog: the data's region, the best single region, the
+   data's cloud and the best single cloud.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import numpy as np
+
+from paperzoo.api import RunResult
+from paperzoo.core import io
+from paperzoo.core.runs import RunDir
+from paperzoo.methods.sky_broker.catalog import Catalog, load_catalog, split_location, synthetic_catalog
+from paperzoo.methods.sky_broker.config import SkyBrokerConfig
+from paperzoo.methods.sky_broker.optimizer import (
+    NoFeasiblePlan,
+    optimize,
+    random_problem,
+    solve,
+    solve_bruteforce,
+)
+from paperzoo.methods.sky_broker.spec import AcceleratorRequest, Dag, DataSpec, Objective, Resources, Task
+
+log = logging.getLogger(__name__)
+
+#: Training hours of the example model per accelerator (relative speeds of common GPUs for a
+#: mid-sized vision model; the synthetic catalog's GPU-A/GPU-B are made up).
+TRAIN_HOURS = {"A100": 2.0, "A100-80GB": 1.8, "V100": 4.0, "A10G": 5.0, "L4": 6.0, "T4": 10.0,
+               "GPU-A": 3.0, "GPU-B": 4.5}
+BASELINES = ("data_region", "single_region_best", "data_cloud", "single_cloud_best")
+
+
+def build_catalog(cfg: SkyBrokerConfig, data_root: str | None = None) -> Catalog:
+    if cfg.catalog == "synthetic":
+        return synthetic_catalog(cfg.catalog_seed)
+    return load_catalog(None if cfg.catalog == "curated" else cfg.catalog, data_root=data_root)
+
+
+def data_location(cfg: SkyBrokerConfig, catalog: Catalog) -> str:
+    location = cfg.data_location or catalog.locations[0]
+    if location not in catalog.locations:
+        raise ValueError(f"SkyBrokerConfig.data_location: {location!r} is not a region of catalog "
+                         f"{catalog.name!r} ({', '.join(catalog.locations)})")
+    return location
+
+
+def training_dag(catalog: Catalog, location: str, data_gb: float, objective: Objective = "cost",
+                 use_spot: bool = False) -> Dag:
+    """preprocess (CPU) -> train (any single GPU of the catalog, spot if ``use_spot``) -> eval (CPU),
+    data in ``location``."""
+    gpus = sorted({o.accelerator for o in catalog.offerings if o.accelerator and o.accelerator_count == 1
+                   and o.accelerator in TRAIN_HOURS})
+    if not gpus:
+        raise ValueError(f"catalog {catalog.name!r} has no single-GPU offering of {', '.join(TRAIN_HOURS)}")
+    return Dag(name="training", objective=objective, tasks=(
+        Task("preprocess", Resources(cpus=8), runtime_h=1.0, inputs=(DataSpec(data_gb, location),),
+             outputs=DataSpec(data_gb / 2)),
+        Task("train", Resources(accelerators=tuple(AcceleratorRequest(g, 1) for g in gpus), use_spot=use_spot),
+             runtime_h=max(TRAIN_HOURS[g] for g in gpus), runtime_by_accelerator={g: TRAIN_HOURS[g] for g in gpus},
+             outputs=DataSpec(5.0), depends_on=("preprocess",)),
+        Task("eval", Resources(cpus=4), runtime_h=0.5, outputs=DataSpec(1.0, location), depends_on=("train",)),
+    ))
+
+
+def _best(dag: Dag, catalogs: list[Catalog]) -> tuple[float, float] | None:
+    """(cost, time) of the best plan over several restricted catalogs (None if none is feasible)."""
+    best = None
+    for cat in catalogs:
+        try:
+            plan = optimize(dag, cat, n_alternatives=0)
+        except NoFeasiblePlan:
+            continue
+        value = (plan.cost_usd, plan.time_h) if dag.objective == "cost" else (plan.time_h, plan.cost_usd)
+        if best is None or value < best:
+            best = value
+    if best is None:
+        return None
+    return best if dag.objective == "cost" else (best[1], best[0])
+
+
+def baseline_catalogs(catalog: Catalog, location: str) -> dict[str, list[Catalog]]:
+    cloud = split_location(location)[0]
+    return {"data_region": [catalog.restricted(locations=[location])],
+            "single_region_best": [catalog.restricted(locations=[loc]) for loc in catalog.locations],
+            "data_cloud": [catalog.restricted(clouds=[cloud])],
+            "single_cloud_best": [catalog.restricted(clouds=[c]) for c in catalog.clouds]}
+
+
+def savings(catalog: Catalog, location: str, data_gb: float,
+            use_spot: bool = False) -> tuple[dict[str, float], dict[str, Any]]:
+    """Metrics of the broker's plans (cost and time objectives) against the baselines, and the plans."""
+    metrics: dict[str, float] = {}
+    plans = {}
+    for objective, prefix in (("cost", "plan"), ("time", "plan_fast")):
+        dag = training_dag(catalog, location, data_gb, objective, use_spot)
+        plan = optimize(dag, catalog)
+        plans[objective] = plan
+        metrics[f"{prefix}/cost_usd"] = plan.cost_usd
+        metrics[f"{prefix}/time_h"] = plan.time_h
+        for name, cats in baseline_catalogs(catalog, location).items():
+            best = _best(dag, cats)
+            if best is None:
+                continue
+            tag = "baseline" if objective == "cost" else "baseline_fast"
+            metrics[f"{tag}/{name}/cost_usd"], metrics[f"{tag}/{name}/time_h"] = best
+            if objective == "cost":
+                metrics[f"savings/{name}_x"] = best[0] / plan.cost_usd
+            else:
+                metrics[f"speedup/{name}_x"] = best[1] / plan.time_h
+    return metrics, plans
+
+
+def check_batch(cfg: SkyBrokerConfig, catalog: Catalog, batch: int) -> dict[str, float]:
+    """Optimizer vs brute force on the random DAGs of one batch (both objectives)."""
+    lo = batch * cfg.num_dags // cfg.batches
+    hi = (batch + 1) * cfg.num_dags // cfg.batches
+    row = {"epoch": batch + 1, "dags": hi - lo, "agree_cost": 0, "agree_time": 0, "max_rel_gap": 0.0,
+           "dp_solves": 0, "ilp_solves": 0, "solve_seconds": 0.0}
+    for g in range(lo, hi):
+        rng = np.random.default_rng([cfg.seed, g])
+        chain = g % cfg.chain_every == 0
+        for objective in ("cost", "time"):
+            problem = random_problem(rng, catalog, n_tasks=cfg.dag_tasks, max_parents=cfg.max_parents,
+                                     max_candidates=cfg.max_candidates, max_runtime_h=cfg.max_runtime_h,
+                                     max_data_gb=cfg.max_data_gb, objective=objective, chain=chain)
+            start = time.perf_counter()
+            ours = solve(problem)
+            row["solve_seconds"] += time.perf_counter() - start
+            truth = solve_bruteforce(problem)
+            gap = abs(ours.value(objective) - truth.value(objective)) / max(1e-9, abs(truth.value(objective)))
+            row["max_rel_gap"] = max(row["max_rel_gap"], gap)
+            row[f"agree_{objective}"] += int(gap <= 1e-6)
+            row[f"{ours.solver}_solves"] += 1
+    return row
+
+
+def agreement_metrics(history: list[dict[str, float]]) -> dict[str, float]:
+    dags = sum(r["dags"] for r in history)
+    if not dags:
+        return {}
+    return {"agree/dags": float(dags),
+            "agree/cost_frac": sum(r["agree_cost"] for r in history) / dags,
+            "agree/time_frac": sum(r["agree_time"] for r in history) / dags,
+            "agree/max_rel_gap": max(r["max_rel_gap"] for r in history)}
+
+
+def run(cfg: SkyBrokerConfig, run_dir: RunDir) -> RunResult:
+    """Check the optimizer batch by batch (resuming after the last checkpoint), then plan and compare."""
+    catalog = build_catalog(cfg, run_dir.data_root)
+    state = run_dir.load_checkpoint("last") or {"method": "sky_broker", "epoch": 0, "history": []}
+    history = list(state["history"])
+    for batch in range(int(state["epoch"]), cfg.batches if cfg.num_dags else 0):
+        history.append(check_batch(cfg, catalog, batch))
+        run_dir.write_history(history)
+        run_dir.save_checkpoint({"method": "sky_broker", "epoch": batch + 1, "history": history})
+        log.info("batch %d/%d: %s", batch + 1, cfg.batches, history[-1])
+    location = data_location(cfg, catalog)
+    metrics, plans = savings(catalog, location, cfg.data_gb)
+    metrics.update(agreement_metrics(history))
+    solves = sum(r["dp_solves"] + r["ilp_solves"] for r in history)
+    if solves:
+        metrics["optimizer/solve_seconds_mean"] = sum(r["solve_seconds"] for r in history) / solves
+    io.write_text(run_dir.path / "plan.md", "\n\n".join(p.table() for p in plans.values()) + "\n")
+    io.write_json(run_dir.path / "plan.json", {k: p.to_dict() for k, p in plans.items()})
+    return RunResult(metrics=metrics, history=history,
+                     artifacts={"plan": "plan.md", "plan_json": "plan.json", "log": "log.csv"})
+
+
+def evaluate(run_dir: RunDir) -> dict[str, float]:
+    """Re-plan the training DAG from the saved config and re-read the brute-force agreement of the
+    checkpointed batches (no timing metrics)."""
+    cfg = run_dir.config
+    catalog = build_catalog(cfg, run_dir.data_root)
+    metrics, _ = savings(catalog, data_location(cfg, catalog), cfg.data_gb)
+    state = run_dir.load_checkpoint("last")
+    if state is not None:
+        metrics.update(agreement_metrics(state["history"]))
+    return metrics

@@ -1,0 +1,83 @@
+"""Partitioning and topology design."""
+import numpy as np
+import pytest
+import torch
+
+from paperzoo.methods.dist_gcn import graphs
+from paperzoo.methods.dist_gcn import partition as P
+from paperzoo.methods.dist_gcn import topology as T
+from paperzoo.methods.dist_gcn.trainer import hop_counts, routed_traffic_factor
+
+
+@pytest.fixture(scope="module")
+def graph():
+    return graphs.sbm_graph(200, 4, p_in=0.15, p_out=0.005, seed=0)
+
+
+@pytest.mark.parametrize("method", ["spectral", "random", "contiguous"])
+@pytest.mark.parametrize("k", [3, 4, 8])
+def test_partitions_are_balanced_and_plans_consistent(graph, method, k):
+    assignment = P.partition(graph, k, method, seed=2)
+    sizes = np.bincount(assignment, minlength=k)
+    assert sizes.sum() == graph.num_nodes and sizes.max() - sizes.min() <= 1
+    local = P.build_local_graphs(graph, assignment, range(k))
+    for a, g in local.items():
+        # the rows agent a sends to p are exactly p's halo block from a, in the same order
+        for p, idx in g.send_index.items():
+            block = local[p].halo[torch.from_numpy(assignment)[local[p].halo] == a]
+            assert torch.equal(g.nodes[idx], block)
+            assert local[p].recv_rows[a] == idx.numel()
+        assert set(g.recv_rows) == set(g.send_index)  # undirected graph: exchanges are symmetric
+    stats = P.partition_stats(graph, assignment, k)
+    assert stats["boundary_rows"] == sum(g.halo.numel() for g in local.values())
+
+
+def test_spectral_cuts_fewer_edges_than_random(graph):
+    for k in (2, 4):
+        spectral = P.partition_stats(graph, P.partition(graph, k, "spectral"), k)
+        random = P.partition_stats(graph, P.partition(graph, k, "random"), k)
+        assert spectral["edge_cut"] < 0.5 * random["edge_cut"]
+    # four planted blocks, four agents: the spectral split recovers them almost exactly
+    assignment = P.partition(graph, 4, "spectral")
+    purity = sum(np.bincount(graph.y.numpy()[assignment == a]).max() for a in range(4)) / graph.num_nodes
+    assert purity > 0.9
+
+
+@pytest.mark.parametrize("kind", ["designed", "ring", "star", "random", "complete"])
+@pytest.mark.parametrize("mixing", ["metropolis", "fmmc"])
+def test_mixing_matrices_are_symmetric_doubly_stochastic_and_connected(kind, mixing):
+    n = 7
+    cut = np.random.RandomState(0).randint(0, 50, (n, n))
+    cut = np.triu(cut, 1) + np.triu(cut, 1).T
+    topo = T.build_topology(kind, n, cut=cut, mixing=mixing, fmmc_steps=100, seed=1)
+    w = topo.weights
+    np.testing.assert_allclose(w, w.T, atol=1e-12)
+    np.testing.assert_allclose(w.sum(axis=1), 1.0, atol=1e-12)
+    assert w.min() >= -1e-12
+    off = (w != 0) & ~np.eye(n, dtype=bool)
+    assert {tuple(e) for e in np.argwhere(np.triu(off))} <= set(topo.links)
+    assert np.isfinite(hop_counts(topo)).all() and topo.gap > 0
+    if kind != "complete":
+        assert len(topo.links) == n  # the ring's link count
+
+
+def test_fmmc_never_worse_than_metropolis_and_beats_it_on_a_path():
+    path = [(i, i + 1) for i in range(5)]
+    mh = T.spectral_gap(T.metropolis_weights(6, path))
+    fm = T.spectral_gap(T.fastest_mixing_weights(6, path, 400))
+    assert fm > mh + 0.01
+    # known optimum for a path of n nodes: uniform weights 1/2, lambda_2 = cos(pi / n)
+    assert 1 - fm == pytest.approx(np.cos(np.pi / 6), abs=0.02)
+
+
+def test_designed_links_follow_the_data_graph():
+    cut = np.zeros((5, 5), dtype=int)
+    for (i, j), c in {(0, 1): 90, (1, 2): 80, (2, 3): 70, (3, 4): 60, (0, 4): 1, (0, 2): 50}.items():
+        cut[i, j] = cut[j, i] = c
+    links = T.designed_links(cut, 5)
+    assert links == [(0, 1), (0, 2), (1, 2), (2, 3), (3, 4)]  # spanning tree + heaviest extra pair
+    topo = T.Topology("designed", links, T.metropolis_weights(5, links), "metropolis")
+    assert routed_traffic_factor(cut, topo) < routed_traffic_factor(
+        cut, T.Topology("ring", T.ring_links(5), T.metropolis_weights(5, T.ring_links(5)), "metropolis"))
+    with pytest.raises(ValueError, match="needs between 4 and 10 links"):
+        T.designed_links(cut, 3)
