@@ -72,7 +72,7 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
-CHECKPOINT_FORMAT = "paperzoo.bench.subnet_laplace/2"
+CHECKPOINT_FORMAT = "paperzoo.bench.subnet_laplace/3"  # 3: LargestVariance via selection_scores
 
 
 # --------------------------------------------------------------------------------------------------
@@ -321,8 +321,9 @@ def _save(state: dict, path: Path) -> None:
 def prepare_case(case: Case, checkpoint_dir: Path, data_root: str | None, retrain: bool) -> tuple[Path, dict]:
     """Train the MAP network (or reuse a matching checkpoint) and select the case's subnetworks.
 
-    ``LargestVariance.select(n=S)`` for every S comes from one pass: the diagonal-Laplace variances
-    do not depend on S, so they are computed once and kept in the checkpoint.
+    ``LargestVariance.select(n=S)`` for every S comes from one pass: its selection scores (the
+    diagonal-Laplace variances, with weights of zero GGN diagonal ranked last) do not depend on S, so they
+    are computed once and kept in the checkpoint.
     """
     from paperzoo.methods.subnet_laplace import LargestVariance, Random
     from paperzoo.methods.subnet_laplace.selection import candidate_indices, top_scores
@@ -358,17 +359,17 @@ def prepare_case(case: Case, checkpoint_dir: Path, data_root: str | None, retrai
     if missing:
         candidates = candidate_indices(model)
         if case.selection == "largest_variance":
-            if "variances" not in state:
+            if "scores" not in state:
                 selector = LargestVariance("laplace", case.likelihood, prior_precision=case.prior_precision,
                                            sigma_noise=case.sigma_noise)
                 t0 = time.perf_counter()
-                state["variances"] = selector.marginal_variances(model, make_loader(state["data"], case.fit_batch),
-                                                                 candidates)
+                state["scores"] = selector.selection_scores(model, make_loader(state["data"], case.fit_batch),
+                                                            candidates)
                 info["largest_variance_s"] = time.perf_counter() - t0
                 print(f"[{case.name}] LargestVariance over {candidates.numel()} weights: "
                       f"{info['largest_variance_s']:.1f} s", flush=True)
             for size in missing:
-                chosen[str(size)] = top_scores(state["variances"], candidates, size)
+                chosen[str(size)] = top_scores(state["scores"], candidates, size)
         elif case.selection == "random":
             for size in missing:
                 chosen[str(size)] = Random(seed=case.seed).select(model, n=size)
@@ -623,6 +624,9 @@ def worker_timing(task: dict) -> dict:
         for k in ("fit_s", "fit_cpu_s", "predict_s", "predict_cpu_s", "other_cpu"):
             vals = [v for v in row[k] if v is not None]
             row[k + "_median"] = _median(vals)
+    for lib in libs:
+        if lib.backend is None and lib.key in last:   # which Jacobian method paperzoo's "auto" chose
+            rows[lib.key]["jacobian_method"] = last[lib.key][0]._jacobian.method
     return {"rows": rows, "agreement": agreement(case, libs, last, x_test)}
 
 

@@ -21,29 +21,41 @@ selected weight) and ``T`` a temperature: the likelihood is raised to ``1/T``.
 
 Jacobians over the subnetwork only
 ----------------------------------
-:class:`SubnetworkJacobian` never forms the Jacobian with respect to all P weights. The model is
-called through :func:`torch.func.functional_call` with every parameter tensor that holds selected
-weights replaced by ``p* + scatter(delta)``, where ``delta`` is an S-vector of zeros; parameters
-without selected weights are passed unchanged and act as constants. The Jacobian is taken with
-respect to ``delta`` only, so its output is ``(B, C, S)`` per batch and the curvature ``(S, S)``:
+:class:`SubnetworkJacobian` never forms the Jacobian with respect to all P weights; its output is
+``(B, C, S)`` per batch and the curvature ``(S, S)``. Methods (``mode``):
 
-* reverse mode (``"jacrev"``): :func:`torch.func.jacrev` of one input's output, vectorised over the
-  batch with :func:`torch.func.vmap`. Cost: C reverse sweeps per input.
-* forward mode (``"jacfwd"``): :func:`torch.func.jacfwd` of the whole batch's output. Cost: S
-  forward-mode sweeps per batch.
-* ``"auto"`` (default) takes reverse mode when ``C <= S`` (the usual case: a subnetwork has far more
-  weights than the model has outputs) and forward mode when the subnetwork is smaller than the output.
+* ``"layerwise"``: closed-form rules for selected weights and biases of ``nn.Linear`` and ``nn.Conv2d``
+  layers (:mod:`~paperzoo.methods.subnet_laplace.jacobians`): one forward pass records each such
+  layer's input, ``C`` backward passes give the gradient of every output at the layer's output, and each
+  selected weight's column is the product of the two, summed over output positions. Any modules may sit
+  between and around these layers. Cost: one forward and ``C`` backward passes per batch, plus
+  ``O(B C S)`` for the products.
+* reverse mode (``"jacrev"``): the model is called through :func:`torch.func.functional_call` with every
+  parameter tensor that holds selected weights replaced by ``p* + scatter(delta)``, where ``delta`` is an
+  S-vector of zeros (parameters without selected weights are constants), and :func:`torch.func.jacrev` of
+  one input's output with respect to ``delta`` is vectorised over the batch with :func:`torch.func.vmap`.
+  Cost: C reverse sweeps per input. It forms, transiently, the per-input gradient of each *partially*
+  selected parameter tensor before gathering its selected entries (``chunk_size x C x numel`` of the
+  largest such tensor); ``chunk_size`` bounds it.
+* forward mode (``"jacfwd"``): :func:`torch.func.jacfwd` of the whole batch's output with respect to the
+  same ``delta``. Cost: S forward-mode sweeps per batch.
+* ``"auto"`` (default) takes ``"layerwise"`` when every selected weight lies in a supported layer and a
+  check on the first batch passes (:meth:`~.jacobians.LayerwiseJacobian.verify`: each such layer runs once
+  per forward pass, batch-first, and its weights reach the output through it alone). Otherwise it takes
+  reverse mode when ``C <= S`` (the usual case) and forward mode when the subnetwork is smaller than the
+  output; :attr:`SubnetworkJacobian.fallback_reason` says why the rules did not apply.
 
-Memory: ``O(S^2)`` for the posterior plus ``O(B C S)`` for one batch's Jacobian. Reverse mode also
-forms, transiently, the gradient of each *partially* selected parameter tensor before gathering its
-selected entries (``chunk_size x C x numel`` of the largest such tensor); ``chunk_size`` bounds it.
+Memory: ``O(S^2)`` for the posterior plus ``O(B C S)`` for one batch's Jacobian; the layerwise rules add
+``C B`` times the output size of each layer holding selected weights (see the ``jacobians`` module).
 
 Numerics
 --------
-Jacobians are computed in the model's dtype. The curvature ``G_S``, the precision, its Cholesky factor
-and the covariance are accumulated and stored in ``dtype`` (float64 by default: ``S x S`` Gram sums of
-float32 Jacobians lose digits quickly, and the Cholesky factor needs them). Predictive moments are
-computed in ``dtype`` and returned in the model's dtype.
+Jacobians are computed in the model's dtype, and so is each batch's contribution ``M^T M`` to the curvature
+(``M`` the Jacobian whitened by ``Lambda``; only the blocks on and below the diagonal are multiplied, see
+:func:`_add_lower_gram`). The curvature ``G_S`` is accumulated over batches, and the precision, its
+Cholesky factor and the covariance are stored, in ``dtype`` (float64 by default: sums over many batches
+of ``S x S`` Gram matrices lose digits in float32, and the Cholesky factor needs them). Predictive moments
+are computed in ``dtype`` and returned in the model's dtype.
 """
 from __future__ import annotations
 
@@ -60,6 +72,7 @@ from torch.nn import functional as F
 
 from paperzoo.core.io import atomic_path
 from paperzoo.methods.subnet_laplace import metrics
+from paperzoo.methods.subnet_laplace.jacobians import LayerwiseJacobian, LayerwiseUnsupported
 
 __all__ = [
     "NotFittedError",
@@ -83,7 +96,7 @@ __all__ = [
 ]
 
 LIKELIHOODS = ("classification", "regression")
-JACOBIAN_MODES = ("auto", "jacrev", "jacfwd")
+JACOBIAN_MODES = ("auto", "layerwise", "jacrev", "jacfwd")
 TUNING_METRICS = {"classification": ("nll", "brier"), "regression": ("nll",)}
 _STATE_FORMAT = "paperzoo.subnet_laplace/1"
 
@@ -226,7 +239,7 @@ class SubnetworkJacobian:
 
     ``jac(x)`` returns ``f (B, C)`` and ``J (B, C, S)`` with ``J[b, c, s] = d f_c(x_b) / d w[indices[s]]``
     at the model's current weights, in eval mode. See the module docstring for how the Jacobian avoids
-    the other ``P - S`` weights and for the choice between reverse and forward mode.
+    the other ``P - S`` weights and for the choice of method.
 
     Parameters
     ----------
@@ -234,9 +247,19 @@ class SubnetworkJacobian:
         Maps a batch ``(B, ...)`` to outputs ``(B, C)``. Its weights are read, never modified.
     indices : LongTensor, shape (S,)
         Flat positions in :func:`parameter_layout` order; stored sorted.
-    mode : {"auto", "jacrev", "jacfwd"}
+    mode : {"auto", "layerwise", "jacrev", "jacfwd"}
+        ``"layerwise"`` raises a ValueError when its rules do not apply to the model; ``"auto"`` then
+        falls back to torch.func (:meth:`resolved_mode`). :attr:`method` says which method is in use.
     chunk_size : int, optional
         Inputs per Jacobian call (default: the whole batch). Bounds transient memory.
+
+    Attributes
+    ----------
+    method : str or None
+        The method in use, ``"layerwise"``, ``"jacrev"`` or ``"jacfwd"``; in modes ``"auto"`` and
+        ``"layerwise"`` it is decided on the first batch (None until then).
+    fallback_reason : str or None
+        Why ``"auto"`` does not use the layerwise rules (None when it does or has not decided yet).
     """
 
     def __init__(self, model: nn.Module, indices: Tensor | Sequence[int], mode: str = "auto",
@@ -269,6 +292,14 @@ class SubnetworkJacobian:
         first = next(p for p in model.parameters() if p.requires_grad)
         self.dtype, self.device = first.dtype, first.device
         self._n_outputs: int | None = None
+        self.method: str | None = None if mode in ("auto", "layerwise") else mode
+        self.fallback_reason: str | None = None
+        self._layerwise: LayerwiseJacobian | None = None
+        if mode in ("auto", "layerwise"):
+            try:
+                self._layerwise = LayerwiseJacobian(model, self._parts, self.n_selected)
+            except LayerwiseUnsupported as exc:
+                self._reject_layerwise(exc)
 
     @property
     def n_selected(self) -> int:
@@ -291,10 +322,31 @@ class SubnetworkJacobian:
         return x.to(self.device)
 
     def resolved_mode(self, n_outputs: int) -> str:
-        """The differentiation mode used for a model with ``n_outputs`` outputs."""
-        if self.mode != "auto":
+        """The torch.func mode for a model with ``n_outputs`` outputs: ``mode`` when that is ``"jacrev"`` or
+        ``"jacfwd"``, else reverse mode when ``C <= S`` and forward mode otherwise (what ``"auto"`` uses
+        when the layerwise rules do not apply)."""
+        if self.mode in ("jacrev", "jacfwd"):
             return self.mode
         return "jacrev" if n_outputs <= self.n_selected else "jacfwd"
+
+    def _reject_layerwise(self, exc: LayerwiseUnsupported) -> None:
+        """Record why the layerwise rules do not apply (``"auto"``), or raise (``"layerwise"``)."""
+        if self.mode == "layerwise":
+            raise ValueError(f"jacobian mode 'layerwise' does not apply to this model and subnetwork: "
+                             f"{exc}; use mode 'auto', 'jacrev' or 'jacfwd'") from None
+        self._layerwise, self.fallback_reason = None, str(exc)
+
+    def _settle_method(self, x: Tensor) -> str:
+        """The method for this model, decided on the first batch: ``"layerwise"`` when
+        :meth:`LayerwiseJacobian.verify` passes on it, else :meth:`resolved_mode`."""
+        if self.method is None:
+            if self._layerwise is not None:
+                try:
+                    self._layerwise.verify(x)
+                except LayerwiseUnsupported as exc:
+                    self._reject_layerwise(exc)
+            self.method = "layerwise" if self._layerwise is not None else self.resolved_mode(self._n_outputs)
+        return self.method
 
     def _check_output(self, x: Tensor) -> int:
         if self._n_outputs is None:
@@ -317,9 +369,13 @@ class SubnetworkJacobian:
         # Eval mode is entered per chunk, never across a ``yield``, so the model's flags are restored
         # even when the caller abandons the iteration. no_grad keeps the module's own (constant)
         # parameters from recording an autograd graph; the torch.func transforms ignore an outer
-        # no_grad, so the Jacobian itself is unaffected.
+        # no_grad, so the Jacobian itself is unaffected, and the layerwise rules turn autograd on for
+        # their own forward and backward pass.
         with eval_mode(self.model), torch.no_grad():
-            mode = self.resolved_mode(self._check_output(x))
+            self._check_output(x)
+            mode = self._settle_method(x)
+            if mode == "layerwise":
+                return self._layerwise(x)
             delta = torch.zeros(self.n_selected, dtype=self.dtype, device=self.device)
             jac, out = self._jacrev(delta, x) if mode == "jacrev" else self._jacfwd(delta, x)
         return out, jac
@@ -357,6 +413,36 @@ def _whitened_jacobian(f: Tensor, jac: Tensor, likelihood: str) -> Tensor:
     s = p.sqrt()
     factor = torch.diag_embed(s) - p.unsqueeze(-1) * s.unsqueeze(-2)        # L, (B, C, C)
     return torch.einsum("bck,bcs->bks", factor, jac)
+
+
+_GRAM_BLOCK_ENTRIES = 1 << 22
+
+
+def _gram_rows(n: int) -> int:
+    """Rows per block of :func:`_add_lower_gram` for an ``n x n`` Gram matrix: a block's product has at
+    most ``2^22`` entries (16 MiB in float32)."""
+    return max(1, min(n, _GRAM_BLOCK_ENTRIES // n))
+
+
+def _add_lower_gram(acc: Tensor, m: Tensor) -> None:
+    """``acc += m^T m`` on and below the diagonal blocks: for every block of rows ``[i, j)`` (see
+    :func:`_gram_rows`), the columns ``[0, j)``. Each block is one matrix product in ``m``'s dtype, added
+    in place in ``acc``'s dtype; skipping the blocks above the diagonal saves up to half the products.
+    :func:`_mirror_lower` completes the symmetric matrix once all terms are in."""
+    n = m.shape[1]
+    rows = _gram_rows(n)
+    for start in range(0, n, rows):
+        stop = min(start + rows, n)
+        acc[start:stop, :stop].add_(m[:, start:stop].T @ m[:, :stop])
+
+
+def _mirror_lower(acc: Tensor) -> None:
+    """Fill the blocks above the diagonal blocks of :func:`_add_lower_gram` from those below, in place."""
+    n = acc.shape[0]
+    rows = _gram_rows(n)
+    for start in range(rows, n, rows):
+        stop = min(start + rows, n)
+        acc[:start, start:stop] = acc[start:stop, :start].T
 
 
 def diagonal_ggn(jacobian: SubnetworkJacobian, loader: Iterable, likelihood: str,
@@ -617,7 +703,7 @@ class SubnetLaplace:
         stored for unit noise and rescaled).
     temperature : float
         ``T``; the posterior precision is ``G_S / T + diag(lambda)``.
-    jacobian : {"auto", "jacrev", "jacfwd"}
+    jacobian : {"auto", "layerwise", "jacrev", "jacfwd"}
         Differentiation mode (module docstring).
     chunk_size : int, optional
         Inputs per Jacobian call; bounds transient memory.
@@ -724,8 +810,7 @@ class SubnetLaplace:
                 stop = start + f.shape[0]
                 target = _check_targets(torch.as_tensor(y)[start:stop], f, self.likelihood)
                 start, n_outputs = stop, f.shape[1]
-                whitened = _whitened_jacobian(f, jac.to(self.dtype), self.likelihood).flatten(0, 1)
-                curvature.addmm_(whitened.T, whitened)   # in place: no second S x S buffer
+                _add_lower_gram(curvature, _whitened_jacobian(f, jac, self.likelihood).flatten(0, 1))
                 if self.likelihood == "classification":
                     data_loss += float(F.cross_entropy(f, target, reduction="sum"))
                 else:
@@ -735,7 +820,9 @@ class SubnetLaplace:
             seen += start
         if seen == 0:
             raise ValueError("the training loader yielded no data")
-        if not torch.isfinite(curvature).all():
+        _mirror_lower(curvature)
+        # G_S = sum M^T M has a non-finite entry only if its diagonal has one (|M_ki M_kj| <= M_ki^2 + M_kj^2)
+        if not torch.isfinite(curvature.diagonal()).all():
             raise ValueError("the GGN G_S has non-finite entries: the model's outputs or Jacobians contain "
                              "NaN/inf (check the MAP weights and the inputs)")
         self._curvature = curvature
