@@ -16,6 +16,7 @@ METHODS: dict[str, str] = {
     "hgt": "paperzoo.methods.hgt:SPEC",
     "subnet_laplace": "paperzoo.methods.subnet_laplace:SPEC",
     "dist_gcn": "paperzoo.methods.dist_gcn:SPEC",
+    "deep_align": "paperzoo.methods.deep_align:SPEC",
     "sky_broker": "paperzoo.methods.sky_broker:SPEC",
 }
 

@@ -1,0 +1,165 @@
+"""Alignment baselines: weight matching, activation matching and Sinkhorn re-basin.
+
+All functions align network ``b`` to network ``a`` (unbatched parameter dicts) and return
+permutations ``perms`` such that ``perm.apply(spec, perms, b)`` is close to ``a``.
+
+* :func:`weight_matching`: Git Re-Basin (Ainsworth et al., ICLR 2023, Alg. 1). Coordinate descent:
+  each permutation in turn (random order every sweep) solves the linear assignment
+  ``max_P <W_a, P W_b>`` summed over every axis it acts on, the others held fixed; stop when a sweep
+  improves nothing.
+* :func:`activation_matching`: match hidden units by the correlation of their activations on data, one
+  assignment per layer (Ainsworth et al., Sec. 3.1).
+* :func:`sinkhorn_rebasin`: Pena et al. (CVPR 2023). Per layer, learn logits whose Sinkhorn projection
+  is a soft permutation; the forward pass uses the Hungarian projection with a straight-through
+  gradient; the objective is the task loss of a randomly interpolated network.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from scipy.optimize import linear_sum_assignment
+from torch import Tensor
+
+from paperzoo.methods.deep_align import perm as P
+from paperzoo.methods.deep_align.perm import Perms, PermutationSpec
+
+Params = dict[str, Tensor]
+
+
+def hungarian(score: Tensor) -> Tensor:
+    """The permutation ``p`` maximising ``sum_i score[i, p[i]]`` (scipy's linear assignment)."""
+    rows, cols = linear_sum_assignment(score.detach().to(torch.float64).cpu().numpy(), maximize=True)
+    out = np.empty(len(rows), dtype=np.int64)
+    out[rows] = cols
+    return torch.from_numpy(out)
+
+
+def log_sinkhorn(log_alpha: Tensor, iters: int = 20, tau: float = 1.0) -> Tensor:
+    """Log of the Sinkhorn normalisation of ``exp(log_alpha / tau)`` (rows then columns, ``iters``
+    times); works on ``(..., n, n)``. Its exponential is (nearly) doubly stochastic."""
+    z = log_alpha / tau
+    for _ in range(iters):
+        z = z - torch.logsumexp(z, dim=-1, keepdim=True)
+        z = z - torch.logsumexp(z, dim=-2, keepdim=True)
+    return z
+
+
+# ---------------------------------------------------------------------------- weight matching
+@dataclass(frozen=True)
+class MatchInfo:
+    """What an iterative matcher did: sweeps / steps taken and whether it converged."""
+
+    iterations: int
+    converged: bool
+
+
+def _moved(w: Tensor, axis: int) -> Tensor:
+    return torch.movedim(w, axis, 0).reshape(w.shape[axis], -1)
+
+
+def weight_matching(spec: PermutationSpec, a: Params, b: Params, *, max_iter: int = 100,
+                    init: Perms | None = None, generator: torch.Generator | None = None,
+                    tol: float = 1e-12) -> tuple[Perms, MatchInfo]:
+    """Git Re-Basin weight matching by coordinate descent over the layers (random order per sweep).
+
+    ``init`` starts from given permutations (e.g. Deep-Align's) instead of the identity. Converged
+    when a full sweep increases the total inner product ``sum_l <W_a, P#W_b>`` by no more than ``tol``.
+    """
+    sizes = spec.sizes(a)
+    perms = {k: v.clone() for k, v in (init or P.identity(sizes)).items()}
+    p2a = spec.perm_to_axes
+    names = list(sizes)
+    a64 = {k: v.detach().to(torch.float64) for k, v in a.items()}
+    b64 = {k: v.detach().to(torch.float64) for k, v in b.items()}
+    for it in range(1, max_iter + 1):
+        improved = False
+        order = torch.randperm(len(names), generator=generator).tolist()
+        for idx in order:
+            name = names[idx]
+            n = sizes[name]
+            score = torch.zeros(n, n, dtype=torch.float64)
+            for pname, axis in p2a[name]:
+                wb = b64[pname]
+                for ax, other in enumerate(spec.axes_to_perm[pname]):
+                    if ax != axis and other is not None:
+                        wb = torch.index_select(wb, ax, perms[other])
+                score += _moved(a64[pname], axis) @ _moved(wb, axis).T
+            new = hungarian(score)
+            old_val = score[torch.arange(n), perms[name]].sum()
+            new_val = score[torch.arange(n), new].sum()
+            if new_val > old_val + tol:
+                perms[name] = new
+                improved = True
+        if not improved:
+            return perms, MatchInfo(it, True)
+    return perms, MatchInfo(max_iter, False)
+
+
+# ------------------------------------------------------------------------ activation matching
+def activation_matching(a: Params, b: Params, activations: Callable[[Params], list[Tensor]]) -> Perms:
+    """Match hidden units by the Pearson correlation of their activations.
+
+    ``activations(params)`` returns the hidden activations ``(num_samples, width)`` of every permuted
+    layer of one network on the same data, in the order ``P0, P1, ...``.
+    """
+    perms = {}
+    with torch.no_grad():
+        for m, (ha, hb) in enumerate(zip(activations(a), activations(b))):
+            ha, hb = ha.to(torch.float64), hb.to(torch.float64)
+            za = (ha - ha.mean(0)) / (ha.std(0) + 1e-8)
+            zb = (hb - hb.mean(0)) / (hb.std(0) + 1e-8)
+            perms[f"P{m}"] = hungarian(za.T @ zb / len(za))
+    return perms
+
+
+# ----------------------------------------------------------------------------- Sinkhorn re-basin
+def soft_apply(spec: PermutationSpec, mats: dict[str, Tensor], params: Params) -> Params:
+    """Apply (soft) permutation matrices ``M`` (``M[i, j]`` weight of old unit ``j`` at new ``i``) to
+    every permuted axis; with hard matrices this equals :func:`perm.apply`."""
+    out = {}
+    for name, value in params.items():
+        for axis, pname in enumerate(spec.axes_to_perm[name]):
+            if pname is not None:
+                value = torch.movedim(torch.tensordot(mats[pname], value, dims=([1], [axis])), 0, axis)
+        out[name] = value
+    return out
+
+
+def sinkhorn_rebasin(spec: PermutationSpec, a: Params, b: Params,
+                     loss_of: Callable[[Params, torch.Generator], Tensor], *, steps: int = 100,
+                     lr: float = 0.1, iters: int = 20, tau: float = 1.0, init: Perms | None = None,
+                     init_scale: float = 5.0, generator: torch.Generator | None = None
+                     ) -> tuple[Perms, MatchInfo]:
+    """Sinkhorn re-basin with the random-interpolation task loss and straight-through Hungarian.
+
+    ``loss_of(params, generator)`` is the task loss of one (unbatched) network on a data batch it draws
+    with ``generator``. Logits start at 0 or, with ``init``, at ``init_scale`` on ``init``'s entries.
+    Returns the Hungarian projection of the final logits.
+    """
+    sizes = spec.sizes(a)
+    logits = {}
+    for k, n in sizes.items():
+        start = torch.zeros(n, n, dtype=torch.float32)
+        if init is not None:
+            start = start + init_scale * P.as_matrix(init[k])
+        logits[k] = start.requires_grad_(True)
+    opt = torch.optim.Adam(list(logits.values()), lr=lr)
+    a_d = {k: v.detach() for k, v in a.items()}
+    b_d = {k: v.detach() for k, v in b.items()}
+    for _ in range(steps):
+        mats = {}
+        for k, z in logits.items():
+            soft = log_sinkhorn(z, iters, tau).exp()
+            hard = P.as_matrix(hungarian(soft), soft.dtype)
+            mats[k] = hard + soft - soft.detach()
+        lam = torch.rand((), generator=generator)
+        mid = {k: lam * a_d[k] + (1 - lam) * v for k, v in soft_apply(spec, mats, b_d).items()}
+        loss = loss_of(mid, generator)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    final = {k: hungarian(log_sinkhorn(z.detach(), iters, tau)) for k, z in logits.items()}
+    return final, MatchInfo(steps, True)

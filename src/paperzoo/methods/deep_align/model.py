@@ -1,0 +1,100 @@
+"""Deep-Align: ``F = F_proj o F_prod o F_V->A o F_DWS`` (Navon et al., ICML 2024).
+
+* ``F_DWS`` (:class:`~paperzoo.methods.deep_align.dws.DWSEncoder`) maps each network's weights to
+  equivariant features; the same encoder reads both networks (Siamese).
+* ``F_V->A`` turns them into one feature vector per hidden neuron: the neuron features of its level
+  (bias channels, the weight features pooled over the neuron's incoming and outgoing edges, and, next
+  to the unpermuted input / output levels, the whole incoming row / outgoing column), through a
+  per-level MLP.
+* ``F_prod``: per hidden level, ``S[i, j] = s^2 <a_i/|a_i|, a'_j/|a'_j|>`` (learned scale ``s``).
+* ``F_proj``: Sinkhorn in training (soft permutations), Hungarian at inference.
+
+Symmetries (tested exactly): ``F(g.v, g'.v') = g F(v, v') g'^T`` (encoder equivariance),
+``F(v, v') = F(v', v)^T`` (symmetric similarity), and ``Hungarian(F(v, g.v)) = g^{-1}`` whenever the
+neurons of ``v`` have pairwise distinct features (the diagonal of cosine 1 is the unique optimum).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from paperzoo.methods.deep_align.dws import DWSEncoder, level_width, neuron_features
+from paperzoo.methods.deep_align.matching import hungarian, log_sinkhorn
+from paperzoo.methods.deep_align.nets import MLPArch, Params
+from paperzoo.methods.deep_align.perm import Perms
+
+
+def split_mlp(params: Params, num_layers: int) -> tuple[list[Tensor], list[Tensor]]:
+    """Batched MLP parameters -> ``W_m (B, n_{m+1}, n_m, 1)`` and ``b_m (B, n_{m+1}, 1)``."""
+    ws = [params[f"layer{m}.weight"].unsqueeze(-1) for m in range(num_layers)]
+    bs = [params[f"layer{m}.bias"].unsqueeze(-1) for m in range(num_layers)]
+    return ws, bs
+
+
+class DeepAlign(nn.Module):
+    """Siamese equivariant alignment network for MLPs of architecture ``arch``.
+
+    Args:
+        arch: the MLP architecture of the zoo.
+        hidden: DWS hidden features (paper: 64).
+        depth: number of DWS layers (paper: 4).
+        out_dim: per-neuron feature size of ``F_V->A`` (paper: 128).
+        input_proj: width of the learned projection of the input axis (0: none).
+        init_scale: initial ``s^2`` of the similarity.
+    """
+
+    def __init__(self, arch: MLPArch, hidden: int = 64, depth: int = 4, out_dim: int = 128,
+                 input_proj: int = 64, init_scale: float = 10.0):
+        super().__init__()
+        self.arch = arch
+        num = arch.num_layers
+        self.encoder = DWSEncoder(arch.sizes, hidden, depth, hidden,
+                                  input_proj if input_proj and input_proj < arch.sizes[0] else 0)
+        self.heads = nn.ModuleList(
+            nn.Sequential(nn.Linear(level_width(lv, self.encoder.sizes, hidden, True), out_dim), nn.ReLU(),
+                          nn.Linear(out_dim, out_dim))
+            for lv in range(1, num))
+        self.log_s = nn.Parameter(torch.tensor(0.5 * math.log(init_scale)))
+        self.register_buffer("w_scale", torch.ones(num))
+        self.register_buffer("b_scale", torch.ones(num))
+
+    @torch.no_grad()
+    def fit_scales(self, params: Params) -> None:
+        """Normalise every weight / bias tensor by its standard deviation over a (training) zoo."""
+        for m in range(self.arch.num_layers):
+            self.w_scale[m] = params[f"layer{m}.weight"].std().clamp_min(1e-8)
+            self.b_scale[m] = params[f"layer{m}.bias"].std().clamp_min(1e-8)
+
+    def neuron_embeddings(self, params: Params) -> list[Tensor]:
+        """``F_V->A o F_DWS``: per hidden level ``(B, n_l, out_dim)``."""
+        ws, bs = split_mlp(params, self.arch.num_layers)
+        ws = [w / self.w_scale[m].to(w.dtype) for m, w in enumerate(ws)]
+        bs = [b / self.b_scale[m].to(b.dtype) for m, b in enumerate(bs)]
+        ws, bs = self.encoder(ws, bs)
+        feats = neuron_features(ws, bs, fixed_io=True)
+        return [head(feats[lv + 1]) for lv, head in enumerate(self.heads)]
+
+    def similarity(self, a: Params | list[Tensor], b: Params | list[Tensor]) -> list[Tensor]:
+        """``F_prod``: per hidden level ``(B, n_l, n_l)`` scaled cosine similarities between neurons of
+        ``a`` (rows) and ``b`` (columns); either may be given as precomputed :meth:`neuron_embeddings`."""
+        scale = self.log_s.exp() ** 2
+        emb_a = a if isinstance(a, list) else self.neuron_embeddings(a)
+        emb_b = b if isinstance(b, list) else self.neuron_embeddings(b)
+        out = []
+        for ea, eb in zip(emb_a, emb_b):
+            ea = ea / ea.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+            eb = eb / eb.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+            out.append(scale * ea @ eb.transpose(1, 2))
+        return out
+
+    def soft_perms(self, a: Params | list[Tensor], b: Params | list[Tensor], iters: int = 20, tau: float = 1.0) -> list[Tensor]:
+        """Log doubly-stochastic matrices (Sinkhorn of the similarities), per hidden level."""
+        return [log_sinkhorn(s, iters, tau) for s in self.similarity(a, b)]
+
+    @torch.no_grad()
+    def align(self, a: Params, b: Params) -> list[Perms]:
+        """Hungarian alignment of each ``b[i]`` to ``a[i]`` (batched parameters)."""
+        sims = self.similarity(a, b)
+        return [{f"P{lv}": hungarian(s[i]) for lv, s in enumerate(sims)} for i in range(sims[0].shape[0])]

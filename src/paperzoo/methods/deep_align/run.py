@@ -1,0 +1,257 @@
+"""Experiment harness: zoo -> Deep-Align training -> barrier table on held-out pairs.
+
+1. **Zoo**: :func:`zoo.build_zoo` in ``cfg.zoo_dir`` (or ``<run>/zoo``), resumable by shard; networks
+   split into train / val / test networks.
+2. **Deep-Align** (MLP zoos): trained on pairs of training networks with the three losses through
+   :func:`paperzoo.core.loop.train` (``last.pt`` after every epoch, ``best.pt`` by the validation
+   pairs' mean barrier).
+3. **Evaluation**: for ``cfg.test_pairs`` pairs of test networks, every method of ``cfg.methods``
+   aligns ``b`` to ``a``; loss barrier and AUC of the interpolation curve on ``cfg.eval_examples`` test
+   images. Metrics ``test/barrier/<method>`` (mean over pairs), ``test/barrier_std/<method>``,
+   ``test/auc/<method>``, ``test/align_seconds/<method>``; plot ``plots/barrier_curves.png``.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import Tensor
+from torch.nn import functional as F
+
+from paperzoo.api import RunResult
+from paperzoo.core import loop
+from paperzoo.core import seed as seedlib
+from paperzoo.core.progress import progress
+from paperzoo.core.runs import RunDir
+from paperzoo.methods.deep_align import interp, matching
+from paperzoo.methods.deep_align import perm as P
+from paperzoo.methods.deep_align import train as T
+from paperzoo.methods.deep_align import zoo as Z
+from paperzoo.methods.deep_align.config import DeepAlignConfig
+from paperzoo.methods.deep_align.model import DeepAlign
+from paperzoo.methods.deep_align.nets import CNNArch, MLPArch, Params, stack
+
+log = logging.getLogger(__name__)
+
+Aligner = Callable[[Params, Params, int], tuple[P.Perms, int]]
+
+
+def make_arch(cfg: DeepAlignConfig, task: Z.Task) -> MLPArch | CNNArch:
+    if cfg.arch == "cnn":
+        return CNNArch(task.input_shape[0] if len(task.input_shape) == 3 else 1, cfg.cnn_channels,
+                       task.num_classes)
+    return MLPArch((math.prod(task.input_shape), *cfg.hidden_sizes, task.num_classes))
+
+
+def setup(cfg: DeepAlignConfig, run_dir: RunDir) -> tuple[Z.Task, Z.Zoo, dict[str, list[int]]]:
+    """Data, the (built or reloaded) zoo and its network split."""
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    task = Z.load_task(cfg.task, run_dir.data_root, train_limit=cfg.train_limit,
+                       test_limit=cfg.eval_examples, seed=cfg.seed)
+    arch = make_arch(cfg, task)
+    settings = Z.ZooSettings(task=cfg.task, arch=Z.arch_to_dict(arch), num_networks=cfg.num_networks,
+                             shard_size=cfg.shard_size, epochs=cfg.zoo_epochs, batch_size=cfg.zoo_batch_size,
+                             lr=cfg.zoo_lr, seed=cfg.seed, store_dtype=cfg.store_dtype)
+    folder = Path(cfg.zoo_dir) if cfg.zoo_dir else run_dir.path / "zoo"
+    zoo = Z.build_zoo(folder, arch, task, settings)
+    return task, zoo, zoo.split(tuple(cfg.split), cfg.seed)  # type: ignore[arg-type]
+
+
+def pairs_of(indices: list[int], count: int, seed: int) -> list[tuple[int, int]]:
+    """``count`` distinct unordered pairs of ``indices`` (all of them if there are fewer)."""
+    allp = [(a, b) for i, a in enumerate(indices) for b in indices[i + 1:]]
+    order = torch.randperm(len(allp), generator=torch.Generator().manual_seed(seed)).tolist()
+    return [allp[k] for k in order[:count]]
+
+
+def build_model(cfg: DeepAlignConfig, arch: MLPArch, train_params: Params) -> DeepAlign:
+    torch.manual_seed(cfg.seed)
+    model = DeepAlign(arch, cfg.encoder_hidden, cfg.encoder_depth, cfg.out_dim, cfg.input_proj)
+    model.fit_scales(train_params)
+    return model
+
+
+# ------------------------------------------------------------------------------------- aligners
+def aligners(cfg: DeepAlignConfig, task: Z.Task, arch: MLPArch | CNNArch, model: DeepAlign | None
+             ) -> dict[str, Aligner]:
+    """Every method as ``(a, b, pair_seed) -> (perms aligning b to a, iterations)``."""
+    spec = arch.spec()
+    x_am = task.x_train[:cfg.am_examples]
+
+    def acts(p: Params) -> list[Tensor]:
+        return [h[0] for h in arch.activations(stack([p]), x_am)[:-1]]
+
+    def rebasin_loss(p: Params, gen: torch.Generator) -> Tensor:
+        idx = torch.randint(0, len(task.y_train), (cfg.rebasin_batch,), generator=gen)
+        return F.cross_entropy(arch.forward(stack([p]), task.x_train[idx])[0], task.y_train[idx])
+
+    def deep(a: Params, b: Params) -> P.Perms:
+        assert model is not None
+        return model.align(stack([a]), stack([b]))[0]
+
+    def wm(a: Params, b: Params, seed: int, init: P.Perms | None = None) -> tuple[P.Perms, int]:
+        perms, info = matching.weight_matching(spec, a, b, max_iter=cfg.wm_max_iter, init=init,
+                                               generator=torch.Generator().manual_seed(seed))
+        return perms, info.iterations
+
+    def sk(a: Params, b: Params, seed: int, init: P.Perms | None = None) -> tuple[P.Perms, int]:
+        perms, info = matching.sinkhorn_rebasin(spec, a, b, rebasin_loss, steps=cfg.rebasin_steps,
+                                                lr=cfg.rebasin_lr, iters=cfg.sinkhorn_iters, tau=cfg.tau,
+                                                init=init, init_scale=cfg.rebasin_init_scale,
+                                                generator=torch.Generator().manual_seed(seed))
+        return perms, info.iterations
+
+    sizes_of = spec.sizes
+    return {
+        "naive": lambda a, b, s: (P.identity(sizes_of(a)), 0),
+        "weight_matching": lambda a, b, s: wm(a, b, s),
+        "activation_matching": lambda a, b, s: (matching.activation_matching(a, b, acts), 1),
+        "sinkhorn": lambda a, b, s: sk(a, b, s),
+        "deep_align": lambda a, b, s: (deep(a, b), 1),
+        "deep_align+weight_matching": lambda a, b, s: wm(a, b, s, deep(a, b)),
+        "deep_align+sinkhorn": lambda a, b, s: sk(a, b, s, deep(a, b)),
+    }
+
+
+def barrier_eval(cfg: DeepAlignConfig, task: Z.Task, zoo: Z.Zoo, pairs: list[tuple[int, int]],
+                 methods: tuple[str, ...], model: DeepAlign | None, desc: str = "pairs"
+                 ) -> tuple[dict[str, float], dict[str, list[interp.Curve]]]:
+    """Barrier / AUC / time / iterations of ``methods`` on ``pairs``, and the curves for plotting."""
+    arch, spec = zoo.arch, zoo.arch.spec()
+    table = aligners(cfg, task, arch, model)
+    x, y = task.x_test[:cfg.eval_examples], task.y_test[:cfg.eval_examples]
+    rows: dict[str, dict[str, list[float]]] = {m: {"barrier": [], "auc": [], "seconds": [], "iters": []}
+                                               for m in methods}
+    curves: dict[str, list[interp.Curve]] = {m: [] for m in methods}
+    for k, (i, j) in enumerate(progress(pairs, desc=desc)):
+        a, b = zoo.net(i), zoo.net(j)
+        for name in methods:
+            tic = time.perf_counter()
+            perms, iters = table[name](a, b, cfg.seed * 7919 + k)
+            rows[name]["seconds"].append(time.perf_counter() - tic)
+            rows[name]["iters"].append(float(iters))
+            curve = interp.loss_curve(a, P.apply(spec, perms, b), lambda p: Z.task_loss(arch, p, x, y),
+                                      cfg.num_lambdas)
+            rows[name]["barrier"].append(curve.barrier)
+            rows[name]["auc"].append(curve.auc)
+            curves[name].append(curve)
+    out: dict[str, float] = {}
+    for name, r in rows.items():
+        bar = torch.tensor(r["barrier"], dtype=torch.float64)
+        out[f"barrier/{name}"] = float(bar.mean())
+        out[f"barrier_std/{name}"] = float(bar.std()) if len(bar) > 1 else 0.0
+        out[f"auc/{name}"] = float(torch.tensor(r["auc"]).mean())
+        out[f"align_seconds/{name}"] = float(torch.tensor(r["seconds"]).mean())
+        out[f"iterations/{name}"] = float(torch.tensor(r["iters"]).mean())
+    return out, curves
+
+
+# ------------------------------------------------------------------------------------------ run
+def run(cfg: DeepAlignConfig, run_dir: RunDir) -> RunResult:
+    """Build the zoo, train Deep-Align (resumably), evaluate every method on the test pairs."""
+    task, zoo, split = setup(cfg, run_dir)
+    state: dict = {"history": []}
+    model = None
+    summary: dict[str, float] = {}
+    if isinstance(zoo.arch, MLPArch):
+        model, state = _train(cfg, run_dir, task, zoo, split)
+        summary = loop.summary(state, model)
+    metrics = _test_metrics(cfg, run_dir, task, zoo, split, model, plots=True)
+    metrics.update(summary)
+    metrics["zoo/test_acc"] = sum(zoo.meta[i]["test_acc"] for i in split["test"]) / len(split["test"])
+    return RunResult(metrics=metrics, history=state["history"],
+                     artifacts={"best": "checkpoints/best.pt", "plots": "plots/"})
+
+
+def _train(cfg: DeepAlignConfig, run_dir: RunDir, task: Z.Task, zoo: Z.Zoo, split: dict[str, list[int]]
+           ) -> tuple[DeepAlign, dict]:
+    assert isinstance(zoo.arch, MLPArch)
+    train_params = zoo.subset(split["train"])
+    model = build_model(cfg, zoo.arch, train_params)
+    generator = seedlib.seed_everything(cfg.seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, amsgrad=True)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
+    weights = T.LossWeights(*cfg.loss_weights)
+    aug = T.Augment(cfg.aug_noise, cfg.aug_dropout, cfg.aug_scale)
+    step = T.StepSettings(cfg.batch_size, cfg.data_batch, cfg.sinkhorn_iters, cfg.tau, cfg.clip)
+    # validation networks plus one training network, so that a tiny zoo with two validation networks
+    # still offers several pairs (validation only selects best.pt; test pairs never see training nets)
+    val_pairs = pairs_of(split["val"] + split["train"][:1], cfg.val_pairs, cfg.seed + 1)
+
+    def train_epoch() -> float:
+        model.train()
+        rows = [T.train_step(model, opt, train_params, task, weights, aug, step, generator)
+                for _ in range(cfg.steps_per_epoch)]
+        return sum(r["loss"] for r in rows) / len(rows)
+
+    def validate() -> tuple[float, dict[str, float]]:
+        model.eval()
+        res, _ = barrier_eval(cfg, task, zoo, val_pairs, ("deep_align",), model, desc="val pairs")
+        return -res["barrier/deep_align"], {"val/barrier": res["barrier/deep_align"]}
+
+    state = loop.train(run_dir, model=model, optimizer=opt, scheduler=sched, generators={"train": generator},
+                       schedule=loop.Schedule(cfg.epochs), train_epoch=train_epoch, validate=validate,
+                       desc="Deep-Align")
+    best = run_dir.load_checkpoint("best")
+    assert best is not None
+    model.load_state_dict(best["model"])
+    model.eval()
+    return model, state
+
+
+def _test_metrics(cfg: DeepAlignConfig, run_dir: RunDir, task: Z.Task, zoo: Z.Zoo,
+                  split: dict[str, list[int]], model: DeepAlign | None, plots: bool) -> dict[str, float]:
+    pairs = pairs_of(split["test"], cfg.test_pairs, cfg.seed + 2)
+    res, curves = barrier_eval(cfg, task, zoo, pairs, cfg.methods, model, desc="test pairs")
+    if plots:
+        interp.plot_curves(curves, run_dir.path / "plots" / "barrier_curves.png",
+                           f"{cfg.task} {cfg.arch} zoo: {len(pairs)} held-out pairs")
+        _plot_history(run_dir)
+    out = {f"test/{k}": v for k, v in res.items()}
+    out["test/num_pairs"] = float(len(pairs))
+    return out
+
+
+def _plot_history(run_dir: RunDir) -> None:
+    rows = run_dir.read_history()
+    if not rows:
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from paperzoo.core.io import atomic_path
+
+    fig, ax = plt.subplots(1, 2, figsize=(9, 3.5))
+    ep = [r["epoch"] for r in rows]
+    ax[0].plot(ep, [r["loss"] for r in rows])
+    ax[0].set(xlabel="epoch", ylabel="training loss (sum of the three)")
+    ax[1].plot(ep, [r.get("val/barrier", float("nan")) for r in rows], marker="o")
+    ax[1].set(xlabel="epoch", ylabel="validation barrier (Deep-Align)")
+    fig.tight_layout()
+    with atomic_path(run_dir.path / "plots" / "training.png") as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+
+
+def evaluate(run_dir: RunDir) -> dict[str, float]:
+    """Reload the zoo and ``best.pt`` and recompute the test table (timings excluded)."""
+    cfg = run_dir.config
+    task, zoo, split = setup(cfg, run_dir)
+    model = None
+    if isinstance(zoo.arch, MLPArch):
+        model = build_model(cfg, zoo.arch, zoo.subset(split["train"]))
+        best = run_dir.load_checkpoint("best")
+        if best is None:
+            raise FileNotFoundError(f"{run_dir.checkpoint_path('best')} is missing: the run never validated")
+        model.load_state_dict(best["model"])
+        model.eval()
+    metrics = _test_metrics(cfg, run_dir, task, zoo, split, model, plots=False)
+    metrics["zoo/test_acc"] = sum(zoo.meta[i]["test_acc"] for i in split["test"]) / len(split["test"])
+    return {k: v for k, v in metrics.items() if "seconds" not in k}

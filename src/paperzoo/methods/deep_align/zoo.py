@@ -1,0 +1,258 @@
+"""Model zoos: many small networks trained from different seeds, stored compactly, split by network.
+
+Training is *batched*: a shard of ``S`` networks is one parameter dict with a leading network axis,
+trained with one Adam optimiser (Adam is elementwise, so the networks stay independent) on per-network
+mini-batch orders. A shard is written atomically as ``shard_XXXX.pt`` (weights in ``store_dtype`` plus
+per-network metadata) and ``zoo.json`` lists the finished shards, so generation resumes by shard.
+Networks are split into train / val / test *networks* by a seeded permutation of their indices.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.nn import functional as F
+
+from paperzoo.core import io
+from paperzoo.core.progress import progress
+from paperzoo.methods.deep_align.nets import Arch, CNNArch, MLPArch, Params
+
+log = logging.getLogger(__name__)
+
+TASKS = ("synthetic", "mnist", "fashion_mnist", "cifar10")
+
+
+class ZooError(RuntimeError):
+    """A zoo folder is inconsistent (another architecture/task, or an unreadable shard)."""
+
+
+@dataclass(frozen=True)
+class Task:
+    """A classification data set shared by every network of a zoo (inputs already normalised)."""
+
+    name: str
+    x_train: Tensor
+    y_train: Tensor
+    x_test: Tensor
+    y_test: Tensor
+    num_classes: int
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.x_train.shape[1:])
+
+
+def synthetic_task(dim: int = 16, num_classes: int = 4, n_train: int = 1024, n_test: int = 512,
+                   seed: int = 0) -> Task:
+    """Gaussian clusters (two per class) in ``dim`` dimensions: a seconds-scale stand-in for MNIST."""
+    g = torch.Generator().manual_seed(seed)
+    centres = 2.0 * torch.randn(2 * num_classes, dim, generator=g)
+
+    def draw(n: int) -> tuple[Tensor, Tensor]:
+        comp = torch.randint(0, 2 * num_classes, (n,), generator=g)
+        return centres[comp] + torch.randn(n, dim, generator=g), comp % num_classes
+
+    xtr, ytr = draw(n_train)
+    xte, yte = draw(n_test)
+    return Task("synthetic", xtr, ytr, xte, yte, num_classes)
+
+
+def load_task(name: str, data_root: str | None = None, *, train_limit: int = 0, test_limit: int = 0,
+              seed: int = 0) -> Task:
+    """``synthetic``, or MNIST / Fashion-MNIST / CIFAR-10 from the data root, normalised per channel."""
+    if name == "synthetic":
+        return synthetic_task(seed=seed)
+    from paperzoo.data import vision
+
+    if name in ("mnist", "fashion_mnist"):
+        loader = vision.load_mnist if name == "mnist" else vision.load_fashion_mnist
+        mean, std = ((vision.MNIST_MEAN, vision.MNIST_STD) if name == "mnist"
+                     else (vision.FASHION_MNIST_MEAN, vision.FASHION_MNIST_STD))
+        (xtr, ytr), (xte, yte) = loader(data_root, "train"), loader(data_root, "test")
+    elif name == "cifar10":
+        mean, std = vision.CIFAR10_MEAN, vision.CIFAR10_STD
+        (xtr, ytr), (xte, yte) = vision.load_cifar10(data_root, "train"), vision.load_cifar10(data_root, "test")
+        xtr, xte = xtr.float() / 255, xte.float() / 255
+    else:
+        raise ValueError(f"unknown task {name!r}; choose one of {', '.join(TASKS)}")
+    if train_limit:
+        xtr, ytr = xtr[:train_limit], ytr[:train_limit]
+    if test_limit:
+        xte, yte = xte[:test_limit], yte[:test_limit]
+    return Task(name, vision.normalize(xtr, mean, std), ytr, vision.normalize(xte, mean, std), yte, 10)
+
+
+def task_loss(arch: Arch, params: Params, x: Tensor, y: Tensor, chunk: int = 2048) -> Tensor:
+    """Mean cross-entropy of every network of ``params`` on ``(x, y)``, shape ``(N,)``."""
+    total = None
+    for s in range(0, len(y), chunk):
+        logits = arch.forward(params, x[s:s + chunk])
+        ce = F.cross_entropy(logits.transpose(1, 2), y[s:s + chunk].unsqueeze(0).expand(logits.shape[0], -1),
+                             reduction="none").sum(1)
+        total = ce if total is None else total + ce
+    assert total is not None
+    return total / len(y)
+
+
+def task_accuracy(arch: Arch, params: Params, x: Tensor, y: Tensor, chunk: int = 2048) -> Tensor:
+    """Accuracy of every network, shape ``(N,)``."""
+    hits = None
+    with torch.no_grad():
+        for s in range(0, len(y), chunk):
+            h = (arch.forward(params, x[s:s + chunk]).argmax(-1) == y[s:s + chunk]).sum(1)
+            hits = h if hits is None else hits + h
+    assert hits is not None
+    return hits.double() / len(y)
+
+
+@dataclass(frozen=True)
+class ZooSettings:
+    """How a zoo is trained (stored in ``zoo.json``; a folder built with other settings is refused)."""
+
+    task: str
+    arch: dict[str, Any]
+    num_networks: int
+    shard_size: int
+    epochs: int
+    batch_size: int
+    lr: float
+    seed: int
+    store_dtype: str = "float32"
+
+
+def arch_from_dict(d: dict[str, Any]) -> Arch:
+    if d["kind"] == "mlp":
+        return MLPArch(tuple(d["sizes"]))
+    return CNNArch(d["in_channels"], tuple(d["channels"]), d["num_classes"])
+
+
+def arch_to_dict(arch: Arch) -> dict[str, Any]:
+    if isinstance(arch, MLPArch):
+        return {"kind": "mlp", "sizes": list(arch.sizes)}
+    return {"kind": "cnn", "in_channels": arch.in_channels, "channels": list(arch.channels),
+            "num_classes": arch.num_classes}
+
+
+def train_shard(arch: Arch, task: Task, n: int, *, epochs: int, batch_size: int, lr: float,
+                generator: torch.Generator, desc: str = "") -> tuple[Params, list[dict[str, float]]]:
+    """Train ``n`` networks at once (independent initialisations and data orders) with Adam."""
+    params = {k: v.requires_grad_(True) for k, v in arch.init(n, generator).items()}
+    opt = torch.optim.Adam(list(params.values()), lr=lr)
+    num = len(task.y_train)
+    steps_per_epoch = max(1, num // batch_size)
+    bar = progress(total=epochs * steps_per_epoch, desc=desc)
+    last = torch.zeros(n)
+    for _ in range(epochs):
+        order = torch.argsort(torch.rand(n, num, generator=generator), dim=1)
+        for s in range(steps_per_epoch):
+            idx = order[:, s * batch_size:(s + 1) * batch_size]
+            logits = arch.forward(params, task.x_train[idx])
+            ce = F.cross_entropy(logits.transpose(1, 2), task.y_train[idx], reduction="none").mean(1)
+            opt.zero_grad()
+            ce.sum().backward()
+            opt.step()
+            last = ce.detach()
+            bar.update(1)
+    bar.close()
+    params = {k: v.detach() for k, v in params.items()}
+    with torch.no_grad():
+        test_loss = task_loss(arch, params, task.x_test, task.y_test)
+    acc = task_accuracy(arch, params, task.x_test, task.y_test)
+    meta = [{"train_loss": float(last[i]), "test_loss": float(test_loss[i]), "test_acc": float(acc[i])}
+            for i in range(n)]
+    return params, meta
+
+
+class Zoo:
+    """Trained networks (batched float32 parameters) with per-network metadata."""
+
+    def __init__(self, arch: Arch, params: Params, meta: list[dict[str, Any]]):
+        self.arch = arch
+        self.params = params
+        self.meta = meta
+
+    def __len__(self) -> int:
+        return len(self.meta)
+
+    def net(self, i: int) -> Params:
+        return {k: v[i] for k, v in self.params.items()}
+
+    def subset(self, idx: list[int] | Tensor) -> Params:
+        idx_t = torch.as_tensor(idx, dtype=torch.long)
+        return {k: v[idx_t] for k, v in self.params.items()}
+
+    def split(self, fractions: tuple[float, float, float], seed: int) -> dict[str, list[int]]:
+        """Disjoint train / val / test network indices (a seeded permutation; each part non-empty)."""
+        n = len(self)
+        if n < 3:
+            raise ZooError(f"a zoo needs at least 3 networks to split, got {n}")
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
+        n_val = max(1, round(fractions[1] * n))
+        n_test = max(1, round(fractions[2] * n))
+        n_train = n - n_val - n_test
+        if n_train < 1:
+            raise ZooError(f"split {fractions} of {n} networks leaves no training networks")
+        return {"train": sorted(order[:n_train]), "val": sorted(order[n_train:n_train + n_val]),
+                "test": sorted(order[n_train + n_val:])}
+
+
+def build_zoo(folder: str | Path, arch: Arch, task: Task, settings: ZooSettings) -> Zoo:
+    """Train (or resume) a zoo in ``folder`` shard by shard and return it."""
+    folder = Path(folder)
+    index_path = folder / "zoo.json"
+    expected = asdict(settings)
+    if index_path.exists():
+        import json
+
+        saved = json.loads(index_path.read_text(encoding="utf-8"))
+        if saved.get("settings") != expected:
+            raise ZooError(f"{index_path} was built with other settings {saved.get('settings')}; "
+                           f"expected {expected}: use another folder")
+        done = set(saved.get("shards", []))
+    else:
+        done = set()
+    num_shards = math.ceil(settings.num_networks / settings.shard_size)
+    store = getattr(torch, settings.store_dtype)
+    for s in progress(range(num_shards), desc="zoo shards", leave=True):
+        path = folder / f"shard_{s:04d}.pt"
+        if s in done and path.exists():
+            continue
+        n = min(settings.shard_size, settings.num_networks - s * settings.shard_size)
+        gen = torch.Generator().manual_seed(settings.seed * 1_000_003 + s)
+        params, meta = train_shard(arch, task, n, epochs=settings.epochs, batch_size=settings.batch_size,
+                                   lr=settings.lr, generator=gen, desc=f"shard {s + 1}/{num_shards}")
+        for i, m in enumerate(meta):
+            m.update(index=s * settings.shard_size + i, shard=s)
+        io.save_torch(path, {"params": {k: v.to(store) for k, v in params.items()}, "meta": meta})
+        done.add(s)
+        io.write_json(index_path, {"settings": expected, "shards": sorted(done)})
+        log.info("zoo shard %d/%d written to %s", s + 1, num_shards, path)
+    return load_zoo(folder)
+
+
+def load_zoo(folder: str | Path) -> Zoo:
+    """Read every shard listed in ``zoo.json`` (weights back to float32)."""
+    import json
+
+    folder = Path(folder)
+    index = json.loads((folder / "zoo.json").read_text(encoding="utf-8"))
+    settings = index["settings"]
+    parts, meta = [], []
+    for s in sorted(index["shards"]):
+        path = folder / f"shard_{s:04d}.pt"
+        try:
+            shard = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - truncated / corrupt files raise several types
+            raise ZooError(f"cannot read zoo shard {path}: {exc}; delete it and rebuild") from None
+        parts.append({k: v.float() for k, v in shard["params"].items()})
+        meta.extend(shard["meta"])
+    params = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+    for k, v in params.items():
+        if not torch.isfinite(v).all():
+            raise ZooError(f"zoo {folder}: parameter {k} holds NaN/inf")
+    return Zoo(arch_from_dict(settings["arch"]), params, meta)
