@@ -66,7 +66,7 @@ def seed_table(summaries: Sequence[RunSummary]) -> list[str]:
         variant = any(k in spec.variant_fields for k in runs[0].overrides)
         paper = preset.paper.metrics if preset and preset.paper and not variant else {}
         dataset = preset.dataset if preset else getattr(runs[0].run.config, "dataset", "?")
-        for key in spec.table_metrics or (spec.headline.split("/", 1)[-1],):
+        for key in spec.table_metrics or (_headline_key(spec),):
             values = [v for v in (_lookup(r.metrics, key) for r in runs) if v is not None]
             if not values:
                 continue
@@ -88,6 +88,12 @@ def find_runs(paths: Iterable[str | Path]) -> list[Path]:
         else:
             raise FileNotFoundError(f"{p} is neither a run folder nor a folder of runs")
     return found
+
+
+def _headline_key(spec) -> str:
+    """The headline metric as the report's tables name it: without a leading ``test/`` (the default
+    split of a report), any other prefix kept (e.g. ``plan/cost_usd``)."""
+    return spec.headline.removeprefix("test/")
 
 
 def _lookup(metrics: dict[str, Any], key: str) -> float | None:
@@ -116,7 +122,7 @@ def _rows(summary: RunSummary) -> list[list[str]]:
     variant = any(k in spec.variant_fields for k in summary.overrides)
     paper = preset.paper.metrics if preset and preset.paper and not variant else {}
     peers = preset.peers if preset and not variant else {}
-    keys = list(paper) or [spec.headline.split("/", 1)[-1]]
+    keys = list(paper) or [_headline_key(spec)]
     rows = []
     for key in keys:
         ours = _lookup(summary.metrics, key)
@@ -167,7 +173,7 @@ def plot_bars(summaries: Sequence[RunSummary], path: Path) -> Path | None:
     labels, ours, paper = [], [], []
     for s in summaries:
         spec = registry.get(s.run.method)
-        key = spec.headline.split("/", 1)[-1]
+        key = _headline_key(spec)
         preset = spec.presets.get(s.run.preset)
         value = _lookup(s.metrics, key)
         if value is None:
