@@ -237,8 +237,8 @@ def build_problem(dag: Dag, catalog: Catalog, *, blocked: Sequence[Block] = (),
     index = {t.name: i for i, t in enumerate(dag.tasks)}
     unary_cost, unary_time = [], []
     for task, task_cands in zip(dag.tasks, cands):
-        cost = np.array([_unary_cost(task, c, net) for c in task_cands])
-        hours = np.array([_unary_time(task, c, net) for c in task_cands])
+        terms = np.array([_unary_terms(task, c, net) for c in task_cands]).reshape(len(task_cands), 2)
+        cost, hours = terms[:, 0], terms[:, 1]
         unary_cost.append(cost)
         unary_time.append(hours)
     edges, edge_cost, edge_time = [], [], []
@@ -254,22 +254,15 @@ def build_problem(dag: Dag, catalog: Catalog, *, blocked: Sequence[Block] = (),
                    dag.objective, dag.deadline_h, dag.budget_usd)
 
 
-def _unary_cost(task: Task, cand: Candidate, net: Network) -> float:
-    cost = cand.compute_usd
-    for data in task.inputs:
-        cost += egress_usd(net, data.location, cand.location, data.size_gb)
+def _unary_terms(task: Task, cand: Candidate, net: Network) -> tuple[float, float]:
+    """(USD, hours) of running ``task`` on ``cand``: compute plus the transfers of its external inputs
+    to the candidate's region and of its output to its destination."""
+    transfers = [(data.location, cand.location, data.size_gb) for data in task.inputs]
     if task.outputs and task.outputs.location:
-        cost += egress_usd(net, cand.location, task.outputs.location, task.outputs.size_gb)
-    return cost
-
-
-def _unary_time(task: Task, cand: Candidate, net: Network) -> float:
-    hours = cand.runtime_h
-    for data in task.inputs:
-        hours += transfer_hours(net, data.location, cand.location, data.size_gb)
-    if task.outputs and task.outputs.location:
-        hours += transfer_hours(net, cand.location, task.outputs.location, task.outputs.size_gb)
-    return hours
+        transfers.append((cand.location, task.outputs.location, task.outputs.size_gb))
+    cost = cand.compute_usd + sum(egress_usd(net, src, dst, gb) for src, dst, gb in transfers)
+    hours = cand.runtime_h + sum(transfer_hours(net, src, dst, gb) for src, dst, gb in transfers)
+    return cost, hours
 
 
 # --------------------------------------------------------------------------------- solvers
