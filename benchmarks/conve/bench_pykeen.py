@@ -28,7 +28,6 @@ import json
 import logging
 import os
 import platform
-import resource
 import statistics
 import sys
 import tempfile
@@ -40,6 +39,8 @@ from pathlib import Path
 os.environ.setdefault("PAPERZOO_PROGRESS", "0")
 
 import torch  # noqa: E402
+
+from paperzoo.core.procstats import OtherLoad, cpu_name, peak_rss_mib, reset_peak_rss, rss_mib
 
 HERE = Path(__file__).resolve().parent
 
@@ -69,70 +70,6 @@ SETTINGS = {
 # --------------------------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------------------------
-
-def reset_peak_rss() -> bool:
-    """Reset Linux's per-process RSS high-water mark to the current RSS (Linux >= 4.0)."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
-
-
-def current_rss_mib() -> float | None:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return None
-
-
-def peak_rss_mib(reset_ok: bool) -> float | None:
-    """VmHWM since the last reset, in MiB; without a working reset, the process-wide maximum."""
-    if reset_ok:
-        try:
-            for line in Path("/proc/self/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-        except OSError:
-            pass
-    kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-    return kib / 1024 if kib else None
-
-
-def _cpu_ticks() -> tuple[int, int]:
-    """(busy, total) jiffies of all CPUs since boot, from /proc/stat."""
-    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
-    return sum(fields[:8]) - idle, sum(fields[:8])
-
-
-class OtherLoad:
-    """Share of the machine's CPU time used by *other* processes between start() and stop().
-
-    Timings are only comparable on a quiet machine; this tells afterwards whether it was quiet.
-    """
-
-    def __init__(self) -> None:
-        self.hz = os.sysconf("SC_CLK_TCK")
-        self.start()
-
-    def start(self) -> None:
-        self._ticks = _cpu_ticks()
-        self._own = sum(os.times()[:4])
-
-    def stop(self) -> float | None:
-        try:
-            busy0, total0 = self._ticks
-            busy1, total1 = _cpu_ticks()
-            own = (sum(os.times()[:4]) - self._own) * self.hz
-            return max(0.0, (busy1 - busy0 - own) / max(total1 - total0, 1))
-        except (OSError, ValueError, IndexError):
-            return None
-
 
 def wait_until_quiet(max_wait: float, threshold: float = 0.05, quiet_seconds: int = 5) -> float | None:
     """Wait until other processes used < threshold of the CPU for quiet_seconds in a row (or max_wait)."""
@@ -169,16 +106,6 @@ class GCTimer:
 
     def __exit__(self, *exc) -> None:
         gc.callbacks.remove(self._callback)
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def find_dataset(name: str, data_root: str) -> Path:
@@ -427,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
         before = wait_until_quiet(args.wait_idle) if args.wait_idle > 0 else None
         print(f"training {name} ...", flush=True)
         gc.collect()
-        rss_start = current_rss_mib()
+        rss_start = rss_mib()
         reset_ok = reset_peak_rss()
         load = OtherLoad()
         with GCTimer() as gct:

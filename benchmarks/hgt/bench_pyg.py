@@ -36,7 +36,6 @@ import gc
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -46,6 +45,8 @@ from pathlib import Path
 
 import torch
 
+from paperzoo.core.procstats import OtherLoad, cpu_name, peak_rss_mib, reset_peak_rss, rss_mib
+
 HERE = Path(__file__).resolve().parent
 HIDDEN, HEADS, LAYERS = 64, 4, 2
 SYNTH = {"papers": 20_000, "authors": 30_000, "venues": 20,
@@ -53,68 +54,8 @@ SYNTH = {"papers": 20_000, "authors": 30_000, "venues": 20,
 
 
 # --------------------------------------------------------------------------------------------
-# machine state (same helpers as benchmarks/conve)
+# machine state (memory and load helpers: paperzoo.core.procstats)
 # --------------------------------------------------------------------------------------------
-def _status_kib(key: str) -> int | None:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
-def reset_peak_rss() -> bool:
-    """Reset Linux's per-process RSS high-water mark (VmHWM) to the current RSS."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
-
-
-def peak_rss_mib(reset_ok: bool) -> float | None:
-    if reset_ok:
-        kib = _status_kib("VmHWM")
-        if kib is not None:
-            return kib / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-
-
-def rss_mib() -> float | None:
-    kib = _status_kib("VmRSS")
-    return None if kib is None else kib / 1024
-
-
-def _cpu_ticks() -> tuple[int, int]:
-    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
-    return sum(fields[:8]) - idle, sum(fields[:8])
-
-
-class OtherLoad:
-    """Share of the machine's CPU time used by *other* processes between start() and stop()."""
-
-    def __init__(self) -> None:
-        self.hz = os.sysconf("SC_CLK_TCK")
-        self.start()
-
-    def start(self) -> None:
-        self._ticks = _cpu_ticks()
-        self._own = sum(os.times()[:4])
-
-    def stop(self) -> float | None:
-        try:
-            busy0, total0 = self._ticks
-            busy1, total1 = _cpu_ticks()
-            own = (sum(os.times()[:4]) - self._own) * self.hz
-            return max(0.0, (busy1 - busy0 - own) / max(total1 - total0, 1))
-        except (OSError, ValueError, IndexError):
-            return None
-
-
 def wait_until_quiet(max_wait: float, threshold: float = 0.05, quiet_seconds: int = 5) -> float | None:
     """Wait until other processes use < threshold of the CPU for quiet_seconds in a row (or max_wait)."""
     deadline = time.monotonic() + max_wait
@@ -128,16 +69,6 @@ def wait_until_quiet(max_wait: float, threshold: float = 0.05, quiet_seconds: in
         quiet = quiet + 1 if share < threshold else 0
         if quiet >= quiet_seconds or time.monotonic() >= deadline:
             return share
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def versions() -> dict:
