@@ -47,6 +47,14 @@ def test_same_seed_same_metrics(name, tiny_runs):
            {k: v for k, v in b.metrics.items() if k not in timing}
 
 
+def test_a_runs_thread_setting_does_not_leak(tmp_path):
+    import torch
+
+    before = torch.get_num_threads()
+    _run_tiny("conve", tmp_path / "one", num_threads=before % 2 + 1)   # a count different from the current one
+    assert torch.get_num_threads() == before
+
+
 @pytest.mark.parametrize("name", METHODS)
 def test_crash_then_resume_matches_uninterrupted(name, tiny_runs, monkeypatch):
     reference, _, base = tiny_runs[name]

@@ -5,9 +5,10 @@ import datetime as _dt
 import logging
 import math
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from paperzoo import registry
 from paperzoo.api import RunResult
@@ -43,10 +44,20 @@ def prepare(method: str | None = None, preset: str = "tiny", *, run_dir: str | o
 
 
 def execute(run: RunDir) -> RunResult:
-    """Run (or continue) the method in ``run`` and write ``metrics.json``."""
+    """Run (or continue) the method in ``run`` and write ``metrics.json``.
+
+    A method's ``num_threads`` setting applies to its run only: torch's intra-op thread count is put back
+    afterwards, so runs in one process (a sweep, a test session, a notebook) do not inherit it.
+    """
+    import torch
+
     spec = registry.get(run.method)
     log.info("running %s (preset %s) in %s", run.method, run.preset, run.path)
-    result = spec.run(run.config, run)
+    threads = torch.get_num_threads()
+    try:
+        result = spec.run(run.config, run)
+    finally:
+        torch.set_num_threads(threads)
     run.write_metrics(result.metrics)
     return result
 
@@ -99,7 +110,7 @@ def sweep(method: str, preset: str, grid: Mapping[str, Sequence[Any]], seeds: Se
                                overrides={**dict(overrides or {}), **point})
             execute(run_)
             done.append(path)
-        except Exception as exc:  # one point failing must not lose the others
+        except Exception as exc:  # noqa: BLE001 -- one point failing must not lose the others
             log.error("%s failed: %s", path, exc)
             failures.append((str(path), f"{exc.__class__.__name__}: {exc}"))
     return done, failures

@@ -26,6 +26,7 @@ from paperzoo.methods.subnet_laplace.laplace import (
     parameter_layout,
     probit_softmax,
     sample_gaussian,
+    select_prior_precision,
 )
 
 TOL = {"rtol": 1e-5, "atol": 1e-5}
@@ -308,6 +309,44 @@ def test_prior_tuning_picks_the_grid_minimum_of_validation_nll(likelihood):
     torch.testing.assert_close(la.prior_curve["nll"], curve, rtol=1e-8, atol=1e-10)
     assert chosen == float(grid[int(curve.argmin())])
     assert torch.equal(la.prior_curve["prior_precision"], grid)
+
+
+@pytest.mark.parametrize("likelihood", ["classification", "regression"])
+def test_one_standard_error_rule_takes_the_broadest_posterior_within_one_se(likelihood):
+    model = make_classifier() if likelihood == "classification" else make_regressor()
+    x, y = make_data(likelihood, n=60)
+    la = SubnetLaplace(model, likelihood, torch.arange(1, 31, 3), sigma_noise=0.3)
+    la.fit(make_loader(x[:30], y[:30]))
+    grid = torch.logspace(-3, 3, 13, dtype=torch.float64)
+    chosen = la.optimize_prior_precision(make_loader(x[30:], y[30:], batch=8), grid=grid, rule="one_se")
+
+    terms = []
+    for lam in grid:  # independently: per-example scores through the Cholesky path
+        la.prior_precision = float(lam)
+        if likelihood == "classification":
+            terms.append(metrics.nll_terms(la.predict(x[30:]), y[30:]))
+        else:
+            terms.append(metrics.gaussian_nll_terms(*la.predict(x[30:]), y[30:]))
+    terms = torch.stack(terms)
+    mean, se = terms.mean(1), terms.std(1) / math.sqrt(terms.shape[1])
+    torch.testing.assert_close(la.prior_curve["nll"], mean, rtol=1e-8, atol=1e-10)
+    torch.testing.assert_close(la.prior_curve["se"], se, rtol=1e-6, atol=1e-10)
+    best = int(mean.argmin())
+    expected = min(float(g) for g, m in zip(grid, mean, strict=True) if m <= mean[best] + se[best])
+    assert chosen == expected <= float(grid[best])
+
+
+def test_select_prior_precision_rules():
+    grid = torch.tensor([0.1, 1.0, 10.0, 100.0], dtype=torch.float64)
+    scores = torch.tensor([0.50, 0.31, 0.30, 0.35], dtype=torch.float64)
+    se = torch.full((4,), 0.02, dtype=torch.float64)
+    assert select_prior_precision(grid, scores, se, "min") == 2
+    assert select_prior_precision(grid, scores, se, "one_se") == 1     # 0.31 <= 0.30 + 0.02
+    assert select_prior_precision(grid, scores, torch.zeros(4, dtype=torch.float64), "one_se") == 2
+    # the grid need not be sorted: the smallest *precision* within the band wins, not the first index
+    assert select_prior_precision(grid.flip(0), scores.flip(0), se, "one_se") == 2
+    with pytest.raises(ValueError, match="rule"):
+        select_prior_precision(grid, scores, se, "median")
 
 
 def test_prior_tuning_with_monte_carlo_and_brier_is_deterministic():

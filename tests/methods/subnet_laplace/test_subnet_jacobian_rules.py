@@ -200,7 +200,7 @@ def test_gram_accumulation_in_row_blocks_equals_one_product(monkeypatch):
     x, y = make_data("classification")
     indices = random_indices(model, 31, seed=4)
     whole = SubnetLaplace(model, "classification", indices).fit(make_loader(x, y)).ggn
-    monkeypatch.setattr(laplace, "_GRAM_BLOCK_ENTRIES", 31 * 4)       # blocks of 4 rows, the last of 3
+    monkeypatch.setattr(laplace, "_GRAM_MIN_BLOCKED", 0)              # 8 blocks of 4 rows, the last of 3
     assert laplace._gram_rows(31) == 4
     blocked = SubnetLaplace(model, "classification", indices).fit(make_loader(x, y)).ggn
     torch.testing.assert_close(blocked, whole, rtol=1e-12, atol=1e-12)

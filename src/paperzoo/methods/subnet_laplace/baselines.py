@@ -175,15 +175,15 @@ class DiagLaplace:
 
     def optimize_prior_precision(self, val_loader: Iterable, grid: Tensor | Sequence[float] | None = None,
                                  metric: str = "nll", link: str | None = None, n_samples: int = 100,
-                                 generator: torch.Generator | None = None) -> float:
+                                 generator: torch.Generator | None = None, rule: str = "min") -> float:
         """As :meth:`~.laplace.SubnetLaplace.optimize_prior_precision`: the posterior is already diagonal,
         so ``U = J`` and ``d = diag(G) / T`` in :func:`~.laplace.prior_grid_scores`."""
         curvature = self._scaled_curvature()
-        grid = check_tuning_args(self.likelihood, grid, metric, link)
+        grid = check_tuning_args(self.likelihood, grid, metric, link, rule)
         batches = validation_batches(self._jacobian, val_loader, lambda jac: jac.to(curvature.dtype),
                                      per_chunk=True)
         best, curve = grid_search_prior_precision(batches, curvature, grid, self.likelihood, self.sigma_noise,
-                                                  metric, link, n_samples, generator)
+                                                  metric, link, n_samples, generator, rule)
         self.prior_precision, self.prior_curve = best, curve
         return best
 

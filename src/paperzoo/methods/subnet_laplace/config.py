@@ -74,6 +74,9 @@ class SubnetLaplaceConfig:
     """Samples for ``link=mc`` and MC dropout."""
     prior_grid: tuple[float, ...] = (-4.0, 4.0, 41.0)
     """Prior precision grid searched on validation NLL: log10 low, log10 high, number of points."""
+    prior_rule: Literal["min", "one_se"] = "one_se"
+    """How the grid point is chosen: ``min`` (lowest validation NLL) or ``one_se`` (the smallest precision,
+    i.e. broadest posterior, within one standard error of the lowest; see the README's deviations)."""
     swag_epochs: int = 5
     """``selection=swag_variance``: SGD epochs collecting the weight moments."""
     full_limit: int = 5000
@@ -152,7 +155,7 @@ PRESETS = {
         "paper_rotated_mnist",
         SubnetLaplaceConfig(experiment="rotated_mnist",
                             methods=("map", "subnet", "diag", "last_layer", "mc_dropout", "ensemble"),
-                            subnet_sizes=(1000,), epochs=3, batch_size=128, lr=1e-3, weight_decay=1e-4,
+                            subnet_sizes=(5000, 1000), epochs=3, batch_size=128, lr=1e-3, weight_decay=1e-4,
                             fit_limit=10000, test_limit=2000, tune_limit=1000, ensemble_size=3),
         "MNIST small CNN, trained upright; test rotated by 0..180 degrees (every 15)",
         dataset="mnist", paper=_ROTATION_REF),

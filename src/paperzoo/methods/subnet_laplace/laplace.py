@@ -92,12 +92,14 @@ __all__ = [
     "prior_grid_scores",
     "probit_softmax",
     "sample_gaussian",
+    "select_prior_precision",
     "validation_batches",
 ]
 
 LIKELIHOODS = ("classification", "regression")
 JACOBIAN_MODES = ("auto", "layerwise", "jacrev", "jacfwd")
 TUNING_METRICS = {"classification": ("nll", "brier"), "regression": ("nll",)}
+PRIOR_RULES = ("min", "one_se")
 _STATE_FORMAT = "paperzoo.subnet_laplace/1"
 
 
@@ -415,34 +417,40 @@ def _whitened_jacobian(f: Tensor, jac: Tensor, likelihood: str) -> Tensor:
     return torch.einsum("bck,bcs->bks", factor, jac)
 
 
-_GRAM_BLOCK_ENTRIES = 1 << 22
+_GRAM_BLOCKS, _GRAM_MIN_BLOCKED = 8, 256
 
 
 def _gram_rows(n: int) -> int:
-    """Rows per block of :func:`_add_lower_gram` for an ``n x n`` Gram matrix: a block's product has at
-    most ``2^22`` entries (16 MiB in float32)."""
-    return max(1, min(n, _GRAM_BLOCK_ENTRIES // n))
+    """Rows per block of :func:`_add_lower_gram` for an ``n x n`` Gram matrix: eight blocks (the lower
+    triangle then costs 9/16 of the full product), one block below 256 columns."""
+    return n if n < _GRAM_MIN_BLOCKED else -(-n // _GRAM_BLOCKS)
 
 
 def _add_lower_gram(acc: Tensor, m: Tensor) -> None:
     """``acc += m^T m`` on and below the diagonal blocks: for every block of rows ``[i, j)`` (see
-    :func:`_gram_rows`), the columns ``[0, j)``. Each block is one matrix product in ``m``'s dtype, added
-    in place in ``acc``'s dtype; skipping the blocks above the diagonal saves up to half the products.
-    :func:`_mirror_lower` completes the symmetric matrix once all terms are in."""
+    :func:`_gram_rows`), the columns ``[0, j)``, as one in-place ``addmm_`` in ``acc``'s dtype (no
+    ``S x S`` temporary; ``m`` is cast once, which costs ``B x S`` entries). Skipping the blocks above the
+    diagonal saves 7/16 of the products. :func:`_mirror_lower` completes the symmetric matrix once all
+    terms are in."""
+    m = m.to(acc.dtype)
     n = m.shape[1]
     rows = _gram_rows(n)
     for start in range(0, n, rows):
         stop = min(start + rows, n)
-        acc[start:stop, :stop].add_(m[:, start:stop].T @ m[:, :stop])
+        acc[start:stop, :stop].addmm_(m[:, start:stop].T, m[:, :stop])
 
 
 def _mirror_lower(acc: Tensor) -> None:
-    """Fill the blocks above the diagonal blocks of :func:`_add_lower_gram` from those below, in place."""
+    """Make ``acc`` exactly symmetric from its lower triangle, in place: the blocks above the diagonal
+    blocks of :func:`_add_lower_gram` are copied from those below, and each diagonal block's upper triangle
+    from its lower one (a matrix product need not round ``a_i . a_j`` and ``a_j . a_i`` alike)."""
     n = acc.shape[0]
     rows = _gram_rows(n)
-    for start in range(rows, n, rows):
+    for start in range(0, n, rows):
         stop = min(start + rows, n)
         acc[:start, start:stop] = acc[start:stop, :start].T
+        block = acc[start:stop, start:stop]
+        block.copy_(block.tril() + block.tril(-1).T)
 
 
 def diagonal_ggn(jacobian: SubnetworkJacobian, loader: Iterable, likelihood: str,
@@ -563,10 +571,12 @@ def predict_with(moments: tuple[Tensor, Tensor], likelihood: str, sigma_noise: f
 
 
 def check_tuning_args(likelihood: str, grid: Tensor | Sequence[float] | None, metric: str,
-                      link: str | None) -> Tensor:
+                      link: str | None, rule: str = "min") -> Tensor:
     """Validate the arguments of a prior-precision search; returns the grid (default
     ``logspace(-4, 4, 50)``) as a float64 CPU vector."""
     check_likelihood(likelihood)
+    if rule not in PRIOR_RULES:
+        raise ValueError(f"rule must be one of {PRIOR_RULES}, got {rule!r}")
     if metric not in TUNING_METRICS[likelihood]:
         raise ValueError(f"metric for {likelihood} must be one of {TUNING_METRICS[likelihood]}, "
                          f"got {metric!r}")
@@ -581,7 +591,8 @@ def check_tuning_args(likelihood: str, grid: Tensor | Sequence[float] | None, me
 def prior_grid_scores(batches: Iterable[tuple[Tensor, Tensor, Tensor]], curvature: Tensor,
                       grid: Tensor | Sequence[float] | None,
                       likelihood: str, sigma_noise: float = 1.0, metric: str = "nll", link: str | None = None,
-                      n_samples: int = 100, generator: torch.Generator | None = None) -> Tensor:
+                      n_samples: int = 100, generator: torch.Generator | None = None, *,
+                      return_se: bool = False) -> Tensor | tuple[Tensor, Tensor]:
     """Mean validation score of the linearized predictive for every scalar prior precision in ``grid``.
 
     A Gaussian posterior whose precision is *diagonal in a known basis*, ``diag(d) + lambda I``, gives
@@ -604,13 +615,15 @@ def prior_grid_scores(batches: Iterable[tuple[Tensor, Tensor, Tensor]], curvatur
 
     Returns
     -------
-    Tensor, shape (G,): the metric averaged over the validation inputs.
+    Tensor, shape (G,): the metric averaged over the validation inputs; with ``return_se`` also its
+    standard error, ``std / sqrt(N)`` of the per-input scores (unbiased std), shape (G,).
     """
     grid = check_tuning_args(likelihood, grid, metric, link)
     link = _check_link(likelihood, link)
-    score_fn = {"nll": metrics.nll, "brier": metrics.brier}[metric]
+    score_fn = {"nll": metrics.nll_terms, "brier": metrics.brier_terms}[metric]
     grid = grid.to(curvature)
     total = torch.zeros(grid.numel(), dtype=torch.float64)
+    total_sq = torch.zeros(grid.numel(), dtype=torch.float64)
     seen = 0
     for f_mean, factors, y in batches:
         y = _check_targets(y, f_mean, likelihood)
@@ -627,15 +640,21 @@ def prior_grid_scores(batches: Iterable[tuple[Tensor, Tensor, Tensor]], curvatur
             f_var = scaled @ factors.transpose(1, 2)
             if likelihood == "regression":
                 mean, var = predict_from_moments(f_mean, f_var, likelihood, sigma_noise)
-                total[g] += metrics.gaussian_nll(mean, var, y) * batch
+                terms = metrics.gaussian_nll_terms(mean, var, y)
             else:
                 probs = (probit_softmax(f_mean, f_var) if link == "probit"
                          else mc_softmax(f_mean, f_var, noise=noise))
-                total[g] += score_fn(probs, y) * batch
+                terms = score_fn(probs, y)
+            total[g] += terms.sum().cpu()
+            total_sq[g] += terms.square().sum().cpu()
         seen += batch
     if seen == 0:
         raise ValueError("the validation loader yielded no data")
-    return total / seen
+    mean = total / seen
+    if not return_se:
+        return mean
+    variance = (total_sq - seen * mean.square()).clamp_min(0) / max(seen - 1, 1)
+    return mean, (variance / seen).sqrt()
 
 
 def validation_batches(jacobian: SubnetworkJacobian, val_loader: Iterable,
@@ -660,16 +679,34 @@ def validation_batches(jacobian: SubnetworkJacobian, val_loader: Iterable,
             start = stop
 
 
+def select_prior_precision(grid: Tensor, scores: Tensor, se: Tensor, rule: str = "min") -> int:
+    """Index of the chosen grid value.
+
+    ``"min"``: the lowest score (ties go to the first). ``"one_se"``: the one-standard-error rule
+    (Hastie, Tibshirani & Friedman, *Elements of Statistical Learning*, 7.10): among the grid values whose
+    score is within one standard error of the lowest, the *smallest* precision, i.e. the broadest
+    posterior that the validation data cannot tell apart from the best one.
+    """
+    if rule not in PRIOR_RULES:
+        raise ValueError(f"rule must be one of {PRIOR_RULES}, got {rule!r}")
+    best = int(torch.argmin(scores))
+    if rule == "min":
+        return best
+    within = torch.nonzero(scores <= scores[best] + se[best]).flatten()
+    return int(within[torch.argmin(grid[within])])
+
+
 def grid_search_prior_precision(batches: Iterable[tuple[Tensor, Tensor, Tensor]], curvature: Tensor,
                                 grid: Tensor, likelihood: str, sigma_noise: float, metric: str,
-                                link: str | None, n_samples: int, generator: torch.Generator | None
-                                ) -> tuple[float, dict[str, Tensor]]:
-    """The grid value with the lowest :func:`prior_grid_scores` (ties go to the smallest, i.e. first, grid
-    value) and the curve ``{"prior_precision": grid, metric: scores}``; arguments as there."""
-    scores = prior_grid_scores(batches, curvature, grid, likelihood, sigma_noise, metric, link, n_samples,
-                               generator)
-    best = int(torch.argmin(scores))
-    return float(grid[best]), {"prior_precision": grid, metric: scores}
+                                link: str | None, n_samples: int, generator: torch.Generator | None,
+                                rule: str = "min") -> tuple[float, dict[str, Tensor]]:
+    """The grid value chosen by ``rule`` (:func:`select_prior_precision`) from :func:`prior_grid_scores`
+    and the curve ``{"prior_precision": grid, metric: scores, "se": standard errors}``; arguments as
+    there."""
+    scores, se = prior_grid_scores(batches, curvature, grid, likelihood, sigma_noise, metric, link, n_samples,
+                                   generator, return_se=True)
+    chosen = select_prior_precision(grid, scores, se, rule)
+    return float(grid[chosen]), {"prior_precision": grid, metric: scores, "se": se}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -961,22 +998,24 @@ class SubnetLaplace:
 
     def optimize_prior_precision(self, val_loader: Iterable, grid: Tensor | Sequence[float] | None = None,
                                  metric: str = "nll", link: str | None = None, n_samples: int = 100,
-                                 generator: torch.Generator | None = None) -> float:
-        """Choose the scalar prior precision that minimises a validation score of the predictive.
+                                 generator: torch.Generator | None = None, rule: str = "min") -> float:
+        """Choose the scalar prior precision by a validation score of the predictive.
 
         Grid search (default ``logspace(-4, 4, 50)``) scored in one pass over ``val_loader`` through
-        the eigendecomposition ``G_S / T = V diag(d) V^T`` (see :func:`prior_grid_scores`). Ties go to the
-        smallest grid value. Sets :attr:`prior_precision`, stores the curve in :attr:`prior_curve`
-        (``{"prior_precision": grid, metric: scores}``) and returns the chosen value.
+        the eigendecomposition ``G_S / T = V diag(d) V^T`` (see :func:`prior_grid_scores`). ``rule="min"``
+        takes the lowest score (ties go to the smallest grid value); ``"one_se"`` the smallest precision
+        within one standard error of it (:func:`select_prior_precision`). Sets :attr:`prior_precision`,
+        stores the curve in :attr:`prior_curve` (``{"prior_precision": grid, metric: scores, "se": ...}``)
+        and returns the chosen value.
         """
         self._require_fit()
-        grid = check_tuning_args(self.likelihood, grid, metric, link)
+        grid = check_tuning_args(self.likelihood, grid, metric, link, rule)
         evals, evecs = torch.linalg.eigh(self._curvature)     # G_S / T has the same eigenvectors
         evals = evals * (self._ggn_scale() / self.temperature)
         batches = validation_batches(self._jacobian, val_loader, lambda jac: jac.to(self.dtype) @ evecs,
                                      per_chunk=False)
         best, curve = grid_search_prior_precision(batches, evals.clamp_min(0), grid, self.likelihood,
-                                                  self.sigma_noise, metric, link, n_samples, generator)
+                                                  self.sigma_noise, metric, link, n_samples, generator, rule)
         self.prior_precision, self.prior_curve = best, curve
         return best
 

@@ -30,10 +30,13 @@ __all__ = [
     "CalibrationBins",
     "accuracy",
     "brier",
+    "brier_terms",
     "calibration_bins",
     "ece",
     "gaussian_nll",
+    "gaussian_nll_terms",
     "nll",
+    "nll_terms",
     "reliability_diagram",
     "rmse",
 ]
@@ -68,29 +71,43 @@ def accuracy(probs: Tensor, y: Tensor) -> float:
     return float((probs.argmax(-1) == y).to(torch.float64).mean())
 
 
-def nll(probs: Tensor, y: Tensor) -> float:
-    """Mean negative log probability of the true class (probabilities floored at the smallest positive
-    float64, so a confident miss costs about 708 nats instead of infinity)."""
+def nll_terms(probs: Tensor, y: Tensor) -> Tensor:
+    """Per-example negative log probability of the true class, shape (N,), float64 (probabilities floored
+    at the smallest positive float64, so a confident miss costs about 708 nats instead of infinity)."""
     probs, y = _classification_inputs(probs, y)
     p_true = probs.gather(1, y.unsqueeze(1)).squeeze(1)
-    return float(-torch.log(p_true.clamp_min(torch.finfo(torch.float64).tiny)).mean())
+    return -torch.log(p_true.clamp_min(torch.finfo(torch.float64).tiny))
+
+
+def nll(probs: Tensor, y: Tensor) -> float:
+    """Mean of :func:`nll_terms`."""
+    return float(nll_terms(probs, y).mean())
+
+
+def brier_terms(probs: Tensor, y: Tensor) -> Tensor:
+    """Per-example Brier score: squared error to the one-hot label summed over classes, shape (N,)."""
+    probs, y = _classification_inputs(probs, y)
+    onehot = torch.nn.functional.one_hot(y, probs.shape[1]).to(probs.dtype)
+    return (probs - onehot).square().sum(1)
 
 
 def brier(probs: Tensor, y: Tensor) -> float:
-    """Brier score: squared error to the one-hot label, summed over classes, averaged over data points."""
-    probs, y = _classification_inputs(probs, y)
-    onehot = torch.nn.functional.one_hot(y, probs.shape[1]).to(probs.dtype)
-    return float((probs - onehot).square().sum(1).mean())
+    """Brier score averaged over data points (:func:`brier_terms`)."""
+    return float(brier_terms(probs, y).mean())
 
 
-def gaussian_nll(mean: Tensor, var: Tensor, y: Tensor) -> float:
-    """Negative log density of ``y`` under ``N(mean, var)`` (independent outputs), summed over output
-    dimensions and averaged over data points."""
+def gaussian_nll_terms(mean: Tensor, var: Tensor, y: Tensor) -> Tensor:
+    """Per-point negative log density of ``y`` under ``N(mean, var)`` (independent outputs, summed over
+    output dimensions), shape (N,)."""
     mean, var, y = _regression_inputs(mean, var, y)
     if not (var > 0).all():
         raise ValueError("predictive variances must be positive")
-    per_point = 0.5 * (torch.log(2 * math.pi * var) + (y - mean).square() / var)
-    return float(per_point.sum(1).mean())
+    return (0.5 * (torch.log(2 * math.pi * var) + (y - mean).square() / var)).sum(1)
+
+
+def gaussian_nll(mean: Tensor, var: Tensor, y: Tensor) -> float:
+    """:func:`gaussian_nll_terms` averaged over data points."""
+    return float(gaussian_nll_terms(mean, var, y).mean())
 
 
 def rmse(mean: Tensor, y: Tensor) -> float:

@@ -360,7 +360,7 @@ def build_predictors(run_dir: RunDir, cfg: SubnetLaplaceConfig, exp: Experiment,
                     info["selection_seconds"] = time.perf_counter() - tic
                 indices = pick(int(name[len("subnet"):]))
             la = SubnetLaplace(model, likelihood, indices, sigma_noise=sigma).fit(fit)
-        prior = la.optimize_prior_precision(valid, grid=grid, link=link, generator=gen())
+        prior = la.optimize_prior_precision(valid, grid=grid, link=link, generator=gen(), rule=cfg.prior_rule)
         info[f"{name}/prior_precision"] = float(prior)
         info[f"{name}/fit_seconds"] = time.perf_counter() - tic
         log.info("%s: fitted on %d inputs, prior precision %.3g, %.1f s", name, len(fit.x), prior,
