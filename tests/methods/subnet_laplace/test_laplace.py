@@ -288,52 +288,40 @@ def test_weight_samples_have_the_posterior_moments():
 
 # -- 5. prior tuning, persistence, validation --------------------------------------------------------
 
-@pytest.mark.parametrize("likelihood", ["classification", "regression"])
-def test_prior_tuning_picks_the_grid_minimum_of_validation_nll(likelihood):
-    model = make_classifier() if likelihood == "classification" else make_regressor()
-    x, y = make_data(likelihood, n=40)
-    la = SubnetLaplace(model, likelihood, torch.arange(0, 31, 2), sigma_noise=0.3)
-    la.fit(make_loader(x[:24], y[:24]))
-    grid = torch.logspace(-3, 3, 13, dtype=torch.float64)
-    val = make_loader(x[24:], y[24:], batch=7)
-    chosen = la.optimize_prior_precision(val, grid=grid)
-
-    curve = []
-    for lam in grid:  # independently: set the prior, predict through the Cholesky path, score
+def _nll_terms_per_prior(la, grid, x, y):
+    """Per-example NLL ``(G, N)`` at every grid value, computed independently of the one-pass search: set
+    the prior, predict through the Cholesky path, score."""
+    rows = []
+    for lam in grid:
         la.prior_precision = float(lam)
-        if likelihood == "classification":
-            curve.append(metrics.nll(la.predict(x[24:]), y[24:]))
+        if la.likelihood == "classification":
+            rows.append(metrics.nll_terms(la.predict(x), y))
         else:
-            curve.append(metrics.gaussian_nll(*la.predict(x[24:]), y[24:]))
-    curve = torch.tensor(curve, dtype=torch.float64)
-    torch.testing.assert_close(la.prior_curve["nll"], curve, rtol=1e-8, atol=1e-10)
-    assert chosen == float(grid[int(curve.argmin())])
-    assert torch.equal(la.prior_curve["prior_precision"], grid)
+            rows.append(metrics.gaussian_nll_terms(*la.predict(x), y))
+    return torch.stack(rows)
 
 
+@pytest.mark.parametrize("rule", ["min", "one_se"])
 @pytest.mark.parametrize("likelihood", ["classification", "regression"])
-def test_one_standard_error_rule_takes_the_broadest_posterior_within_one_se(likelihood):
+def test_prior_tuning_scores_the_grid_and_applies_the_rule(likelihood, rule):
     model = make_classifier() if likelihood == "classification" else make_regressor()
     x, y = make_data(likelihood, n=60)
     la = SubnetLaplace(model, likelihood, torch.arange(1, 31, 3), sigma_noise=0.3)
     la.fit(make_loader(x[:30], y[:30]))
     grid = torch.logspace(-3, 3, 13, dtype=torch.float64)
-    chosen = la.optimize_prior_precision(make_loader(x[30:], y[30:], batch=8), grid=grid, rule="one_se")
+    chosen = la.optimize_prior_precision(make_loader(x[30:], y[30:], batch=7), grid=grid, rule=rule)
 
-    terms = []
-    for lam in grid:  # independently: per-example scores through the Cholesky path
-        la.prior_precision = float(lam)
-        if likelihood == "classification":
-            terms.append(metrics.nll_terms(la.predict(x[30:]), y[30:]))
-        else:
-            terms.append(metrics.gaussian_nll_terms(*la.predict(x[30:]), y[30:]))
-    terms = torch.stack(terms)
+    terms = _nll_terms_per_prior(la, grid, x[30:], y[30:])
     mean, se = terms.mean(1), terms.std(1) / math.sqrt(terms.shape[1])
     torch.testing.assert_close(la.prior_curve["nll"], mean, rtol=1e-8, atol=1e-10)
     torch.testing.assert_close(la.prior_curve["se"], se, rtol=1e-6, atol=1e-10)
+    assert torch.equal(la.prior_curve["prior_precision"], grid)
     best = int(mean.argmin())
-    expected = min(float(g) for g, m in zip(grid, mean, strict=True) if m <= mean[best] + se[best])
-    assert chosen == expected <= float(grid[best])
+    if rule == "min":
+        assert chosen == float(grid[best])
+    else:  # the broadest posterior (smallest precision) within one standard error of the best
+        expected = min(float(g) for g, m in zip(grid, mean, strict=True) if m <= mean[best] + se[best])
+        assert chosen == expected <= float(grid[best])
 
 
 def test_select_prior_precision_rules():
