@@ -61,6 +61,13 @@ def test_deep_align_swap_symmetry():
         assert torch.allclose(s, st.transpose(1, 2), atol=1e-12)
 
 
+def test_joint_encoder_pass_equals_separate_passes():
+    model, v, w = _model(), _nets(3, 7), _nets(3, 8)
+    separate = model.similarity(model.neuron_embeddings(v), model.neuron_embeddings(w))
+    for s, s_sep in zip(model.similarity(v, w), separate, strict=True):
+        assert torch.allclose(s, s_sep, atol=1e-12)
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_deep_align_recovers_permutation_of_held_out_network(seed):
     model = _model(seed)  # untrained weights: recovery holds by construction

@@ -80,8 +80,15 @@ class DeepAlign(nn.Module):
         """``F_prod``: per hidden level ``(B, n_l, n_l)`` scaled cosine similarities between neurons of
         ``a`` (rows) and ``b`` (columns); either may be given as precomputed :meth:`neuron_embeddings`."""
         scale = self.log_s.exp() ** 2
-        emb_a = a if isinstance(a, list) else self.neuron_embeddings(a)
-        emb_b = b if isinstance(b, list) else self.neuron_embeddings(b)
+        if isinstance(a, dict) and isinstance(b, dict) and a.keys() == b.keys():
+            # one encoder pass over both sides (the encoder has no batch-coupled layers, so this is
+            # the Siamese pair exactly, with half the per-call overhead)
+            n = next(iter(a.values())).shape[0]
+            joint = self.neuron_embeddings({k: torch.cat([a[k], b[k]]) for k in a})
+            emb_a, emb_b = [e[:n] for e in joint], [e[n:] for e in joint]
+        else:
+            emb_a = a if isinstance(a, list) else self.neuron_embeddings(a)
+            emb_b = b if isinstance(b, list) else self.neuron_embeddings(b)
         out = []
         for ea, eb in zip(emb_a, emb_b):
             ea = ea / ea.norm(dim=-1, keepdim=True).clamp_min(1e-12)
