@@ -29,6 +29,20 @@ def _add_data_root(p: argparse.ArgumentParser) -> None:
                    help="folder holding the datasets (default: $PAPERZOO_DATA, then ~/.cache/paperzoo/data)")
 
 
+def _add_grid_run_args(p: argparse.ArgumentParser, *, seeds: str, out_help: str) -> None:
+    """The arguments ``sweep`` and ``tune`` share: a method and preset, a crossed ``--grid``, ``--seeds``
+    (the final runs' for ``tune``), ``--set`` overrides, the ``--out`` folder and the data root."""
+    p.add_argument("method")
+    p.add_argument("--preset", default="quick", help="preset (default: quick)")
+    p.add_argument("--grid", action="append", metavar="KEY=V1,V2,...", default=[],
+                   help="a config field and its values (repeatable; combinations are crossed)")
+    p.add_argument("--seeds", default=seeds, help=f"seeds: '0-4' or '0,3,7' (default: {seeds})")
+    p.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE", default=[],
+                   help="override a config field in every run")
+    p.add_argument("--out", required=True, metavar="DIR", help=out_help)
+    _add_data_root(p)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="paperzoo", description="Faithful, fast, tested implementations of research systems.",
@@ -89,16 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="example: paperzoo sweep hgt --preset paper_acm --grid model=hgt,rgcn,gcn,gat,mlp --seeds 0-4 "
                "--out runs/hgt/acm",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("method")
-    p.add_argument("--preset", default="quick", help="preset (default: quick)")
-    p.add_argument("--grid", action="append", metavar="KEY=V1,V2,...", default=[],
-                   help="a config field and its values (repeatable; combinations are crossed)")
-    p.add_argument("--seeds", default="0", help="seeds: '0-4' or '0,3,7' (default: 0)")
-    p.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE", default=[],
-                   help="override a config field at every point")
-    p.add_argument("--out", required=True, metavar="DIR", help="folder for the run folders")
+    _add_grid_run_args(p, seeds="0", out_help="folder for the run folders")
     p.add_argument("--report", metavar="DIR", help="report folder (default: DIR/report)")
-    _add_data_root(p)
 
     p = sub.add_parser(
         "tune", help="tune each model (or other group) on validation, then run its choice over seeds",
@@ -109,21 +115,13 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="example: paperzoo tune hgt --preset paper_acm --per model=hgt,rgcn,gcn,gat --grid lr=0.001,0.005 "
                "--grid dropout=0.2,0.5 --select valid/macro_f1 --out runs/hgt/tune/acm",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("method")
-    p.add_argument("--preset", default="quick", help="preset (default: quick)")
+    _add_grid_run_args(p, seeds="0-4", out_help="folder for search/, final/, selected.json")
     p.add_argument("--per", action="append", metavar="KEY=V1,V2,...", default=[],
                    help="a field whose values are tuned separately (repeatable)")
-    p.add_argument("--grid", action="append", metavar="KEY=V1,V2,...", default=[],
-                   help="a searched field and its values (repeatable; combinations are crossed)")
     p.add_argument("--select", required=True, metavar="METRIC",
                    help="metric of metrics.json to select on, e.g. valid/macro_f1 (never a test metric)")
     p.add_argument("--minimize", action="store_true", help="lower --select is better (e.g. a loss)")
     p.add_argument("--search-seeds", default="100", help="seeds of the search runs (default: 100)")
-    p.add_argument("--seeds", default="0-4", help="seeds of the final runs (default: 0-4)")
-    p.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE", default=[],
-                   help="override a config field in every run")
-    p.add_argument("--out", required=True, metavar="DIR", help="folder for search/, final/, selected.json")
-    _add_data_root(p)
 
     p = sub.add_parser("report", help="write a report from finished run folders",
                        description="Collect RUNS (run folders, or folders containing run folders) into a "
@@ -239,7 +237,7 @@ def cmd_reproduce(args) -> int:
                                      data_root=args.data_root, overrides=overrides)
                 runner.execute(run)
             run_dirs.append(run_dir)
-        except Exception as exc:  # one method failing must not lose the others' results
+        except Exception as exc:  # noqa: BLE001 -- one method failing must not lose the others' results
             log.error("%s failed: %s", spec.name, exc)
             failures.append((name, f"{exc.__class__.__name__}: {exc}"))
     path = report.write_report(run_dirs, out, failures=failures)
