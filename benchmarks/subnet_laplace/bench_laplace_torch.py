@@ -14,7 +14,9 @@ checkpoint, so both libraries see the same weights, the same data in the same ba
 (sorted) subnetwork indices, with the same prior precision and observation noise:
 
 * ``paperzoo``: ``SubnetLaplace(model, likelihood, indices, prior_precision, sigma_noise).fit(loader)``
-  and ``.predict(x)`` (probit for classification).
+  and ``.predict(x)`` (probit for classification); in float64 (the default), and as ``paperzoo32``
+  with ``dtype=torch.float32``, the precision laplace-torch works in (a float32 model's), so that the
+  ratios compare like with like.
 * ``laplace-torch <backend>``: ``Laplace(model, likelihood, subset_of_weights="subnetwork",
   hessian_structure="full", subnetwork_indices=indices, prior_precision, sigma_noise, backend)``,
   ``.fit(loader)`` and ``la(x, pred_type="glm", link_approx="probit")``. Backends: ``AsdlGGN``,
@@ -140,7 +142,7 @@ class Case:
     small_batch_default: int | None = None
     slow_repeats: int = 1
     slow_sizes: tuple[int, ...] | None = None      # sizes at which the small-batch default runs (None: all)
-    libraries: tuple[str, ...] = ("paperzoo", "asdl", "backpack", "default")
+    libraries: tuple[str, ...] = ("paperzoo", "paperzoo32", "asdl", "backpack", "default")
 
     def checkpoint_key(self) -> str:
         """Identifies the checkpoint: everything that changes the weights, the data or the variances."""
@@ -178,14 +180,18 @@ class Library:
     label: str
     backend: str | None  # None: paperzoo; "default": laplace-torch with backend=None
     batch: int
+    dtype: str = "float64"  # paperzoo's curvature / posterior dtype (laplace-torch works in the model's, float32)
 
 
 def case_libraries(case: Case, size: int | None = None) -> list[Library]:
     """The libraries measured in ``case`` (at subnetwork size ``size``, if given)."""
-    labels = {"paperzoo": "paperzoo SubnetLaplace", "asdl": "laplace-torch AsdlGGN",
+    labels = {"paperzoo": "paperzoo SubnetLaplace", "paperzoo32": "paperzoo SubnetLaplace, float32",
+              "asdl": "laplace-torch AsdlGGN",
               "backpack": "laplace-torch BackPackGGN", "default": "laplace-torch default (Curvlinops)"}
-    backends = {"paperzoo": None, "asdl": "AsdlGGN", "backpack": "BackPackGGN", "default": "default"}
-    libs = [Library(k, labels[k], backends[k], case.fit_batch) for k in case.libraries]
+    backends = {"paperzoo": None, "paperzoo32": None, "asdl": "AsdlGGN", "backpack": "BackPackGGN",
+                "default": "default"}
+    libs = [Library(k, labels[k], backends[k], case.fit_batch, "float32" if k == "paperzoo32" else "float64")
+            for k in case.libraries]
     if case.small_batch_default is not None and (size is None or case.slow_sizes is None
                                                  or size in case.slow_sizes):
         b = case.small_batch_default
@@ -360,7 +366,7 @@ def fit_posterior(lib: Library, case: Case, model: torch.nn.Module, indices: tor
         from paperzoo.methods.subnet_laplace import SubnetLaplace
 
         return SubnetLaplace(model, case.likelihood, indices, prior_precision=case.prior_precision,
-                             sigma_noise=case.sigma_noise).fit(loader)
+                             sigma_noise=case.sigma_noise, dtype=getattr(torch, lib.dtype)).fit(loader)
     from laplace import Laplace
 
     kwargs = {"sigma_noise": case.sigma_noise} if case.likelihood == "regression" else {}
@@ -562,8 +568,9 @@ def worker_timing(task: dict) -> dict:
 
 
 def agreement(case: Case, libs: list[Library], last: dict, x_test: torch.Tensor) -> dict:
-    """Max abs differences of each laplace-torch backend's posterior and predictive from paperzoo's."""
-    ours_lib = next((lib for lib in libs if lib.backend is None), None)
+    """Max abs differences of each other library's posterior and predictive (laplace-torch's backends,
+    paperzoo in float32) from paperzoo's float64 ones."""
+    ours_lib = next((lib for lib in libs if lib.key == "paperzoo"), None)
     if ours_lib is None or ours_lib.key not in last:
         return {}
     ours, ours_pred = last[ours_lib.key]
@@ -581,7 +588,7 @@ def agreement(case: Case, libs: list[Library], last: dict, x_test: torch.Tensor)
                           "f_var_max_abs": float(v_ours.abs().max()),
                           "probs_max": float(ours_pred["probs"].max()) if "probs" in ours_pred else None}}
     for lib in libs:
-        if lib.backend is None or lib.key not in last:
+        if lib.key == ours_lib.key or lib.key not in last:
             continue
         la, pred = last[lib.key]
         res: dict[str, float | str] = {}
@@ -724,6 +731,8 @@ def summarize(result: dict) -> list[dict]:
             agree = timing.get("agreement", {})
             ours_t = trows.get("paperzoo", {})
             ours_m = entry["memory"].get("paperzoo", {})
+            ours32_t = trows.get("paperzoo32", {})
+            ours32_m = entry["memory"].get("paperzoo32", {})
             for key, lib in libs.items():
                 t, m, a = trows.get(key, {}), entry["memory"].get(key, {}), agree.get(key, {})
                 row = {"case": cname, "S": int(size), "library": lib["label"], "key": key, "batch": lib["batch"],
@@ -740,6 +749,11 @@ def summarize(result: dict) -> list[dict]:
                         row["predict_ratio"] = row["predict_s"] / ours_t["predict_s_median"]
                     if row["increment_mib"] and ours_m.get("increment_mib"):
                         row["memory_ratio"] = row["increment_mib"] / max(ours_m["increment_mib"], 1.0)
+                if lib["backend"] is not None:   # laplace-torch against paperzoo at its precision, float32
+                    if row["fit_s"] and ours32_t.get("fit_s_median"):
+                        row["fit_ratio32"] = row["fit_s"] / ours32_t["fit_s_median"]
+                    if row["increment_mib"] and ours32_m.get("increment_mib"):
+                        row["memory_ratio32"] = row["increment_mib"] / max(ours32_m["increment_mib"], 1.0)
                     row.update({k: v for k, v in a.items() if k.endswith("diff")})
                     if a.get("error"):
                         row["agreement_error"] = a["error"]
@@ -751,7 +765,7 @@ def summarize(result: dict) -> list[dict]:
 
 def print_table(rows: list[dict]) -> None:
     head = (f"{'case':<12} {'S':>5} {'library':<44} {'batch':>5} {'fit s':>8} {'CPU s':>7} {'pred s':>7} "
-            f"{'n':>2} {'LT/ours':>7} {'pred x':>7} {'peak':>7} {'incr':>7} {'mem x':>6} "
+            f"{'n':>2} {'LT/ours':>7} {'/ours32':>7} {'pred x':>7} {'peak':>7} {'incr':>7} {'mem x':>6} {'/ours32':>7} "
             f"{'|dP|rel':>8} {'|dprob|':>8} {'|dfvar|rel':>10} {'other':>5}")
     print(head)
     for r in rows:
@@ -762,14 +776,17 @@ def print_table(rows: list[dict]) -> None:
         dprob = r.get("probs_max_abs_diff", r.get("var_max_abs_diff"))
         print(f"{r['case']:<12} {r['S']:>5} {r['library']:<44} {r['batch']:>5} {_fmt(r['fit_s']):>8} "
               f"{_fmt(r['fit_cpu_s'], '.2f'):>7} {_fmt(r['predict_s'], '.3f'):>7} {r['rounds']:>2} "
-              f"{_fmt(r.get('fit_ratio'), '.2f'):>7} {_fmt(r.get('predict_ratio'), '.2f'):>7} "
+              f"{_fmt(r.get('fit_ratio'), '.2f'):>7} {_fmt(r.get('fit_ratio32'), '.2f'):>7} "
+              f"{_fmt(r.get('predict_ratio'), '.2f'):>7} "
               f"{_fmt(r['peak_mib'], '.0f'):>7} {_fmt(r['increment_mib'], '.0f'):>7} "
-              f"{_fmt(r.get('memory_ratio'), '.2f'):>6} {_fmt(r.get('precision_max_rel_diff'), '.1e'):>8} "
+              f"{_fmt(r.get('memory_ratio'), '.2f'):>6} {_fmt(r.get('memory_ratio32'), '.2f'):>7} "
+              f"{_fmt(r.get('precision_max_rel_diff'), '.1e'):>8} "
               f"{_fmt(dprob, '.1e'):>8} {_fmt(r.get('f_var_max_rel_diff'), '.1e'):>10} "
               f"{_fmt(r['other_cpu'] and 100 * r['other_cpu'], '.0f'):>4}%")
     print("fit s / CPU s / pred s: medians over n round-robin rounds (wall, this process's CPU). LT/ours, pred x: "
-          "laplace-torch / paperzoo fit and predict time (>1: paperzoo faster).\npeak / incr: MiB, VmHWM of the fit in "
-          "a fresh process and its increment over the RSS before the fit; mem x: increment laplace-torch/paperzoo.\n"
+          "laplace-torch / paperzoo fit and predict time (>1: paperzoo faster); /ours32: against paperzoo with "
+          "dtype=float32, laplace-torch's own precision.\npeak / incr: MiB, VmHWM of the fit in "
+          "a fresh process and its increment over the RSS before the fit; mem x (/ours32): increment laplace-torch/paperzoo.\n"
           "|dP|rel: max|P_LT - P_ours| / max|P_ours|; |dprob|: max abs difference of probit probabilities "
           "(regression: of the predictive variance); |dfvar|rel: max|f_var diff| / max|f_var ours|.")
 
