@@ -47,6 +47,9 @@ Jacobians over the subnetwork only
 
 Memory: ``O(S^2)`` for the posterior plus ``O(B C S)`` for one batch's Jacobian; the layerwise rules add
 ``C B`` times the output size of each layer holding selected weights (see the ``jacobians`` module).
+With fewer training inputs x outputs ``R`` than subnetwork weights (float64), the fit keeps the ``R x S``
+whitened rows instead of ``G_S`` and the predictive uses the Woodbury identity, so nothing ``S x S`` is
+formed unless asked for (:meth:`SubnetLaplace.fit`).
 
 Numerics
 --------
@@ -758,7 +761,9 @@ class SubnetLaplace:
         self.likelihood = check_likelihood(likelihood)
         self._jacobian = SubnetworkJacobian(model, subnetwork_indices, jacobian, chunk_size)
         self.dtype = dtype
-        self._curvature: Tensor | None = None   # sum_n J^T Lambda J with unit regression noise, (S, S)
+        self._gram: Tensor | None = None        # G_S = sum_n J^T Lambda J with unit regression noise, (S, S)
+        self._rows: Tensor | None = None        # or its rows M (R, S), G_S = M^T M, while R < S (float64)
+        self._woodbury: tuple[Tensor, Tensor] | None = None
         self._map_weights: Tensor | None = None
         self._data_loss = 0.0                   # sum of NLLs (classification) or squared errors (regression)
         self.n_data = 0
@@ -801,7 +806,22 @@ class SubnetLaplace:
         self._invalidate()
 
     def _invalidate(self) -> None:
-        self._chol = self._cov = None
+        self._chol = self._cov = self._woodbury = None
+
+    @property
+    def _curvature(self) -> Tensor | None:
+        """``G_S`` for unit regression noise, ``(S, S)``; formed from the stored rows on first use when
+        the fit kept the low-rank form (see :meth:`fit`)."""
+        if self._gram is None and self._rows is not None:
+            gram = torch.zeros(self.n_subnetwork, self.n_subnetwork, dtype=self.dtype, device=self._rows.device)
+            _add_lower_gram(gram, self._rows)
+            _mirror_lower(gram)
+            self._gram = gram
+        return self._gram
+
+    @_curvature.setter
+    def _curvature(self, value: Tensor) -> None:
+        self._gram, self._rows = value, None
 
     # -- sizes and indices ---------------------------------------------------------------------------
 
@@ -820,10 +840,10 @@ class SubnetLaplace:
 
     @property
     def is_fitted(self) -> bool:
-        return self._curvature is not None
+        return self._gram is not None or self._rows is not None
 
     def _require_fit(self) -> None:
-        if self._curvature is None:
+        if not self.is_fitted:
             raise NotFittedError("SubnetLaplace is not fitted: call fit(train_loader) or load a saved "
                                  "posterior first")
 
@@ -837,9 +857,19 @@ class SubnetLaplace:
         """Accumulate ``G_S`` over ``loader`` (batches ``(x, y)``) at the model's current weights ``w*``.
 
         Also records the data negative log-likelihood at the MAP and the number of data points.
+
+        Low-rank form: while the whitened Jacobian rows seen so far number ``R < S`` (fewer inputs x
+        outputs than subnetwork weights, e.g. 150 points and S = 1,300) and ``dtype`` is float64, the
+        rows ``M`` are kept instead of ``G_S = M^T M``; the predictive then uses the Woodbury identity
+        (an ``R x R`` Cholesky factor instead of the ``S x S`` covariance), and ``G_S`` is formed only if
+        something asks for it (:attr:`ggn`, :attr:`posterior_covariance`, sampling, tuning, saving). In
+        float32 the Woodbury difference loses too many digits, so ``G_S`` is always accumulated.
         """
-        curvature = torch.zeros(self.n_subnetwork, self.n_subnetwork, dtype=self.dtype,
-                                device=self._jacobian.device)
+        n = self.n_subnetwork
+        curvature: Tensor | None = None
+        rows: list[Tensor] = []
+        n_rows = 0
+        low_rank = self.dtype == torch.float64
         data_loss, seen, n_outputs = 0.0, 0, None
         for x, y in loader:
             start = 0
@@ -847,7 +877,17 @@ class SubnetLaplace:
                 stop = start + f.shape[0]
                 target = _check_targets(torch.as_tensor(y)[start:stop], f, self.likelihood)
                 start, n_outputs = stop, f.shape[1]
-                _add_lower_gram(curvature, _whitened_jacobian(f, jac, self.likelihood).flatten(0, 1))
+                m = _whitened_jacobian(f, jac, self.likelihood).flatten(0, 1)
+                if low_rank and n_rows + m.shape[0] < n:
+                    rows.append(m.to(self.dtype))
+                    n_rows += m.shape[0]
+                else:
+                    if curvature is None:          # the rows no longer pay: switch to the S x S sum
+                        curvature = torch.zeros(n, n, dtype=self.dtype, device=self._jacobian.device)
+                        for block in rows:
+                            _add_lower_gram(curvature, block)
+                        rows, low_rank = [], False
+                    _add_lower_gram(curvature, m)
                 if self.likelihood == "classification":
                     data_loss += float(F.cross_entropy(f, target, reduction="sum"))
                 else:
@@ -857,12 +897,20 @@ class SubnetLaplace:
             seen += start
         if seen == 0:
             raise ValueError("the training loader yielded no data")
-        _mirror_lower(curvature)
-        # G_S = sum M^T M has a non-finite entry only if its diagonal has one (|M_ki M_kj| <= M_ki^2 + M_kj^2)
-        if not torch.isfinite(curvature.diagonal()).all():
+        if curvature is not None:
+            _mirror_lower(curvature)
+            # G_S = sum M^T M has a non-finite entry only if its diagonal has one (|M_ki M_kj| <= M_ki^2 + M_kj^2)
+            finite = bool(torch.isfinite(curvature.diagonal()).all())
+        else:
+            rows_all = torch.cat(rows) if rows else torch.zeros(0, n, dtype=self.dtype, device=self._jacobian.device)
+            finite = bool(torch.isfinite(rows_all.sum()))      # a NaN/inf anywhere makes the sum non-finite
+        if not finite:
             raise ValueError("the GGN G_S has non-finite entries: the model's outputs or Jacobians contain "
                              "NaN/inf (check the MAP weights and the inputs)")
-        self._curvature = curvature
+        if curvature is not None:
+            self._curvature = curvature
+        else:
+            self._gram, self._rows = None, rows_all
         self._data_loss, self.n_data, self.n_outputs = data_loss, seen, n_outputs
         self._map_weights = self._current_subnetwork_weights().clone()
         self.prior_curve = None
@@ -970,14 +1018,45 @@ class SubnetLaplace:
 
     # -- predictions ---------------------------------------------------------------------------------
 
+    def _woodbury_factors(self) -> tuple[Tensor, Tensor]:
+        """For the low-rank form ``P = c M^T M + D^-1`` (``c = scale / T``, ``D = diag(1 / lambda)``):
+        ``M D`` ``(R, S)`` and the Cholesky factor ``K`` of ``I / c + M D M^T`` ``(R, R)``, so that
+        ``Sigma = D - (M D)^T K^-T K^-1 (M D)`` (Woodbury)."""
+        if self._woodbury is None:
+            rows = self._rows
+            md = rows * (1.0 / self._prior_vector())
+            inner = md @ rows.T
+            inner.diagonal().add_(self.temperature / self._ggn_scale())
+            chol, info = torch.linalg.cholesky_ex(inner)
+            if int(info) != 0:
+                raise ValueError(f"the Woodbury inner matrix is not positive definite (Cholesky failed at "
+                                 f"leading minor {int(info)})")
+            self._woodbury = (md, chol)
+        return self._woodbury
+
     def _moments(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """``f(x, w*)`` and ``J_S Sigma J_S^T`` in ``dtype``."""
-        cov = self.posterior_covariance
+        """``f(x, w*)`` and ``J_S Sigma J_S^T`` in ``dtype``: from the stored covariance, or, in the
+        low-rank form (see :meth:`fit`) before anything formed it, by the Woodbury identity
+        ``J D J^T - (K^-1 M D J^T)^T (K^-1 M D J^T)`` per input, which never forms an ``S x S`` matrix."""
+        self._require_fit()
+        low_rank = self._rows is not None and self._cov is None
+        if low_rank:
+            md, chol = self._woodbury_factors()
+            prior_var = 1.0 / self._prior_vector()
+        else:
+            cov = self.posterior_covariance
         means, variances = [], []
         for f, jac in self._jacobian.iter_chunks(x):
             jac = jac.to(self.dtype)
             means.append(f.to(self.dtype))
-            variances.append((jac @ cov) @ jac.transpose(1, 2))
+            if not low_rank:
+                variances.append((jac @ cov) @ jac.transpose(1, 2))
+                continue
+            batch, n_out, _ = jac.shape
+            first = (jac * prior_var) @ jac.transpose(1, 2)                       # J D J^T
+            a = torch.linalg.solve_triangular(chol, md @ jac.flatten(0, 1).T, upper=False)   # (R, B C)
+            a = a.T.reshape(batch, n_out, -1)
+            variances.append(first - a @ a.transpose(1, 2))
         return torch.cat(means), torch.cat(variances)
 
     def predictive(self, x: Tensor) -> tuple[Tensor, Tensor]:

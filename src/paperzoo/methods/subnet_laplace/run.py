@@ -77,7 +77,8 @@ class Experiment:
     train: tuple[Tensor, Tensor]
     valid: tuple[Tensor, Tensor]
     levels: dict[str, tuple[Tensor, Tensor]]
-    """Evaluation sets: ``test`` plus shift levels (``shift<v>``) or, for the 1D toy, ``gap`` / ``data``."""
+    """Evaluation sets: ``test`` plus shift levels (``shift<v>``) or, for the 1D toy, ``gap`` / ``data`` /
+    ``outside`` (the test grid in the gap, over the clusters, beyond them)."""
     build: Callable[[float], nn.Module]
     """``build(dropout) -> network``."""
     num_outputs: int
@@ -126,8 +127,9 @@ def load_experiment(cfg: SubnetLaplaceConfig, data_root: str | None = None) -> E
         near = torch.zeros_like(gap)
         for lo, hi in toy.clusters:
             near |= ((toy.x_test >= lo) & (toy.x_test <= hi)).squeeze(1)
+        outside = ~(gap | near)           # the grid beyond both clusters: extrapolation
         levels = {"test": (toy.x_test, y_test), "gap": (toy.x_test[gap], y_test[gap]),
-                  "data": (toy.x_test[near], y_test[near])}
+                  "data": (toy.x_test[near], y_test[near]), "outside": (toy.x_test[outside], y_test[outside])}
         return Experiment(exp, True, (toy.x_train, toy.y_train), (val.x_train, val.y_train), levels,
                           lambda p: networks.regression_mlp(1, cfg.hidden, cfg.activation, p), 1,
                           {"toy": toy, "y_test": y_test})
