@@ -1,4 +1,6 @@
 """Partitioning and topology design."""
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -70,14 +72,55 @@ def test_fmmc_never_worse_than_metropolis_and_beats_it_on_a_path():
     assert 1 - fm == pytest.approx(np.cos(np.pi / 6), abs=0.02)
 
 
-def test_designed_links_follow_the_data_graph():
-    cut = np.zeros((5, 5), dtype=int)
-    for (i, j), c in {(0, 1): 90, (1, 2): 80, (2, 3): 70, (3, 4): 60, (0, 4): 1, (0, 2): 50}.items():
+def _symmetric_cut(n: int, heavy: dict, seed: int = 0, light: int = 5) -> np.ndarray:
+    cut = np.random.RandomState(seed).randint(0, light, (n, n))
+    cut = np.triu(cut, 1) + np.triu(cut, 1).T
+    for (i, j), c in heavy.items():
         cut[i, j] = cut[j, i] = c
-    links = T.designed_links(cut, 5)
-    assert links == [(0, 1), (0, 2), (1, 2), (2, 3), (3, 4)]  # spanning tree + heaviest extra pair
-    topo = T.Topology("designed", links, T.metropolis_weights(5, links), "metropolis")
-    assert routed_traffic_factor(cut, topo) < routed_traffic_factor(
-        cut, T.Topology("ring", T.ring_links(5), T.metropolis_weights(5, T.ring_links(5)), "metropolis"))
-    with pytest.raises(ValueError, match="needs between 4 and 10 links"):
-        T.designed_links(cut, 3)
+    return cut
+
+
+def _is_hamiltonian_cycle(n: int, links: list) -> bool:
+    deg = np.bincount(np.asarray(links).ravel(), minlength=n)
+    topo = T.Topology("x", links, T.metropolis_weights(n, links), "metropolis")
+    return len(links) == n and (deg == 2).all() and np.isfinite(hop_counts(topo)).all()
+
+
+def test_designed_links_follow_the_data_graph():
+    # the heavy pairs form the cycle 0-3-1-4-2-5-0, which a ring by agent id misses entirely
+    order = [0, 3, 1, 4, 2, 5]
+    cut = _symmetric_cut(6, {(order[k], order[(k + 1) % 6]): 100 + k for k in range(6)})
+    links = T.designed_links(cut, 6)
+    assert links == sorted(tuple(sorted((order[k], order[(k + 1) % 6]))) for k in range(6))
+    designed = T.Topology("designed", links, T.metropolis_weights(6, links), "metropolis")
+    ring = T.Topology("ring", T.ring_links(6), T.metropolis_weights(6, T.ring_links(6)), "metropolis")
+    assert designed.gap == pytest.approx(ring.gap)          # same shape, so the same spectrum ...
+    assert routed_traffic_factor(cut, designed) < routed_traffic_factor(cut, ring)   # ... but data-matched
+    # N - 1 links: the maximum spanning tree of the cut counts
+    tree = T.designed_links(cut, 5)
+    assert len(tree) == 5 and set(tree) <= set(links)
+    # more links than a cycle: the cycle is kept and every extra link improves the mixing
+    more = T.designed_links(cut, 8)
+    assert set(links) <= set(more) and len(more) == 8
+    assert T.spectral_gap(T.metropolis_weights(6, more)) > designed.gap
+    with pytest.raises(ValueError, match="needs between 5 and 15 links"):
+        T.designed_links(cut, 4)
+
+
+@pytest.mark.parametrize("n", [4, 7, 8])
+def test_heaviest_cycle_is_exact_on_small_graphs(n):
+    cut = _symmetric_cut(n, {}, seed=n, light=100)
+    order = T.heaviest_cycle(cut)
+    assert sorted(order) == list(range(n))
+    brute = max(T._cycle_weight(cut, [0, *p]) for p in itertools.permutations(range(1, n)))
+    assert T._cycle_weight(cut, order) == brute
+
+
+def test_heaviest_cycle_local_search_on_many_agents():
+    n = 16
+    order = list(np.random.RandomState(3).permutation(n))
+    cut = _symmetric_cut(n, {(order[k], order[(k + 1) % n]): 1000 for k in range(n)}, seed=1, light=50)
+    found = T.heaviest_cycle(cut)       # beyond the exact range: greedy tour + 2-opt
+    links = sorted({tuple(sorted((found[k], found[(k + 1) % n]))) for k in range(n)})
+    assert _is_hamiltonian_cycle(n, links)
+    assert T._cycle_weight(cut, found) >= 1000 * n      # it finds the planted heavy cycle's weight

@@ -2,7 +2,14 @@
 keeps the rows and the predictive uses the Woodbury identity; it must equal the dense posterior."""
 import pytest
 import torch
-from subnet_laplace_problems import full_ggn, full_jacobian, make_classifier, make_data, make_loader, make_regressor
+from subnet_laplace_problems import (
+    full_ggn,
+    full_jacobian,
+    make_classifier,
+    make_data,
+    make_loader,
+    make_regressor,
+)
 
 from paperzoo.methods.subnet_laplace.laplace import SubnetLaplace, flat_parameters
 
@@ -11,7 +18,7 @@ TOL = {"rtol": 1e-8, "atol": 1e-10}
 
 def _dense_moments(la, x):
     """The same posterior's moments through the S x S covariance (forming it switches the path)."""
-    la.posterior_covariance
+    assert la.posterior_covariance.shape == (la.n_subnetwork, la.n_subnetwork)
     return la.predictive(x)
 
 

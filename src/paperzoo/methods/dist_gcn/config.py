@@ -35,15 +35,16 @@ class DistGCNConfig:
     """How nodes are assigned to agents: balanced recursive spectral bisection (few cut edges),
     balanced random, or contiguous ranges of node ids."""
     topology: Literal["designed", "ring", "star", "random", "complete"] = "designed"
-    """Communication topology of the consensus steps. ``designed``: chosen from the data graph (a
-    maximum spanning tree of the agent-pair cut-edge counts, then the heaviest remaining pairs up to
-    ``links``); ``ring``; ``star`` (hub 0, extra links between leaves up to ``links``); ``random``
+    """Communication topology of the consensus steps. ``designed``: chosen from the data graph (the
+    Hamiltonian cycle carrying the most cut edges between agents, then the links that most improve
+    mixing up to ``links``; with N - 1 links the maximum spanning tree of the cut counts); ``ring``; ``star`` (hub 0, extra links between leaves up to ``links``); ``random``
     (a random connected graph with ``links`` links); ``complete``."""
     links: int = 0
     """Link budget of ``designed`` / ``star`` / ``random`` (0 = as many as a ring: N for N >= 3)."""
     mixing: Literal["auto", "metropolis", "fmmc"] = "auto"
     """Mixing weights on the topology: Metropolis-Hastings, or fastest-mixing (maximise the spectral
-    gap by projected subgradient); ``auto`` = fmmc for ``designed``, metropolis otherwise."""
+    gap by projected subgradient); ``auto`` = metropolis (fastest-mixing weights slowed gradient
+    tracking on every topology measured)."""
     hidden: int = 16
     """Hidden units of the GCN."""
     dropout: float = 0.5
