@@ -38,9 +38,16 @@ from pathlib import Path
 # paperzoo: no progress bars (must be set before paperzoo decides; it reads it at call time anyway)
 os.environ.setdefault("PAPERZOO_PROGRESS", "0")
 
-import torch  # noqa: E402
+import torch
 
-from paperzoo.core.procstats import OtherLoad, cpu_name, peak_rss_mib, reset_peak_rss, rss_mib
+from paperzoo.core.procstats import (
+    OtherLoad,
+    cpu_name,
+    peak_rss_mib,
+    reset_peak_rss,
+    rss_mib,
+    wait_until_quiet,
+)
 
 HERE = Path(__file__).resolve().parent
 
@@ -71,21 +78,6 @@ SETTINGS = {
 # helpers
 # --------------------------------------------------------------------------------------------
 
-def wait_until_quiet(max_wait: float, threshold: float = 0.05, quiet_seconds: int = 5) -> float | None:
-    """Wait until other processes used < threshold of the CPU for quiet_seconds in a row (or max_wait)."""
-    deadline = time.monotonic() + max_wait
-    quiet = 0
-    while True:
-        probe = OtherLoad()
-        time.sleep(1.0)
-        share = probe.stop()
-        if share is None:
-            return None
-        quiet = quiet + 1 if share < threshold else 0
-        if quiet >= quiet_seconds or time.monotonic() >= deadline:
-            return share
-
-
 class GCTimer:
     """Wall time spent in Python's garbage collector (automatic and explicit ``gc.collect()``)."""
 
@@ -100,7 +92,7 @@ class GCTimer:
             self.collections += 1
             self._t = None
 
-    def __enter__(self) -> "GCTimer":
+    def __enter__(self) -> GCTimer:
         gc.callbacks.append(self._callback)
         return self
 
@@ -158,7 +150,7 @@ def run_pykeen(folder: Path, args: argparse.Namespace) -> dict:
 
         epoch_seconds: list[float]
 
-        def _train_epoch(self, *a, **kw):  # noqa: D401
+        def _train_epoch(self, *a, **kw):
             tic = time.perf_counter()
             loss = super()._train_epoch(*a, **kw)
             if not kw.get("only_size_probing"):  # memory probing runs are not epochs
@@ -333,8 +325,8 @@ def main(argv: list[str] | None = None) -> int:
 
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
-    import pykeen  # noqa: F401  (importing it sets its loggers' levels; override them after)
-    import pykeen.evaluation  # noqa: F401
+    import pykeen
+    import pykeen.evaluation
     if not args.verbose:
         warnings.filterwarnings("ignore")
         for name in ("pykeen", "paperzoo"):

@@ -45,7 +45,14 @@ from pathlib import Path
 
 import torch
 
-from paperzoo.core.procstats import OtherLoad, cpu_name, peak_rss_mib, reset_peak_rss, rss_mib
+from paperzoo.core.procstats import (
+    OtherLoad,
+    cpu_name,
+    peak_rss_mib,
+    reset_peak_rss,
+    rss_mib,
+    wait_until_quiet,
+)
 
 HERE = Path(__file__).resolve().parent
 HIDDEN, HEADS, LAYERS = 64, 4, 2
@@ -56,21 +63,6 @@ SYNTH = {"papers": 20_000, "authors": 30_000, "venues": 20,
 # --------------------------------------------------------------------------------------------
 # machine state (memory and load helpers: paperzoo.core.procstats)
 # --------------------------------------------------------------------------------------------
-def wait_until_quiet(max_wait: float, threshold: float = 0.05, quiet_seconds: int = 5) -> float | None:
-    """Wait until other processes use < threshold of the CPU for quiet_seconds in a row (or max_wait)."""
-    deadline = time.monotonic() + max_wait
-    quiet = 0
-    while True:
-        probe = OtherLoad()
-        time.sleep(1.0)
-        share = probe.stop()
-        if share is None:
-            return None
-        quiet = quiet + 1 if share < threshold else 0
-        if quiet >= quiet_seconds or time.monotonic() >= deadline:
-            return share
-
-
 def versions() -> dict:
     out = {"python": platform.python_version(), "torch": torch.__version__}
     for mod in ("torch_geometric", "torch_sparse", "torch_scatter", "pyg_lib", "paperzoo"):

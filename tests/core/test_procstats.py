@@ -89,3 +89,12 @@ def test_other_load_is_none_without_proc_stat(monkeypatch):
 def test_cpu_name_is_a_non_empty_string():
     name = procstats.cpu_name()
     assert isinstance(name, str) and name.strip()
+
+
+@linux_only
+def test_wait_until_quiet_returns_once_quiet_or_at_the_deadline():
+    share = procstats.wait_until_quiet(5.0, threshold=1.1, quiet_seconds=2, interval=0.01)  # always quiet
+    assert share is not None and 0.0 <= share <= 1.0
+    tic = time.monotonic()
+    share = procstats.wait_until_quiet(0.05, threshold=-1.0, quiet_seconds=1, interval=0.01)  # never quiet
+    assert share is not None and time.monotonic() - tic < 2.0

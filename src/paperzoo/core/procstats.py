@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import platform
+import time
 from pathlib import Path
 
 try:
@@ -128,6 +129,24 @@ class OtherLoad:
             return max(0.0, (busy1 - busy0 - own) / max(total1 - total0, 1))
         except (OSError, ValueError, IndexError):
             return None
+
+
+def wait_until_quiet(max_wait: float, threshold: float = 0.05, quiet_seconds: int = 5,
+                     interval: float = 1.0) -> float | None:
+    """Block until other processes use less than ``threshold`` of the machine's CPU for ``quiet_seconds``
+    consecutive probes of ``interval`` seconds, or until ``max_wait`` seconds have passed; return the last
+    probe's share (None where the load cannot be read)."""
+    deadline = time.monotonic() + max_wait
+    quiet = 0
+    while True:
+        probe = OtherLoad()
+        time.sleep(interval)
+        share = probe.stop()
+        if share is None:
+            return None
+        quiet = quiet + 1 if share < threshold else 0
+        if quiet >= quiet_seconds or time.monotonic() >= deadline:
+            return share
 
 
 def cpu_name() -> str:
