@@ -7,10 +7,17 @@ Usage (after a run has finished, e.g. the ``quick`` preset on MNIST)::
 It reloads the run's zoo and ``best.pt``, aligns the same held-out test pairs with every method of the
 run's config (single thread, one warm-up pair first), and writes ``results/<run name>.json`` and
 ``results/<run name>.png``.
+
+Two optional extra rows: ``--am-examples 60000`` adds activation matching on that many training images
+(Git Re-Basin matches activations over the training set; the run's config uses ``am_examples``, 1,000 by
+default, to keep the barrier table cheap); ``--batch-pairs K`` adds Deep-Align aligning ``K`` pairs in
+one call (one encoder pass over all ``2K`` networks, then a Hungarian per pair and level), reported per
+pair: how a zoo of pairs would be aligned.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import platform
 import time
 from pathlib import Path
@@ -22,7 +29,7 @@ from paperzoo.core import config as cfglib
 from paperzoo.core.io import atomic_path, write_json
 from paperzoo.core.runs import RunDir
 from paperzoo.methods.deep_align.config import DeepAlignConfig
-from paperzoo.methods.deep_align.nets import MLPArch
+from paperzoo.methods.deep_align.nets import MLPArch, stack
 from paperzoo.methods.deep_align.run import aligners, build_model, pairs_of, setup
 
 HERE = Path(__file__).resolve().parent
@@ -33,6 +40,9 @@ def main() -> None:
     ap.add_argument("run_dir", type=Path)
     ap.add_argument("--pairs", type=int, default=10)
     ap.add_argument("--data-root", default=None)
+    ap.add_argument("--am-examples", type=int, nargs="*", default=[],
+                    help="extra activation-matching rows on this many training images each")
+    ap.add_argument("--batch-pairs", type=int, default=0, help="extra row: Deep-Align on K pairs per call")
     args = ap.parse_args()
     torch.set_num_threads(1)
     saved = yaml.safe_load((args.run_dir / "config.yaml").read_text(encoding="utf-8"))
@@ -47,18 +57,33 @@ def main() -> None:
         assert best is not None, "run has no best.pt"
         model.load_state_dict(best["model"])
         model.eval()
-    table = aligners(cfg, task, zoo.arch, model)
+    table = dict(aligners(cfg, task, zoo.arch, model))
+    for n in args.am_examples:
+        more = aligners(dataclasses.replace(cfg, am_examples=n), task, zoo.arch, model)
+        table[f"activation_matching ({min(n, len(task.x_train))} images)"] = more["activation_matching"]
+    methods = list(cfg.methods) + [m for m in table if m.startswith("activation_matching (")]
     pairs = pairs_of(split["test"], args.pairs, cfg.seed + 2)
     a0, b0 = zoo.net(pairs[0][0]), zoo.net(pairs[0][1])
-    for name in cfg.methods:  # warm-up (imports, allocator)
+    for name in methods:  # warm-up (imports, allocator)
         table[name](a0, b0, 0)
-    seconds: dict[str, list[float]] = {m: [] for m in cfg.methods}
+    seconds: dict[str, list[float]] = {m: [] for m in methods}
     for k, (i, j) in enumerate(pairs):
         a, b = zoo.net(i), zoo.net(j)
-        for name in cfg.methods:
+        for name in methods:
             tic = time.perf_counter()
             table[name](a, b, k)
             seconds[name].append(time.perf_counter() - tic)
+    if args.batch_pairs and model is not None:
+        label = f"deep_align ({args.batch_pairs} pairs per call)"
+        seconds[label] = []
+        nets_a = [zoo.net(i) for i, _ in pairs]
+        nets_b = [zoo.net(j) for _, j in pairs]
+        for start in range(0, len(pairs), args.batch_pairs):
+            stop = min(start + args.batch_pairs, len(pairs))
+            tic = time.perf_counter()
+            with torch.no_grad():
+                model.align(stack(nets_a[start:stop]), stack(nets_b[start:stop]))
+            seconds[label] += [(time.perf_counter() - tic) / (stop - start)] * (stop - start)
     mean = {m: sum(v) / len(v) for m, v in seconds.items()}
     ref = mean.get("weight_matching", 1.0)
     out = {"run": str(args.run_dir), "task": cfg.task, "arch": cfg.arch, "pairs": len(pairs),
