@@ -88,6 +88,46 @@ def test_low_rank_posterior_saves_and_loads(tmp_path):
     xt = torch.linspace(-3, 3, 5, dtype=torch.float64).unsqueeze(1)
     before = la.predictive(xt)[1]
     back = SubnetLaplace.load(la.save(tmp_path / "post.pt"), model)
-    assert back._rows is None                                   # saved as the S x S GGN (one format)
+    assert back._rows is not None and back._rows.shape == (12, 31) and back._gram is None   # saved as rows
     torch.testing.assert_close(back.predictive(xt)[1], before, **TOL)
     torch.testing.assert_close(back.log_marginal_likelihood(), la.log_marginal_likelihood(), rtol=1e-10, atol=1e-10)
+    dense32 = SubnetLaplace.load(tmp_path / "post.pt", model, dtype=torch.float32)    # float32: forms G_S
+    assert dense32._rows is None
+    torch.testing.assert_close(dense32.ggn.double(), la.ggn, rtol=1e-5, atol=1e-6)
+
+
+def _pair(likelihood, n=12, prior=0.5, temperature=1.0):
+    """The same posterior twice: one kept low-rank, one with G_S formed (dense path everywhere)."""
+    model = make_regressor() if likelihood == "regression" else make_classifier()
+    x, y = make_data(likelihood, n=n)
+    n_params = flat_parameters(model).numel()
+    kw = {"prior_precision": prior, "temperature": temperature}
+    if likelihood == "regression":
+        kw["sigma_noise"] = 0.3
+    low = SubnetLaplace(model, likelihood, torch.arange(n_params), **kw).fit(make_loader(x, y, batch=4))
+    dense = SubnetLaplace(model, likelihood, torch.arange(n_params), **kw).fit(make_loader(x, y, batch=4))
+    assert dense.ggn.shape == (n_params, n_params) and dense._gram is not None
+    return model, low, dense
+
+
+@pytest.mark.parametrize("likelihood", ["regression", "classification"])
+def test_low_rank_tuning_and_evidence_equal_the_dense_ones(likelihood):
+    _, low, dense = _pair(likelihood, temperature=0.7)
+    xv, yv = make_data(likelihood, n=10, seed=5)
+    grid = torch.logspace(-3, 3, 13)
+    chosen = low.optimize_prior_precision([(xv, yv)], grid=grid, rule="one_se")
+    assert dense.optimize_prior_precision([(xv, yv)], grid=grid, rule="one_se") == chosen
+    metric = "nll"
+    torch.testing.assert_close(low.prior_curve[metric], dense.prior_curve[metric], rtol=1e-7, atol=1e-9)
+    torch.testing.assert_close(low.log_marginal_likelihood(), dense.log_marginal_likelihood(), rtol=1e-9, atol=1e-9)
+    assert low._gram is None                           # tuning and the evidence never formed G_S
+
+
+def test_matheron_samples_have_the_posterior_covariance():
+    _, low, dense = _pair("regression", prior=2.0)
+    draws = low.sample(40000, generator=torch.Generator().manual_seed(0)).double()
+    assert low._gram is None
+    centred = draws - low.mean.double()
+    torch.testing.assert_close(centred.mean(0), torch.zeros(31, dtype=torch.float64), rtol=0, atol=0.02)
+    emp = centred.T @ centred / len(draws)
+    torch.testing.assert_close(emp, dense.posterior_covariance, rtol=0, atol=0.02)

@@ -48,8 +48,10 @@ Jacobians over the subnetwork only
 Memory: ``O(S^2)`` for the posterior plus ``O(B C S)`` for one batch's Jacobian; the layerwise rules add
 ``C B`` times the output size of each layer holding selected weights (see the ``jacobians`` module).
 With fewer training inputs x outputs ``R`` than subnetwork weights (float64), the fit keeps the ``R x S``
-whitened rows instead of ``G_S`` and the predictive uses the Woodbury identity, so nothing ``S x S`` is
-formed unless asked for (:meth:`SubnetLaplace.fit`).
+whitened rows instead of ``G_S``; the predictive (Woodbury identity), prior tuning (eigenpairs from the
+``R x R`` matrix ``M M^T``), sampling (Matheron's rule), the log evidence and save / load then work in
+``O(R S + R^2)`` memory, and ``G_S`` is formed only if :attr:`~SubnetLaplace.ggn`, the posterior precision
+or covariance is asked for (:meth:`SubnetLaplace.fit`).
 
 Numerics
 --------
@@ -861,9 +863,10 @@ class SubnetLaplace:
         Low-rank form: while the whitened Jacobian rows seen so far number ``R < S`` (fewer inputs x
         outputs than subnetwork weights, e.g. 150 points and S = 1,300) and ``dtype`` is float64, the
         rows ``M`` are kept instead of ``G_S = M^T M``; the predictive then uses the Woodbury identity
-        (an ``R x R`` Cholesky factor instead of the ``S x S`` covariance), and ``G_S`` is formed only if
-        something asks for it (:attr:`ggn`, :attr:`posterior_covariance`, sampling, tuning, saving). In
-        float32 the Woodbury difference loses too many digits, so ``G_S`` is always accumulated.
+        (an ``R x R`` Cholesky factor instead of the ``S x S`` covariance), and so do tuning, sampling,
+        the evidence and saving; ``G_S`` is formed only if something asks for it (:attr:`ggn`,
+        :attr:`posterior_precision`, :attr:`posterior_covariance`). In float32 the Woodbury difference
+        loses too many digits, so ``G_S`` is always accumulated.
         """
         n = self.n_subnetwork
         curvature: Tensor | None = None
@@ -999,7 +1002,13 @@ class SubnetLaplace:
         """
         prior = self._prior_vector()
         mean = self.mean.to(self.dtype)
-        logdet_posterior = 2.0 * torch.log(torch.diagonal(self.posterior_scale_tril)).sum()
+        if self._gram is None:   # low-rank form: log det P = log det Lambda + R log c + log det K
+            _, chol = self._woodbury_factors()
+            c = self._ggn_scale() / self.temperature
+            logdet_posterior = (torch.log(prior).sum() + chol.shape[0] * math.log(c)
+                                + 2.0 * torch.log(torch.diagonal(chol)).sum())
+        else:
+            logdet_posterior = 2.0 * torch.log(torch.diagonal(self.posterior_scale_tril)).sum()
         complexity = (prior * mean.square()).sum() + logdet_posterior - torch.log(prior).sum()
         return float(-self.loss / self.temperature - 0.5 * complexity)
 
@@ -1007,9 +1016,21 @@ class SubnetLaplace:
         """Draws of the subnetwork weights ``w_S ~ N(w_S*, Sigma)``, shape (n_samples, S), model dtype.
 
         ``w_S* + L^{-T} z`` with ``z ~ N(0, I)`` and ``P = L L^T`` has covariance ``(L L^T)^{-1} = Sigma``.
+        In the low-rank form (:meth:`fit`), Matheron's rule instead: ``z ~ N(0, D)``, ``e ~ N(0, I / c)``,
+        ``z - D M^T (M D M^T + I / c)^-1 (M z + e)`` has covariance ``Sigma`` (Woodbury), with ``R x R``
+        solves only.
         """
         if isinstance(n_samples, bool) or int(n_samples) != n_samples or n_samples < 1:
             raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
+        self._require_fit()
+        if self._gram is None:   # low-rank form: Matheron's rule, no S x S factor
+            md, chol = self._woodbury_factors()
+            z = torch.randn(self.n_subnetwork, int(n_samples), generator=generator, dtype=self.dtype,
+                            device=md.device) * (1.0 / self._prior_vector()).sqrt().unsqueeze(1)
+            eps = torch.randn(md.shape[0], int(n_samples), generator=generator, dtype=self.dtype,
+                              device=md.device) * math.sqrt(self.temperature / self._ggn_scale())
+            delta = (z - md.T @ torch.cholesky_solve(self._rows @ z + eps, chol)).T
+            return (self.mean.to(self.dtype) + delta).to(self._jacobian.dtype)
         chol = self.posterior_scale_tril
         z = torch.randn(self.n_subnetwork, int(n_samples), generator=generator, dtype=self.dtype,
                         device=chol.device)
@@ -1033,6 +1054,28 @@ class SubnetLaplace:
                                  f"leading minor {int(info)})")
             self._woodbury = (md, chol)
         return self._woodbury
+
+    def _low_rank_basis(self) -> tuple[Tensor, Callable[[Tensor], Tensor]]:
+        """The eigen-basis of ``G_S / T`` for :func:`prior_grid_scores` from the stored rows, without an
+        ``S x S`` matrix: ``M M^T = U diag(e) U^T`` (``R x R``) gives the non-zero eigenpairs
+        ``V = M^T U e^-1/2``, ``c e``; the rest of the space has eigenvalue 0, and its share of
+        ``J_S (G_S / T + lambda)^-1 J_S^T``, ``(J J^T - J V V^T J^T) / lambda``, enters as ``C`` extra
+        factor columns (a per-input square root of that ``C x C`` remainder) with curvature 0."""
+        rows = self._rows
+        e, u = torch.linalg.eigh(rows @ rows.T)
+        keep = e > e.max().clamp_min(0) * 1e-12 * rows.shape[0]
+        basis = rows.T @ (u[:, keep] / e[keep].sqrt())                      # (S, K), orthonormal columns
+        c = self._ggn_scale() / self.temperature
+        evals = torch.cat([e[keep] * c, torch.zeros(self.n_outputs, dtype=self.dtype, device=rows.device)])
+
+        def project(jac: Tensor) -> Tensor:
+            jac = jac.to(self.dtype)
+            inside = jac @ basis                                              # (B, C, K)
+            rest = jac @ jac.transpose(1, 2) - inside @ inside.transpose(1, 2)
+            w, q = torch.linalg.eigh(0.5 * (rest + rest.transpose(1, 2)))
+            return torch.cat([inside, q * w.clamp_min(0).sqrt().unsqueeze(1)], dim=-1)
+
+        return evals, project
 
     def _moments(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """``f(x, w*)`` and ``J_S Sigma J_S^T`` in ``dtype``: from the stored covariance, or, in the
@@ -1089,10 +1132,15 @@ class SubnetLaplace:
         """
         self._require_fit()
         grid = check_tuning_args(self.likelihood, grid, metric, link, rule)
-        evals, evecs = torch.linalg.eigh(self._curvature)     # G_S / T has the same eigenvectors
-        evals = evals * (self._ggn_scale() / self.temperature)
-        batches = validation_batches(self._jacobian, val_loader, lambda jac: jac.to(self.dtype) @ evecs,
-                                     per_chunk=False)
+        if self._gram is None:
+            evals, project = self._low_rank_basis()
+        else:
+            evals, evecs = torch.linalg.eigh(self._curvature)     # G_S / T has the same eigenvectors
+            evals = evals * (self._ggn_scale() / self.temperature)
+
+            def project(jac: Tensor) -> Tensor:
+                return jac.to(self.dtype) @ evecs
+        batches = validation_batches(self._jacobian, val_loader, project, per_chunk=False)
         best, curve = grid_search_prior_precision(batches, evals.clamp_min(0), grid, self.likelihood,
                                                   self.sigma_noise, metric, link, n_samples, generator, rule)
         self.prior_precision, self.prior_curve = best, curve
@@ -1110,7 +1158,6 @@ class SubnetLaplace:
             "n_params": self.n_params,
             "subnetwork_indices": self.subnetwork_indices,
             "map_weights": self._map_weights.detach().cpu().clone(),
-            "curvature": self._curvature.detach().cpu().clone(),
             "prior_precision": self._prior.clone(),
             "sigma_noise": self.sigma_noise,
             "temperature": self.temperature,
@@ -1118,6 +1165,10 @@ class SubnetLaplace:
             "n_data": self.n_data,
             "n_outputs": self.n_outputs,
         }
+        if self._gram is None:     # low-rank form: the R x S rows, G_S = rows^T rows
+            state["rows"] = self._rows.detach().cpu().clone()
+        else:
+            state["curvature"] = self._gram.detach().cpu().clone()
         if self.prior_curve is not None:
             state["prior_curve"] = {k: v.clone() for k, v in self.prior_curve.items()}
         return state
@@ -1131,7 +1182,7 @@ class SubnetLaplace:
             The state is malformed, or was fitted to a different model, subnetwork or likelihood, or the
             model's weights at the subnetwork are no longer the MAP values the posterior was fitted at.
         """
-        required = ("format", "likelihood", "n_params", "subnetwork_indices", "map_weights", "curvature",
+        required = ("format", "likelihood", "n_params", "subnetwork_indices", "map_weights",
                     "prior_precision", "sigma_noise", "temperature", "data_loss", "n_data", "n_outputs")
         if not isinstance(state, dict) or state.get("format") != _STATE_FORMAT:
             raise ValueError(f"not a SubnetLaplace state (expected format {_STATE_FORMAT!r})")
@@ -1149,11 +1200,23 @@ class SubnetLaplace:
         if indices.shape != ours.shape or not torch.equal(indices.long(), ours):
             raise ValueError("the saved posterior's subnetwork indices differ from this SubnetLaplace's")
         n = self.n_subnetwork
-        curvature, map_weights = state["curvature"], state["map_weights"]
-        if not (isinstance(curvature, Tensor) and curvature.shape == (n, n)):
-            raise ValueError(f"saved curvature must be a ({n}, {n}) tensor")
-        if not torch.isfinite(curvature).all():
-            raise ValueError("saved curvature contains NaN/inf")
+        if ("curvature" in state) == ("rows" in state):
+            raise ValueError("SubnetLaplace state needs exactly one of 'curvature' (S x S) or 'rows' (R x S)")
+        map_weights = state["map_weights"]
+        if "curvature" in state:
+            curvature, rows = state["curvature"], None
+            if not (isinstance(curvature, Tensor) and curvature.shape == (n, n)):
+                raise ValueError(f"saved curvature must be a ({n}, {n}) tensor")
+            if not torch.isfinite(curvature).all():
+                raise ValueError("saved curvature contains NaN/inf")
+        else:
+            curvature, rows = None, state["rows"]
+            if not (isinstance(rows, Tensor) and rows.ndim == 2 and rows.shape[1] == n and rows.shape[0] < n):
+                raise ValueError(f"saved rows must be an (R, {n}) tensor with R < {n}")
+            if not torch.isfinite(rows).all():
+                raise ValueError("saved rows contain NaN/inf")
+            if self.dtype != torch.float64:
+                curvature, rows = rows.T.double() @ rows.double(), None   # the low-rank form is float64 only
         if not (isinstance(map_weights, Tensor) and map_weights.shape == (n,)):
             raise ValueError(f"saved MAP weights must be a ({n},) tensor")
         current = self._current_subnetwork_weights().to("cpu", torch.float64)
@@ -1163,7 +1226,10 @@ class SubnetLaplace:
         self.prior_precision = state["prior_precision"]
         self.sigma_noise = state["sigma_noise"]
         self.temperature = state["temperature"]
-        self._curvature = curvature.to(self._jacobian.device, self.dtype)
+        if curvature is not None:
+            self._curvature = curvature.to(self._jacobian.device, self.dtype)
+        else:
+            self._gram, self._rows = None, rows.to(self._jacobian.device, self.dtype)
         self._map_weights = map_weights.to(self._jacobian.device, self._jacobian.dtype)
         self._data_loss, self.n_data = float(state["data_loss"]), int(state["n_data"])
         self.n_outputs = None if state["n_outputs"] is None else int(state["n_outputs"])
