@@ -3,9 +3,9 @@
     PAPERZOO_DATA=../shared/data python benchmarks/dist_gcn/topology_probe.py cora 8 [--only a,b]
 
 Runs the ``quick`` preset (dropout 0) with the topology replaced by each candidate of
-:func:`candidates` (including alternatives ``build_topology`` does not offer: lazy weights, the heaviest
-Hamiltonian cycle by brute force), and prints the iterations needed to reach the loss the centralized GCN
-reaches at iteration 100, the mixing matrix's ``lambda_2`` and ``lambda_n``, and the cut edges on its
+:func:`candidates` (including alternatives ``build_topology`` does not offer: lazy weights, the
+session-5 tree design), and prints the iterations needed to reach the loss the centralized GCN reaches at
+iteration 100, the mixing matrix's ``lambda_2`` and ``lambda_n``, and the cut edges on its
 links; writes ``runs/dist_gcn/probe/topo_<dataset>_<n>.json``. A research aid for item 3 of the method
 README, not an API: it swaps ``trainer.agree_on_topology`` for the duration of each run.
 """
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import itertools
 import json
 import os
 import tempfile
@@ -46,17 +45,6 @@ def losses(cfg, topo: TP.Topology | None = None) -> list[float]:
         trainer.agree_on_topology = original
 
 
-def heaviest_cycle_brute_force(cut: np.ndarray) -> list[TP.Link]:
-    n = cut.shape[0]
-    best, weight = None, -1
-    for perm in itertools.permutations(range(1, n)):
-        order = (0, *perm)
-        w = sum(cut[order[k], order[(k + 1) % n]] for k in range(n))
-        if w > weight:
-            best, weight = order, w
-    return sorted({tuple(sorted((best[k], best[(k + 1) % n]))) for k in range(n)})
-
-
 def candidates(n: int, cut: np.ndarray) -> dict[str, TP.Topology]:
     def topo(name, links, w):
         return TP.Topology(name, sorted(links), w, "probe")
@@ -67,16 +55,15 @@ def candidates(n: int, cut: np.ndarray) -> dict[str, TP.Topology]:
     budget = TP.default_links(n)
     ring, tree = TP.ring_links(n), TP.max_spanning_tree(cut)
     tree_plus = tree + [max((e for e in TP.complete_links(n) if e not in tree), key=lambda e: cut[e])]
-    cycle = heaviest_cycle_brute_force(cut)
+    designed = TP.designed_links(cut, budget)
     out = {
-        "designed": topo("designed", TP.designed_links(cut, budget), TP.metropolis_weights(n, TP.designed_links(cut, budget))),
+        "designed": topo("designed", designed, TP.metropolis_weights(n, designed)),
         "tree_plus_fmmc": topo("tree+", tree_plus, TP.fastest_mixing_weights(n, tree_plus)),
         "tree_plus_mh": topo("tree+", tree_plus, TP.metropolis_weights(n, tree_plus)),
         "ring_mh": topo("ring", ring, TP.metropolis_weights(n, ring)),
         "ring_fmmc": topo("ring", ring, TP.fastest_mixing_weights(n, ring)),
         "ring_lazy_fmmc": topo("ring", ring, lazy(TP.fastest_mixing_weights(n, ring))),
         "ring_lazy_mh": topo("ring", ring, lazy(TP.metropolis_weights(n, ring))),
-        "cycle_brute_force_mh": topo("cycle", cycle, TP.metropolis_weights(n, cycle)),
     }
     for seed in (1, 2, 3):
         links = TP.random_links(n, budget, seed)
