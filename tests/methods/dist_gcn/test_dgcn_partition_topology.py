@@ -124,3 +124,41 @@ def test_heaviest_cycle_local_search_on_many_agents():
     links = sorted({tuple(sorted((found[k], found[(k + 1) % n]))) for k in range(n)})
     assert _is_hamiltonian_cycle(n, links)
     assert T._cycle_weight(cut, found) >= 1000 * n      # it finds the planted heavy cycle's weight
+
+
+def test_disagreement_cost_sums_the_averaging_series():
+    n = 6
+    links = T.random_links(n, 7, seed=2)
+    w = T.metropolis_weights(n, links)
+    h = np.random.RandomState(0).randn(n, 3)
+    hc = h - h.mean(0)
+    # sum_t <h_c, W^t h_c>: the disagreement repeated averaging leaves, accumulated over rounds
+    series, power = 0.0, np.eye(n)
+    for _ in range(4000):
+        series += float((hc * (power @ hc)).sum())
+        power = power @ w
+    assert T.disagreement_cost(w, h) == pytest.approx(series, rel=1e-8)
+    # isotropic heterogeneity: Kemeny's constant sum_k 1 / (1 - lambda_k)
+    vals = np.linalg.eigvalsh(w)[:-1]
+    assert T.disagreement_cost(w, np.eye(n)) == pytest.approx(float((1 / (1 - vals)).sum()))
+    assert T.disagreement_cost(T.metropolis_weights(n, [(0, 1), (2, 3), (4, 5)]), h) == float("inf")
+
+
+def test_designed_links_mix_the_heterogeneous_agents_first():
+    n = 8
+    cut = _symmetric_cut(n, {}, seed=4, light=30)
+    # two camps whose gradients pull apart: agents 0-3 and 4-7 (a ring by id joins them twice)
+    h = np.repeat([[1.0, 0.5], [-1.0, -0.5]], 4, axis=0) + 0.01 * np.random.RandomState(1).randn(n, 2)
+    links = T.designed_links(cut, n, h, proposals=1500, seed=0)
+    assert len(links) == n and T._is_connected(n, links)
+    assert links == T.designed_links(cut, n, h, proposals=1500, seed=0)       # deterministic
+    cost = T.disagreement_cost(T.metropolis_weights(n, links), h)
+    for start in (T.cut_cycle_links(cut, n), T.ring_links(n)):
+        assert cost < T.disagreement_cost(T.metropolis_weights(n, start), h)
+    across = sum((i < 4) != (j < 4) for i, j in links)
+    assert across > sum((i < 4) != (j < 4) for i, j in T.ring_links(n))
+    # the same budget rules as without heterogeneity; N - 1 links give a spanning tree
+    tree = T.designed_links(cut, n - 1, h, proposals=500)
+    assert len(tree) == n - 1 and T._is_connected(n, tree)
+    with pytest.raises(ValueError, match="needs between 7 and 28 links"):
+        T.designed_links(cut, 6, h)

@@ -1,6 +1,7 @@
 """The optimisers (simulation): gradient tracking, DGD, centralized; config validation."""
 import dataclasses
 
+import numpy as np
 import pytest
 import torch
 
@@ -45,6 +46,35 @@ def test_average_of_tracked_gradients_is_the_centralized_gradient():
     torch.testing.assert_close(sum(y.values()) / 4, sum(grads.values()) / 4, atol=1e-5, rtol=0)
 
 
+def test_average_model_loss_is_the_centralized_loss_of_the_mean_weights():
+    ctx, state, _ = _train(_cfg(algorithm="dgd", iterations=5))   # DGD: the agents still disagree
+    assert trainer.consensus_error(ctx, state.x) > 1e-8
+    mean = sum(state.x.values()) / 4
+    cen_cfg = _cfg(algorithm="centralized")
+    cen = trainer.build_context(cen_cfg, load_graph(cen_cfg), SimComm(1))
+    losses, _, _ = trainer.local_gradients(cen, {0: mean}, None, 0.0)
+    assert trainer.average_model_loss(ctx, state.x) == pytest.approx(float(losses[0]), abs=1e-6)
+    # and differs from the sum of the agents' losses at their own weights
+    own, _, _ = trainer.local_gradients(ctx, state.x, None, 0.0)
+    assert abs(float(sum(own.values())) - float(losses[0])) > 1e-6
+
+
+def test_run_loop_records_the_average_model_loss_outside_the_step_accounting(tmp_path):
+    cfg = _cfg(algorithm="gt", iterations=4, eval_every=4)
+    ctx = trainer.build_context(cfg, load_graph(cfg), SimComm(4))
+    state, history = trainer.initial_state(ctx), []
+    trainer.run_loop(ctx, state, history, {}, lambda row: None)
+    plain = _train(cfg)[2]
+    for row, ref in zip(history, plain):
+        assert row["bytes_exchange"] == ref["bytes_exchange"] and row["loss"] == pytest.approx(ref["loss"])
+    assert history[0]["average_loss"] == pytest.approx(history[0]["loss"], abs=1e-6)  # same start
+    off = dataclasses.replace(cfg, monitor_average_loss=False)
+    ctx = trainer.build_context(off, load_graph(off), SimComm(4))
+    history = []
+    trainer.run_loop(ctx, trainer.initial_state(ctx), history, {}, lambda row: None)
+    assert "average_loss" not in history[0]
+
+
 def test_bytes_accounting_per_iteration():
     ctx, _, rows = _train(_cfg(algorithm="gt", iterations=2))
     p = ctx.layout.size
@@ -77,3 +107,19 @@ def test_run_writes_a_complete_run_folder_and_evaluate_matches(tmp_path):
 def test_config_errors_name_the_field(field, value, match):
     with pytest.raises(ConfigError, match=match):
         from_dict(DistGCNConfig, {field: value}, base=PRESETS["quick"].config)
+
+
+def test_designed_topology_is_built_from_a_sketch_of_the_initial_gradients():
+    cfg = _cfg(topology="designed", num_agents=6, design_sketch=16, design_proposals=300)
+    ctx = trainer.build_context(cfg, load_graph(cfg), SimComm(6))
+    h = trainer.design_signal(ctx)
+    assert h.shape == (6, 16)
+    assert len(ctx.topology.links) == 6 and ctx.stats["topology/design_bytes_per_agent"] > 16 * 4
+    full = trainer.design_signal(trainer.build_context(dataclasses.replace(cfg, design_sketch=0), load_graph(cfg),
+                                                       SimComm(6)))
+    _, _, grads = trainer.local_gradients(ctx, {a: ctx.layout.init(cfg.seed, ctx.dtype) for a in range(6)}, None, 0.0)
+    np.testing.assert_allclose(full, torch.stack([grads[a] for a in range(6)]).double().numpy(), atol=1e-6)
+    # the design step's traffic stays out of the per-iteration accounting
+    rows = [trainer.step(ctx, s) for s in [trainer.initial_state(ctx)]]
+    ring = trainer.build_context(dataclasses.replace(cfg, topology="ring"), load_graph(cfg), SimComm(6))
+    assert rows[0]["bytes_exchange"] == trainer.step(ring, trainer.initial_state(ring))["bytes_exchange"]

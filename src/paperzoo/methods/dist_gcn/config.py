@@ -59,6 +59,16 @@ class DistGCNConfig:
     """Evaluate on the validation and test nodes (and checkpoint) every this many iterations."""
     fmmc_steps: int = 300
     """Projected-subgradient steps of the fastest-mixing weight optimisation."""
+    design_sketch: int = 256
+    """``designed`` topology: columns of the random sketch of the agents' initial gradients that agent
+    0 designs from (0 = the full gradients)."""
+    design_proposals: int = 3000
+    """``designed`` topology: link moves tried per start of the local search."""
+    monitor_average_loss: bool = True
+    """Record ``average_loss`` every iteration: the centralized training loss of the agents' average
+    weights (one extra all-reduce and forward per iteration, outside the timed step and its byte
+    counts). ``loss`` is the sum of the agents' losses at their own weights, which rewards
+    disagreement; topology comparisons use ``average_loss``."""
     nprocs: int = 0
     """0: all agents simulated in this process; N > 0: N real processes over torch.distributed (gloo)."""
     comm_timeout: float = 60.0
@@ -75,7 +85,7 @@ class DistGCNConfig:
 
     def __post_init__(self) -> None:
         for name in ("sbm_nodes", "sbm_blocks", "num_agents", "hidden", "iterations", "eval_every",
-                     "fmmc_steps"):
+                     "fmmc_steps", "design_proposals"):
             check(getattr(self, name) >= 1, _NAME, name, "must be >= 1")
         check(self.sbm_nodes >= 4 * self.sbm_blocks, _NAME, "sbm_nodes",
               f"must be >= 4 * sbm_blocks ({4 * self.sbm_blocks}) so every block has train/valid/test nodes")
@@ -84,6 +94,7 @@ class DistGCNConfig:
         check(self.lr > 0, _NAME, "lr", "must be > 0")
         check(self.weight_decay >= 0, _NAME, "weight_decay", "must be >= 0")
         check(self.links >= 0, _NAME, "links", "must be >= 0")
+        check(self.design_sketch >= 0, _NAME, "design_sketch", "must be >= 0 (0 = the full gradients)")
         n = self.num_agents
         if self.links:
             check(n - 1 <= self.links <= n * (n - 1) // 2, _NAME, "links",

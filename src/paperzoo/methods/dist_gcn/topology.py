@@ -170,8 +170,8 @@ def _fiedler_scores(w: np.ndarray, pairs: list[Link]) -> np.ndarray:
     return ((space[i] - space[j]) ** 2).sum(axis=1)
 
 
-def designed_links(cut: np.ndarray, links: int) -> list[Link]:
-    """The designed topology with ``links`` links from the agents' cut-edge counts ``cut`` (module docs):
+def cut_cycle_links(cut: np.ndarray, links: int) -> list[Link]:
+    """The cut-count design (session 6; the start of :func:`designed_links`) with ``links`` links:
     ``N - 1`` links: the maximum spanning tree; otherwise the heaviest Hamiltonian cycle, then, one at a
     time, the pair that most lowers ``lambda_2`` of the Metropolis-Hastings weights to first order
     (:func:`_fiedler_scores`; ties: more cut edges, then agent ids)."""
@@ -186,6 +186,92 @@ def designed_links(cut: np.ndarray, links: int) -> list[Link]:
         scores = np.round(_fiedler_scores(metropolis_weights(n, sorted(chosen)), rest), 9)
         chosen.add(min(zip(-scores, (-int(cut[e]) for e in rest), rest))[2])
     return sorted(chosen)
+
+
+def disagreement_cost(w: np.ndarray, h: np.ndarray) -> float:
+    """``sum_{k >= 2} ||u_k^T h_c||^2 / (1 - lambda_k)`` over the eigenpairs of ``w`` below the consensus
+    one, for the agents' signals ``h`` (one row per agent) centred over agents (``h_c``).
+
+    Repeated averaging with ``w`` leaves ``w^t h_c`` of the agents' disagreement after ``t`` rounds; the
+    sum over ``t`` of its projection on the consensus complement, ``sum_t w^t h_c = sum_k u_k u_k^T
+    h_c / (1 - lambda_k)``, measured along ``h_c``, is this cost: how much disagreement the mixing lets
+    accumulate for *this* heterogeneity (Kemeny's constant of ``w`` when ``h_c`` is isotropic). With
+    ``h`` the agents' gradients at the initial weights, gradient tracking's ``y`` starts exactly at
+    ``h``. Infinite for a disconnected topology.
+    """
+    n = w.shape[0]
+    hc = np.asarray(h, dtype=np.float64).reshape(n, -1)
+    hc = hc - hc.mean(axis=0)
+    vals, vecs = np.linalg.eigh(w)
+    vals, vecs = vals[:-1], vecs[:, :-1]
+    if n > 1 and vals[-1] >= 1.0 - 1e-10:
+        return float("inf")
+    return float((((vecs.T @ hc) ** 2).sum(axis=1) / (1.0 - vals)).sum())
+
+
+def _is_connected(n: int, links) -> bool:
+    parent = list(range(n))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    parts = n
+    for i, j in links:
+        ri, rj = root(i), root(j)
+        if ri != rj:
+            parent[ri], parts = rj, parts - 1
+    return parts == 1
+
+
+def _swap_search(n: int, start: list[Link], h: np.ndarray, proposals: int, rng: np.random.RandomState
+                 ) -> tuple[float, list[Link]]:
+    """Local search over link sets of ``len(start)`` links: propose moving one random link to a random
+    unlinked pair (kept only if the topology stays connected), accept when the Metropolis-Hastings
+    :func:`disagreement_cost` drops."""
+    chosen = sorted(start)
+    cost = disagreement_cost(metropolis_weights(n, chosen), h)
+    pairs = complete_links(n)
+    if len(chosen) == len(pairs):
+        return cost, chosen
+    for _ in range(proposals):
+        drop = chosen[rng.randint(len(chosen))]
+        add = pairs[rng.randint(len(pairs))]
+        if add in chosen:
+            continue
+        cand = sorted([e for e in chosen if e != drop] + [add])
+        if not _is_connected(n, cand):
+            continue
+        c = disagreement_cost(metropolis_weights(n, cand), h)
+        if c < cost * (1.0 - 1e-12):
+            cost, chosen = c, cand
+    return cost, chosen
+
+
+def designed_links(cut: np.ndarray, links: int, heterogeneity: np.ndarray | None = None, *,
+                   proposals: int = 3000, seed: int = 0) -> list[Link]:
+    """The designed topology with ``links`` links (module docs).
+
+    Without ``heterogeneity``: the cut-count design :func:`cut_cycle_links`. With it (one row per
+    agent: a sketch of the agents' local gradients at the initial weights), the link set of that size
+    whose Metropolis-Hastings weights minimise :func:`disagreement_cost`, by :func:`_swap_search` from
+    four starts (the cut-count design, the ring or, for ``N - 1`` links, a path by agent id, and two
+    random connected graphs; ``proposals`` moves each); deterministic for a given ``seed``.
+    """
+    n = cut.shape[0]
+    start = cut_cycle_links(cut, links)
+    if heterogeneity is None or n <= 3:
+        return start
+    h = np.asarray(heterogeneity, dtype=np.float64).reshape(n, -1)
+    rng = np.random.RandomState(seed)
+    best = _swap_search(n, start, h, proposals, rng)
+    by_id = ring_links(n) if links >= n else [(i, i + 1) for i in range(n - 1)]
+    best = min(best, _swap_search(n, _add_random(n, set(by_id), links, rng), h, proposals, rng))
+    for k in (1, 2):
+        best = min(best, _swap_search(n, random_links(n, links, seed + 7919 * k), h, proposals, rng))
+    return best[1]
 
 
 def metropolis_weights(n: int, links: list[Link]) -> np.ndarray:
@@ -286,13 +372,16 @@ class Topology:
 
 
 def build_topology(kind: str, n: int, *, links: int = 0, cut: np.ndarray | None = None, mixing: str = "auto",
-                   fmmc_steps: int = 300, seed: int = 0) -> Topology:
-    """The topology ``kind`` (designed, ring, star, random, complete) of ``n`` agents."""
+                   fmmc_steps: int = 300, seed: int = 0, heterogeneity: np.ndarray | None = None,
+                   proposals: int = 3000) -> Topology:
+    """The topology ``kind`` (designed, ring, star, random, complete) of ``n`` agents; ``designed``
+    needs the cut-edge matrix ``cut`` and uses the agents' ``heterogeneity`` rows when given
+    (:func:`designed_links`)."""
     budget = links or default_links(n)
     if kind == "designed":
         if cut is None:
             raise ValueError("the designed topology needs the agents' cut-edge matrix")
-        chosen = designed_links(cut, budget)
+        chosen = designed_links(cut, budget, heterogeneity, proposals=proposals, seed=seed)
     elif kind == "ring":
         chosen = ring_links(n)
     elif kind == "star":

@@ -88,11 +88,13 @@ def agree_on_assignment(comm: Comm, graph: NodeGraph, cfg: DistGCNConfig) -> np.
     return comm.broadcast(local, 0).numpy()
 
 
-def agree_on_topology(comm: Comm, cfg: DistGCNConfig, cut: np.ndarray) -> Topology:
+def agree_on_topology(comm: Comm, cfg: DistGCNConfig, cut: np.ndarray,
+                      heterogeneity: np.ndarray | None = None) -> Topology:
     """The topology, designed by agent 0 and broadcast (weights as float64)."""
     n = comm.num_agents
     topo = build_topology(cfg.topology, n, links=cfg.links, cut=cut, mixing=cfg.mixing,
-                          fmmc_steps=cfg.fmmc_steps, seed=cfg.split_seed)
+                          fmmc_steps=cfg.fmmc_steps, seed=cfg.split_seed, heterogeneity=heterogeneity,
+                          proposals=cfg.design_proposals)
     weights = comm.broadcast(torch.from_numpy(topo.weights), 0).numpy()
     links = [(i, j) for i in range(n) for j in range(i + 1, n) if weights[i, j] != 0]
     return Topology(topo.kind, links, weights, topo.mixing)
@@ -112,14 +114,40 @@ def build_context(cfg: DistGCNConfig, graph: NodeGraph, comm: Comm, assignment: 
     plan = M.halo_plan(local)
     adj = M.local_propagation(comm, local, plan, dtype)
     cut = cut_matrix(graph.edge_index, assignment, comm.num_agents)
-    topology = agree_on_topology(comm, cfg, cut)
     layout = M.ParamLayout(graph.num_features, cfg.hidden, graph.num_classes)
     stats = partition_stats(graph, assignment, comm.num_agents)
+    ctx = Context(cfg=cfg, comm=comm, assignment=assignment, graphs=local, plan=plan, adj=adj,
+                  topology=None, mixing=None, layout=layout,  # type: ignore[arg-type]  # set below
+                  num_train=int(graph.splits["train"].numel()), dtype=dtype, stats=stats)
+    heterogeneity = None
+    if cfg.topology == "designed" and comm.num_agents > 3:
+        before = {a: sum(comm.bytes_sent[a].values()) for a in comm.agents}
+        heterogeneity = design_signal(ctx)
+        sent = {a: torch.tensor(float(sum(comm.bytes_sent[a].values()) - before[a])) for a in comm.agents}
+        # one forward/backward of boundary rows plus the sketch each agent contributes
+        stats["topology/design_bytes_per_agent"] = (float(comm.all_sum(sent)) / comm.num_agents
+                                                    + heterogeneity.shape[1] * torch.finfo(dtype).bits // 8)
+    topology = agree_on_topology(comm, cfg, cut, heterogeneity)
     stats.update({f"topology/{k}": v for k, v in topology.summary().items()})
     stats["topology/link_bytes_factor"] = routed_traffic_factor(cut, topology)
-    return Context(cfg=cfg, comm=comm, assignment=assignment, graphs=local, plan=plan, adj=adj,
-                   topology=topology, mixing=torch.from_numpy(topology.weights).to(dtype), layout=layout,
-                   num_train=int(graph.splits["train"].numel()), dtype=dtype, stats=stats)
+    ctx.topology, ctx.mixing = topology, torch.from_numpy(topology.weights).to(dtype)
+    return ctx
+
+
+def design_signal(ctx: Context) -> np.ndarray:
+    """What the topology design sees of the agents' data: every agent's local gradient at the shared
+    initial weights (no dropout; gradient tracking's ``y`` starts there), projected on
+    ``cfg.design_sketch`` random directions (a seeded Gaussian sketch every agent draws alike; it keeps
+    the agents' inner products, hence :func:`~paperzoo.methods.dist_gcn.topology.disagreement_cost`, in
+    expectation) and all-gathered: an ``N x k`` array."""
+    cfg = ctx.cfg
+    x0 = ctx.layout.init(cfg.seed, ctx.dtype)
+    _, _, grads = local_gradients(ctx, {a: x0 for a in ctx.comm.agents}, None, 0.0)
+    p, k = ctx.layout.size, cfg.design_sketch
+    if 0 < k < p:
+        proj = torch.randn(p, k, generator=torch.Generator().manual_seed(20_201 + cfg.seed), dtype=ctx.dtype)
+        grads = {a: g @ proj / k ** 0.5 for a, g in grads.items()}
+    return torch.stack(ctx.comm.gather(grads)).double().numpy()
 
 
 def hop_counts(topology: Topology) -> np.ndarray:
@@ -238,6 +266,28 @@ def evaluate_splits(ctx: Context, x: Mapping[int, Tensor], splits: tuple[str, ..
     return out
 
 
+def average_model_loss(ctx: Context, x: Mapping[int, Tensor]) -> float:
+    """The centralized training loss (mean cross-entropy, no dropout, no weight decay) of the agents'
+    **average** weights ``x_bar``: one all-reduce and one distributed forward (monitoring).
+
+    The per-iteration ``loss`` is ``sum_a l_a(x_a)``, every agent's share of the loss at its *own*
+    weights; while the agents disagree it rewards each agent fitting its own nodes (with 64 agents
+    on a poorly mixing topology it falls below the centralized loss long before the average model
+    is any good), so convergence is judged on ``f(x_bar)`` here, the standard measure of
+    decentralized optimisation.
+    """
+    n = ctx.num_agents
+    mean = x[next(iter(x))] if n == 1 else ctx.comm.all_sum(dict(x)) / n
+    with torch.no_grad():
+        feats = {a: g.x for a, g in ctx.graphs.items()}
+        logits = M.dist_forward(ctx.comm, ctx.plan, ctx.adj, feats, {a: mean for a in ctx.comm.agents}, ctx.layout)
+    sums = {}
+    for a, g in ctx.graphs.items():
+        idx = g.splits["train"]
+        sums[a] = M.cross_entropy_sum(logits[a][idx], g.y[idx]).double().reshape(1)
+    return float(ctx.comm.all_sum(sums)) / ctx.num_train
+
+
 def consensus_error(ctx: Context, x: Mapping[int, Tensor]) -> float:
     """``mean_a ||x_a - x_bar||^2`` (monitoring: computed with an all-reduce, in float64)."""
     n = ctx.num_agents
@@ -291,9 +341,14 @@ def run_loop(ctx: Context, state: AgentState, history: list[dict[str, float]], b
     ``on_eval(row)`` (which checkpoints). ``history`` and ``best`` are updated in place."""
     cfg = ctx.cfg
     while state.iteration < cfg.iterations:
+        # before the step, at the weights the step's forward sees (so it pairs with ``loss``); the
+        # exchange it makes is outside the step's byte and time accounting
+        average = average_model_loss(ctx, state.x) if cfg.monitor_average_loss else None
         tic = time.perf_counter()
         row = step(ctx, state)
         row["seconds"] = time.perf_counter() - tic
+        if average is not None:
+            row["average_loss"] = average
         if not np.isfinite(row["loss"]):
             raise FloatingPointError(f"training loss became {row['loss']} at iteration {state.iteration}; "
                                      f"lower the learning rate (now {cfg.lr:g})")
