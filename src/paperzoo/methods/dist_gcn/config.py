@@ -35,10 +35,11 @@ class DistGCNConfig:
     """How nodes are assigned to agents: balanced recursive spectral bisection (few cut edges),
     balanced random, or contiguous ranges of node ids."""
     topology: Literal["designed", "ring", "star", "random", "complete"] = "designed"
-    """Communication topology of the consensus steps. ``designed``: chosen from the data graph (the
-    Hamiltonian cycle carrying the most cut edges between agents, then the links that most improve
-    mixing up to ``links``; with N - 1 links the maximum spanning tree of the cut counts); ``ring``; ``star`` (hub 0, extra links between leaves up to ``links``); ``random``
-    (a random connected graph with ``links`` links); ``complete``."""
+    """Communication topology of the consensus steps. ``designed``: chosen from the agents' data (the
+    link set of the budget whose Metropolis-Hastings mixing lets the least disagreement build up for
+    the agents' gradients at the initial weights, see ``topology.designed_links``); ``ring``; ``star``
+    (hub 0, extra links between leaves up to ``links``); ``random`` (a random connected graph with
+    ``links`` links); ``complete``."""
     links: int = 0
     """Link budget of ``designed`` / ``star`` / ``random`` (0 = as many as a ring: N for N >= 3)."""
     mixing: Literal["auto", "metropolis", "fmmc"] = "auto"

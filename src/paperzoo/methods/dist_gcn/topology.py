@@ -6,19 +6,26 @@ disagreement by the factor ``|lambda_2(W)|`` (the second-largest eigenvalue magn
 so the *spectral gap* ``1 - max(|lambda_2|, |lambda_n|)`` measures convergence speed; links measure
 communication (every consensus round sends one parameter vector per link and direction).
 
-Topology design (:func:`designed_links`): agents sharing many cut data edges already exchange
-boundary rows in every forward/backward pass, so the consensus links should join those pairs; but
-the iterations gradient tracking needs were measured to follow the mixing spectrum, not which agents
-are joined (a cycle through the heaviest pairs and a ring by agent id, same spectrum, need the same
-iterations on Cora and CiteSeer; a maximum spanning tree of the cut counts, the design before
-session 6, needed 12 % more). So the design fixes the shape that mixes well for the budget and
-matches the data within it: with a ring's budget (N links) the Hamiltonian cycle carrying the most
-cut edges (:func:`heaviest_cycle`); each further link the pair that most lowers the second
-eigenvalue of the Metropolis-Hastings weights to first order (ties: more cut edges); with N - 1 links
-the maximum-weight spanning tree. Weights are Metropolis-Hastings: the fastest-mixing weights
-(:func:`fastest_mixing_weights`, Boyd, Diaconis & Xiao 2004, by projected subgradient) maximise the
-spectral gap but push ``lambda_n`` towards -1, which slowed gradient tracking on every topology
-tried (ring 96 -> 103 iterations). Baselines with the same link count: ring, star (plus random
+Topology design (:func:`designed_links`). Measured first: with gradient tracking the iterations to a
+target loss follow neither the spectral gap (a star has a better gap than a ring from 16 agents on and
+is the slowest; random graphs with a worse gap beat the ring on 32 agents) nor which agents share
+data edges (the Hamiltonian cycle through the heaviest pairs and the ring by id have one spectrum and
+differ by a few iterations). What tracks them is how much disagreement the mixing lets the agents'
+*actual* heterogeneity accumulate: :func:`disagreement_cost`, ``sum_k ||u_k^T h||^2 / (1 - lambda_k)``
+over the non-consensus eigenpairs of ``W`` with ``h`` the agents' local gradients at the shared
+initial weights (where gradient tracking's ``y`` starts). It ranked the measured topologies in the
+order of their iteration counts on 16 and 32 Cora agents (one swap). So the design is: every agent
+computes its gradient at the initial weights (one forward/backward it would do anyway), sends a
+random sketch of it (``design_sketch`` numbers) to agent 0, which searches link sets of the budget for
+the smallest cost under Metropolis-Hastings weights (:func:`_swap_search`: move one link at a time,
+keep the topology connected, from the cut-count design, the ring and two random graphs), and
+broadcasts the result. Agents whose data pull the model apart end up close. Without gradients
+(:func:`build_topology` called with ``heterogeneity=None``) the design falls back to the cut counts
+(:func:`cut_cycle_links`: the Hamiltonian cycle carrying the most cut edges, then the links that most
+lower ``lambda_2``; with N - 1 links the maximum spanning tree). Weights are Metropolis-Hastings: the
+fastest-mixing weights (:func:`fastest_mixing_weights`, Boyd, Diaconis & Xiao 2004, by projected
+subgradient) maximise the spectral gap but push ``lambda_n`` towards -1, which slowed gradient
+tracking on every topology tried. Baselines with the same link count: ring, star (plus random
 leaf-leaf links), random connected graph.
 """
 from __future__ import annotations
@@ -26,6 +33,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 Link = tuple[int, int]
 
@@ -266,12 +274,12 @@ def designed_links(cut: np.ndarray, links: int, heterogeneity: np.ndarray | None
         return start
     h = np.asarray(heterogeneity, dtype=np.float64).reshape(n, -1)
     rng = np.random.RandomState(seed)
-    best = _swap_search(n, start, h, proposals, rng)
     by_id = ring_links(n) if links >= n else [(i, i + 1) for i in range(n - 1)]
-    best = min(best, _swap_search(n, _add_random(n, set(by_id), links, rng), h, proposals, rng))
-    for k in (1, 2):
-        best = min(best, _swap_search(n, random_links(n, links, seed + 7919 * k), h, proposals, rng))
-    return best[1]
+    starts = [start, _add_random(n, set(by_id), links, rng),
+              *(random_links(n, links, seed + 7919 * k) for k in (1, 2))]
+    # thousands of tiny eigendecompositions: a multi-threaded BLAS makes them 15x slower on a busy machine
+    with threadpool_limits(limits=1, user_api="blas"):
+        return min(_swap_search(n, s, h, proposals, rng) for s in starts)[1]
 
 
 def metropolis_weights(n: int, links: list[Link]) -> np.ndarray:
@@ -335,6 +343,14 @@ def fastest_mixing_weights(n: int, links: list[Link], steps: int = 300) -> np.nd
     diff = np.zeros((len(links), n))
     for e, (i, j) in enumerate(links):
         diff[e, i], diff[e, j] = 1.0, -1.0
+    with threadpool_limits(limits=1, user_api="blas"):
+        best = _fmmc_steps(n, links, x, best, best_val, diff, steps)
+    return _from_edge_weights(n, links, best)
+
+
+def _fmmc_steps(n: int, links: list[Link], x: np.ndarray, best: np.ndarray, best_val: float, diff: np.ndarray,
+                steps: int) -> np.ndarray:
+    """The subgradient loop of :func:`fastest_mixing_weights`; returns the best link weights seen."""
     for k in range(1, steps + 1):
         vals, vecs = np.linalg.eigh(_from_edge_weights(n, links, x))
         if abs(vals[0]) > abs(vals[-2]):  # lambda_n active: |lambda_n| = -lambda_n grows with w
@@ -348,7 +364,7 @@ def fastest_mixing_weights(n: int, links: list[Link], steps: int = 300) -> np.nd
         val = second_eigenvalue(_from_edge_weights(n, links, x))
         if val < best_val - 1e-12:
             best, best_val = x.copy(), val
-    return _from_edge_weights(n, links, best)
+    return best
 
 
 @dataclass(frozen=True)
