@@ -33,19 +33,31 @@ product.
 The rules assume what per-example Jacobians assume anyway: in eval mode, row ``b`` of every layer's input
 and output belongs to input ``b`` of the batch. :meth:`LayerwiseJacobian.verify` checks, once, on the
 model itself, that the rules apply; :class:`LayerwiseUnsupported` says why when they do not.
+
+The verdict is remembered per model object (:func:`recall_verdict`), under a key
+(:meth:`LayerwiseJacobian.verification_key`) made of what it depends on: the modules of the model (names,
+types, identities, forward hooks), the parameter tensors holding selected weights (and whether their layers
+still hold them), and the shape, dtype and device of one input. A new object built for the same model and
+inputs (e.g. a refit) then skips the check's extra forward pass; a new model, or one whose modules,
+parameters or hooks changed, is checked again. What the key cannot see (a module attribute or global flag
+that changes what ``forward`` computes) calls for :func:`clear_verification_cache`, which forces a new check.
 """
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Iterable, Sequence
+import weakref
+from collections import Counter, OrderedDict
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call
 from torch.nn import functional as F
+from torch.nn.modules import module as _module_globals
 
-__all__ = ["SUPPORTED_LAYERS", "LayerwiseJacobian", "LayerwiseUnsupported"]
+__all__ = ["SUPPORTED_LAYERS", "LayerwiseJacobian", "LayerwiseUnsupported", "clear_verification_cache",
+           "recall_verdict", "record_verdict"]
 
 SUPPORTED_LAYERS = (nn.Linear, nn.Conv2d)
 
@@ -94,11 +106,22 @@ def _unsupported_reason(module: nn.Module, name: str) -> str | None:
     return None
 
 
-def _block(module: nn.Module, is_bias: bool, local: Tensor, lo: int, hi: int) -> _Block:
+def _block(module: nn.Module, is_bias: bool, local: Tensor, lo: int, hi: int, memo: dict | None = None,
+           memo_key: Any = None) -> _Block:
     """Index bookkeeping, done once, for the sorted selected flat positions ``local`` of one parameter
-    tensor of ``module``."""
+    tensor of ``module``; kept in ``memo`` (under ``memo_key``) when given, and taken from it."""
+    indexing = None if memo is None else memo.get(memo_key)
+    if indexing is None:
+        indexing = _block_indexing(module, is_bias, local)
+        if memo is not None:
+            memo[memo_key] = indexing
+    return _Block(module, is_bias, lo, hi, *indexing)
+
+
+def _block_indexing(module: nn.Module, is_bias: bool, local: Tensor) -> tuple:
+    """The fields of :class:`_Block` after ``hi`` (index tensors and flags only, no module)."""
     if is_bias:
-        return _Block(module, True, lo, hi, local)
+        return (local,)
     weight = module.weight
     n_rows = weight[0].numel()
     out_index, k = local // n_rows, local % n_rows
@@ -112,8 +135,7 @@ def _block(module: nn.Module, is_bias: bool, local: Tensor, lo: int, hi: int) ->
     runs = tuple(zip(units.tolist(), [0, *stops[:-1]], stops))
     dense = 2 * local.numel() >= weight.numel()
     flat_index = local if dense and local.numel() < weight.numel() else None
-    return _Block(module, False, lo, hi, out_index, k, in_index, runs, dense, flat_index,
-                  whole_rows=local.numel() >= n_rows)
+    return out_index, k, in_index, runs, dense, flat_index, local.numel() >= n_rows
 
 
 def _conv_padding(module: nn.Conv2d) -> tuple[int, int, int, int]:
@@ -199,8 +221,78 @@ def _output_gradients(module: nn.Module, g: Tensor) -> Tensor:
 
 def _block_jacobian(block: _Block, a: Tensor, g: Tensor) -> Tensor:
     """``(B, C, hi - lo)``: the Jacobian of the outputs with respect to the block's entries."""
+    if not (block.is_bias or block.dense) and a.ndim == 2 and isinstance(block.module, nn.Linear):
+        # (B, in_features) inputs, one position: the outer products of _weight_jacobian, from g (C, B, O)
+        unit_grads = g.index_select(2, block.out_index).transpose(0, 1)                     # (B, C, s)
+        return unit_grads * a.index_select(1, block.in_index[0]).unsqueeze(1)
     grads = _output_gradients(block.module, g)
     return _bias_jacobian(block, grads) if block.is_bias else _weight_jacobian(block, a, grads)
+
+
+@contextmanager
+def _detached_parameters(model: nn.Module) -> Iterator[None]:
+    """Every parameter slot of ``model`` holds a detached alias of its parameter while the block runs (one
+    alias per parameter object, so tied slots stay tied), as :func:`torch.func.functional_call` with
+    ``{name: p.detach()}`` for all ``named_parameters()`` does, without its bookkeeping; the parameters
+    are put back afterwards, also when the block raises."""
+    swapped: list[tuple[dict, str, nn.Parameter]] = []
+    aliases: dict[int, Tensor] = {}
+    try:
+        for module in model.modules():
+            slots = module._parameters
+            for name, param in slots.items():
+                if param is None:
+                    continue
+                alias = aliases.get(id(param))
+                if alias is None:
+                    alias = aliases[id(param)] = param.detach()
+                slots[name] = alias
+                swapped.append((slots, name, param))
+        yield
+    finally:
+        for slots, name, param in reversed(swapped):
+            slots[name] = param
+
+
+# Verdicts of LayerwiseJacobian.verify (with whatever else the caller established on the same first batch),
+# per model object and verification key; the entry goes when the model is garbage collected.
+_VERDICTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_VERDICTS_PER_MODEL = 32
+_GLOBAL_MODULE_HOOKS = ("_global_forward_pre_hooks", "_global_forward_hooks", "_global_backward_pre_hooks",
+                        "_global_backward_hooks")
+
+
+def recall_verdict(model: nn.Module, key: tuple) -> Any | None:
+    """What :func:`record_verdict` stored for ``model`` under ``key`` (None: nothing, check again)."""
+    try:
+        return _VERDICTS.get(model, {}).get(key)
+    except TypeError:       # a module that cannot be a weak dictionary key (e.g. unhashable)
+        return None
+
+
+def record_verdict(model: nn.Module, key: tuple, verdict: Any) -> None:
+    """Remember ``verdict`` (not None) for ``model`` and ``key`` (the last ``_VERDICTS_PER_MODEL`` keys per
+    model)."""
+    try:
+        verdicts = _VERDICTS.setdefault(model, OrderedDict())
+    except TypeError:
+        return
+    verdicts.pop(key, None)
+    verdicts[key] = verdict             # the newest last
+    while len(verdicts) > _VERDICTS_PER_MODEL:
+        verdicts.popitem(last=False)
+
+
+def clear_verification_cache(model: nn.Module | None = None) -> None:
+    """Forget the remembered verdicts of :meth:`LayerwiseJacobian.verify` for ``model`` (None: for every
+    model), so that the next Jacobian object built for it checks the rules again."""
+    if model is None:
+        _VERDICTS.clear()
+    else:
+        try:
+            _VERDICTS.pop(model, None)
+        except TypeError:
+            pass
 
 
 def _consumers(output: Tensor, params: Iterable[Tensor]) -> Counter:
@@ -236,6 +328,9 @@ class LayerwiseJacobian:
         columns ``[lo, hi)`` they fill.
     n_selected : int
         ``S``, the total number of columns.
+    memo : dict, optional
+        Keeps the index bookkeeping of the blocks (index tensors only) for the next object built from the
+        same ``parts`` (the same tensors, selected positions and columns), which then reuses it.
 
     Raises
     ------
@@ -245,11 +340,12 @@ class LayerwiseJacobian:
     """
 
     def __init__(self, model: nn.Module, parts: Sequence[tuple[str, nn.Parameter, Tensor, int, int]],
-                 n_selected: int):
+                 n_selected: int, memo: dict | None = None):
         self.model = model
         self.n_selected = n_selected
         self._blocks: list[_Block] = []
-        for name, param, local, lo, hi in parts:
+        self._slots: list[tuple[nn.Module, str, nn.Parameter]] = []
+        for i, (name, param, local, lo, hi) in enumerate(parts):
             path, _, attr = name.rpartition(".")
             module = model.get_submodule(path)
             reason = _unsupported_reason(module, name)
@@ -257,9 +353,25 @@ class LayerwiseJacobian:
                 reason = f"{name} is not the {attr} of the module {path!r} itself"
             if reason is not None:
                 raise LayerwiseUnsupported(reason)
-            self._blocks.append(_block(module, attr == "bias", local, lo, hi))
+            memo_key = (i, name, attr, type(module), tuple(param.shape), getattr(module, "kernel_size", None))
+            self._blocks.append(_block(module, attr == "bias", local, lo, hi, memo, memo_key))
+            self._slots.append((module, attr, param))
         self._modules = list(dict.fromkeys(block.module for block in self._blocks))
         self._params = [param for _, param, *_ in parts]
+        self._params_key = tuple((name, id(param), tuple(param.shape), param.dtype)
+                                 for name, param, *_ in parts)
+
+    def verification_key(self, x: Tensor) -> tuple:
+        """What the verdict of :meth:`verify` on ``x`` depends on, as a hashable key: every module of the
+        model (name, type, identity, its forward and backward hooks, a ``forward`` set on the instance),
+        the global module hooks, the selected parameter tensors (name, identity, shape, dtype) and whether
+        their layers still hold them, and the shape of one input, its dtype and device."""
+        modules = tuple((name, type(m), id(m), tuple(m._forward_pre_hooks), tuple(m._forward_hooks),
+                         tuple(m._backward_pre_hooks), tuple(m._backward_hooks), id(m.__dict__.get("forward")))
+                        for name, m in self.model.named_modules())
+        held = all(getattr(module, attr, None) is param for module, attr, param in self._slots)
+        hooks = tuple(tuple(getattr(_module_globals, name, ())) for name in _GLOBAL_MODULE_HOOKS)
+        return modules, hooks, self._params_key, held, (tuple(x.shape[1:]), x.dtype, x.device)
 
     def _capture(self, store: dict[nn.Module, list[tuple[Tensor, Tensor, int]]]) -> list:
         """Forward hooks that record ``(input, output, input version)`` of every layer holding selected
@@ -273,15 +385,19 @@ class LayerwiseJacobian:
 
         return [module.register_forward_hook(hook, with_kwargs=True) for module in self._modules]
 
-    def _forward(self, x: Tensor, params: dict[str, Tensor] | None
+    def _forward(self, x: Tensor, detach: bool
                  ) -> tuple[Tensor, dict[nn.Module, list[tuple[Tensor, Tensor, int]]]]:
-        """The model's output on ``x`` with autograd on and the hooks attached; ``params`` replace the
-        model's own parameters (None: the model's own)."""
+        """The model's output on ``x`` with autograd on and the hooks attached; ``detach``: with detached
+        aliases of all its parameters (:func:`_detached_parameters`), else with its own parameters."""
         store: dict[nn.Module, list[tuple[Tensor, Tensor, int]]] = {m: [] for m in self._modules}
         handles = self._capture(store)
         try:
             with torch.enable_grad():
-                out = self.model(x) if params is None else functional_call(self.model, params, (x,))
+                if detach:
+                    with _detached_parameters(self.model):
+                        out = self.model(x)
+                else:
+                    out = self.model(x)
         finally:
             for handle in handles:
                 handle.remove()
@@ -300,7 +416,7 @@ class LayerwiseJacobian:
             than that one layer call (e.g. weights shared with, or read directly by, other code).
         """
         pair = torch.cat([x[:1], x[:1]])
-        out, store = self._forward(pair, None)
+        out, store = self._forward(pair, detach=False)
         for module in self._modules:
             calls = store[module]
             label = type(module).__name__
@@ -323,14 +439,21 @@ class LayerwiseJacobian:
 
     def __call__(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Outputs ``f (B, C)`` and Jacobian ``J (B, C, S)`` for a batch ``x`` (call :meth:`verify` first)."""
-        params = {name: p.detach() for name, p in self.model.named_parameters()}
-        out, store = self._forward(x.detach(), params)
+        out, store = self._forward(x.detach() if x.requires_grad else x, detach=True)
         batch, n_out = out.shape
-        inputs = {m: store[m][0][0] for m in self._modules}
-        grads = dict(zip(self._modules, _cotangent_gradients(out, [store[m][0][1] for m in self._modules])))
-        jac = out.new_empty(batch, n_out, self.n_selected)
+        calls = [store[m][0] for m in self._modules]
+        inputs = {m: call[0] for m, call in zip(self._modules, calls)}
+        grads = dict(zip(self._modules, _cotangent_gradients(out, [call[1] for call in calls])))
+        jac = None
         for block in self._blocks:
-            jac[:, :, block.lo:block.hi] = _block_jacobian(block, inputs[block.module], grads[block.module])
+            part = _block_jacobian(block, inputs[block.module], grads[block.module])
+            if jac is None:
+                if len(self._blocks) == 1 and part.shape == (batch, n_out, self.n_selected) \
+                        and part.dtype == out.dtype and part.device == out.device:
+                    jac = part.contiguous()     # one block fills all columns: its (new) tensor, laid out alike
+                    break
+                jac = out.new_empty(batch, n_out, self.n_selected)
+            jac[:, :, block.lo:block.hi] = part
         return out.detach(), jac
 
 
@@ -338,6 +461,9 @@ def _cotangent_gradients(out: Tensor, tensors: Sequence[Tensor]) -> list[Tensor]
     """``d out[:, c].sum() / d t`` for every output ``c``, stacked ``(C, *t.shape)`` per tensor ``t``:
     ``C`` backward passes through the one recorded graph."""
     n_out = out.shape[1]
+    if n_out == 1:      # one backward pass: the gradients themselves, laid out as the stacked buffers below
+        return [grad.contiguous().unsqueeze(0)
+                for grad in torch.autograd.grad(out, tensors, torch.ones_like(out))]
     grads = [t.new_empty((n_out, *t.shape)) for t in tensors]
     cotangent = torch.zeros_like(out)
     for c in range(n_out):

@@ -43,7 +43,10 @@ Jacobians over the subnetwork only
   check on the first batch passes (:meth:`~.jacobians.LayerwiseJacobian.verify`: each such layer runs once
   per forward pass, batch-first, and its weights reach the output through it alone). Otherwise it takes
   reverse mode when ``C <= S`` (the usual case) and forward mode when the subnetwork is smaller than the
-  output; :attr:`SubnetworkJacobian.fallback_reason` says why the rules did not apply.
+  output; :attr:`SubnetworkJacobian.fallback_reason` says why the rules did not apply. The check's verdict
+  is remembered per model object (``jacobians.clear_verification_cache`` forgets it), so that refitting
+  the same model, unchanged, skips it and its extra forward pass; so is the index bookkeeping of a
+  subnetwork (:func:`_subnetwork_plan`).
 
 Memory: ``O(S^2)`` for the posterior plus ``O(B C S)`` for one batch's Jacobian; the layerwise rules add
 ``C B`` times the output size of each layer holding selected weights (see the ``jacobians`` module).
@@ -65,6 +68,7 @@ are computed in ``dtype`` and returned in the model's dtype.
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -77,7 +81,12 @@ from torch.nn import functional as F
 
 from paperzoo.core.io import atomic_path
 from paperzoo.methods.subnet_laplace import metrics
-from paperzoo.methods.subnet_laplace.jacobians import LayerwiseJacobian, LayerwiseUnsupported
+from paperzoo.methods.subnet_laplace.jacobians import (
+    LayerwiseJacobian,
+    LayerwiseUnsupported,
+    recall_verdict,
+    record_verdict,
+)
 
 __all__ = [
     "NotFittedError",
@@ -128,11 +137,20 @@ class ParameterSlice(NamedTuple):
 def parameter_layout(model: nn.Module) -> list[ParameterSlice]:
     """The flat layout of the trainable parameters, in :func:`torch.nn.utils.parameters_to_vector` order
     over ``[p for p in model.parameters() if p.requires_grad]`` (shared parameters counted once)."""
+    return _layout(_trainable_parameters(model))
+
+
+def _trainable_parameters(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
+    """``(name, parameter)`` of the trainable parameters, in :func:`parameter_layout` order."""
+    return [(name, param) for name, param in model.named_parameters() if param.requires_grad]
+
+
+def _layout(named: list[tuple[str, nn.Parameter]]) -> list[ParameterSlice]:
     layout, start = [], 0
-    for name, param in model.named_parameters():
-        if param.requires_grad:
-            layout.append(ParameterSlice(name, start, start + param.numel(), param.shape))
-            start += param.numel()
+    for name, param in named:
+        stop = start + param.numel()
+        layout.append(ParameterSlice(name, start, stop, param.shape))
+        start = stop
     return layout
 
 
@@ -160,17 +178,75 @@ def check_subnetwork_indices(indices: Tensor | Sequence[int], n_params: int) -> 
                          "for a boolean mask pass mask.nonzero().flatten()")
     if indices.ndim != 1:
         raise ValueError(f"subnetwork indices must be a 1-D tensor, got shape {tuple(indices.shape)}")
-    indices = indices.detach().to("cpu", torch.long)
-    lo, hi = int(indices.min()), int(indices.max())
+    ordered = indices.detach().to("cpu", torch.long).sort().values
+    lo, hi = int(ordered[0]), int(ordered[-1])
     if lo < 0 or hi >= n_params:
         raise ValueError(f"subnetwork indices must lie in [0, {n_params}) (the model's trainable "
                          f"parameters), got values from {lo} to {hi}")
-    ordered = indices.sort().values
-    repeated = ordered[1:][ordered[1:] == ordered[:-1]].unique()
-    if repeated.numel():
+    same = ordered[1:] == ordered[:-1]
+    if same.any():
+        repeated = ordered[1:][same].unique()
         raise ValueError(f"subnetwork indices contain {repeated.numel()} duplicated value(s), "
                          f"e.g. {repeated[:5].tolist()}")
     return ordered
+
+
+class _Plan(NamedTuple):
+    """The index bookkeeping of one subnetwork in one parameter layout (:func:`_subnetwork_plan`)."""
+
+    indices: Tensor                              # sorted and validated; objects keep a copy
+    parts: list[tuple[int, Tensor, int, int]]    # (layout position, flat positions inside it, lo, hi)
+    blocks: dict                                 # the layerwise rules' block bookkeeping, see LayerwiseJacobian
+
+
+_PLANS: OrderedDict = OrderedDict()
+_PLANS_KEPT, _PLAN_MAX_INDICES = 16, 8192
+_PLAN_INDEX_DTYPES = (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8)
+
+
+def _subnetwork_plan(indices: Tensor | Sequence[int], named: list[tuple[str, nn.Parameter]],
+                     layout: list[ParameterSlice]) -> _Plan:
+    """The indices validated and sorted (:func:`check_subnetwork_indices`) and cut into one run per
+    parameter tensor. The sorted indices fall into one contiguous run per tensor: ``delta[lo:hi]`` are the
+    selected entries of the tensor at ``layout[k]``, at flat positions ``local`` inside it (on its device).
+
+    Remembered (the last ``_PLANS_KEPT``) for a 1-D CPU integer tensor of at most ``_PLAN_MAX_INDICES``
+    entries, under its dtype and values and the layout's names, shapes and devices: a refit of the same
+    subnetwork skips the bookkeeping (and the validation, passed before). The plan holds index tensors
+    only, no model, module or parameter; nothing changes them in place."""
+    key = None
+    if (isinstance(indices, Tensor) and indices.dtype in _PLAN_INDEX_DTYPES and indices.ndim == 1
+            and indices.device.type == "cpu" and 0 < indices.numel() <= _PLAN_MAX_INDICES):
+        try:            # the values (a Python tuple is quicker to make for a few of them)
+            content = (tuple(indices.tolist()) if indices.numel() <= 256
+                       else indices.detach().numpy().tobytes())
+        except (RuntimeError, TypeError):       # e.g. a tensor wrapped by a torch.func transform
+            content = None
+        if content is not None:
+            key = (indices.dtype, content,
+                   tuple((s.name, s.shape, param.device) for s, (_, param) in zip(layout, named)))
+            plan = _PLANS.get(key)
+            if plan is not None:
+                try:
+                    _PLANS.move_to_end(key)
+                except KeyError:                # dropped meanwhile by another thread
+                    pass
+                return plan
+    n_params = layout[-1].stop
+    ordered = check_subnetwork_indices(indices, n_params)
+    bounds = torch.tensor([s.start for s in layout] + [n_params])
+    cuts = torch.searchsorted(ordered, bounds).tolist()
+    parts = []
+    for k, s in enumerate(layout):
+        lo, hi = cuts[k], cuts[k + 1]
+        if hi > lo:
+            parts.append((k, (ordered[lo:hi] - s.start).to(named[k][1].device), lo, hi))
+    plan = _Plan(ordered, parts, {})
+    if key is not None:
+        _PLANS[key] = plan
+        while len(_PLANS) > _PLANS_KEPT:
+            _PLANS.popitem(last=False)
+    return plan
 
 
 @contextmanager
@@ -178,12 +254,14 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
     """Put every submodule in eval mode (no dropout, BatchNorm running statistics), then restore each
     submodule's own ``training`` flag."""
     flags = [(module, module.training) for module in model.modules()]
-    model.eval()
+    if any(training for _, training in flags):     # else every submodule is in eval mode already
+        model.eval()
     try:
         yield model
     finally:
         for module, training in flags:
-            module.training = training
+            if module.training != training:
+                module.training = training
 
 
 def check_likelihood(likelihood: str) -> str:
@@ -205,6 +283,8 @@ def positive_float(value: Any, name: str) -> float:
 def check_prior_precision(value: float | Tensor, n: int, per: str) -> Tensor:
     """A prior precision as a float64 CPU tensor: a scalar (shape ``()``) or one positive value per
     weight (shape ``(n,)``); ``per`` names what the ``n`` values belong to in the error message."""
+    if type(value) is float:       # the common case, without tensor reductions for the checks
+        return torch.tensor(_checked_float_prior(value), dtype=torch.float64)
     value = torch.as_tensor(value, dtype=torch.float64).detach().cpu()
     if value.numel() == 1:
         value = value.reshape(())
@@ -216,10 +296,19 @@ def check_prior_precision(value: float | Tensor, n: int, per: str) -> Tensor:
     return value
 
 
+def _checked_float_prior(value: float) -> float:
+    """A float prior precision, checked as :func:`check_prior_precision` checks it."""
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError("prior_precision must be positive and finite")
+    return value
+
+
 def _check_targets(y: Tensor, f: Tensor, likelihood: str) -> Tensor:
     """Targets as the likelihood expects them: class ids ``(B,)`` or values shaped like ``f`` ``(B, C)``."""
     batch, n_out = f.shape
-    y = torch.as_tensor(y).to(f.device)
+    y = torch.as_tensor(y)
+    if y.device != f.device:
+        y = y.to(f.device)
     if likelihood == "classification":
         if y.is_floating_point() or y.shape != (batch,):
             raise ValueError(f"classification targets must be integer class ids of shape ({batch},), "
@@ -234,7 +323,7 @@ def _check_targets(y: Tensor, f: Tensor, likelihood: str) -> Tensor:
         else:
             raise ValueError(f"regression targets must have the model output's shape {tuple(f.shape)}, "
                              f"got {tuple(y.shape)}")
-    return y.to(f.dtype)
+    return y if y.dtype == f.dtype else y.to(f.dtype)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -276,27 +365,22 @@ class SubnetworkJacobian:
         if chunk_size is not None and (isinstance(chunk_size, bool) or int(chunk_size) != chunk_size
                                        or chunk_size < 1):
             raise ValueError(f"chunk_size must be a positive integer or None, got {chunk_size!r}")
-        layout = parameter_layout(model)
+        named = _trainable_parameters(model)
+        layout = _layout(named)
         if not layout:
             raise ValueError("the model has no trainable parameters (requires_grad=True)")
         self.model = model
         self.mode = mode
         self.chunk_size = chunk_size
         self.n_params = layout[-1].stop
-        self.indices = check_subnetwork_indices(indices, self.n_params)
-        # The sorted indices fall into one contiguous run per parameter tensor: delta[lo:hi] are the
-        # selected entries of that tensor, at flat positions `local` inside it.
-        named = dict(model.named_parameters())
-        bounds = torch.tensor([s.start for s in layout] + [self.n_params])
-        cuts = torch.searchsorted(self.indices, bounds).tolist()
-        self._parts: list[tuple[str, nn.Parameter, Tensor, int, int]] = []
-        for k, s in enumerate(layout):
-            lo, hi = cuts[k], cuts[k + 1]
-            if hi > lo:
-                param = named[s.name]
-                local = (self.indices[lo:hi] - s.start).to(param.device)
-                self._parts.append((s.name, param, local, lo, hi))
-        first = next(p for p in model.parameters() if p.requires_grad)
+        plan = _subnetwork_plan(indices, named, layout)
+        self.indices = plan.indices.clone()
+        # delta[lo:hi] are the selected entries of the tensor `param`, at flat positions `local` inside it
+        self._layout = layout
+        self._parts: list[tuple[str, nn.Parameter, Tensor, int, int]] = [
+            (layout[k].name, named[k][1], local, lo, hi) for k, local, lo, hi in plan.parts]
+        self._part_positions = [k for k, *_ in plan.parts]      # of each part's tensor in the layout
+        first = named[0][1]
         self.dtype, self.device = first.dtype, first.device
         self._n_outputs: int | None = None
         self.method: str | None = None if mode in ("auto", "layerwise") else mode
@@ -304,7 +388,7 @@ class SubnetworkJacobian:
         self._layerwise: LayerwiseJacobian | None = None
         if mode in ("auto", "layerwise"):
             try:
-                self._layerwise = LayerwiseJacobian(model, self._parts, self.n_selected)
+                self._layerwise = LayerwiseJacobian(model, self._parts, self.n_selected, plan.blocks)
             except LayerwiseUnsupported as exc:
                 self._reject_layerwise(exc)
 
@@ -325,8 +409,10 @@ class SubnetworkJacobian:
     def _inputs(self, x: Tensor) -> Tensor:
         x = torch.as_tensor(x)
         if x.is_floating_point():
+            if x.dtype == self.dtype and x.device == self.device:
+                return x
             return x.to(device=self.device, dtype=self.dtype)
-        return x.to(self.device)
+        return x if x.device == self.device else x.to(self.device)
 
     def resolved_mode(self, n_outputs: int) -> str:
         """The torch.func mode for a model with ``n_outputs`` outputs: ``mode`` when that is ``"jacrev"`` or
@@ -344,15 +430,35 @@ class SubnetworkJacobian:
         self._layerwise, self.fallback_reason = None, str(exc)
 
     def _settle_method(self, x: Tensor) -> str:
-        """The method for this model, decided on the first batch: ``"layerwise"`` when
-        :meth:`LayerwiseJacobian.verify` passes on it, else :meth:`resolved_mode`."""
-        if self.method is None:
-            if self._layerwise is not None:
+        """The method for this model, decided on the first batch ``x`` (after :meth:`_check_output` on it):
+        ``"layerwise"`` when :meth:`LayerwiseJacobian.verify` passes on it, else :meth:`resolved_mode`.
+
+        The verdict and the output size are remembered per model object, under the rules' verification key
+        (:meth:`LayerwiseJacobian.verification_key`: the model's modules and hooks, the selected parameter
+        tensors, the input's shape, dtype and device), so that a new object for the same model and inputs
+        (a refit) skips both checks and their forward passes; :func:`.jacobians.clear_verification_cache`
+        forces them again."""
+        if self.method is not None:
+            self._check_output(x)
+            return self.method
+        layerwise, key, verdict = self._layerwise, None, None
+        if layerwise is not None:
+            key = layerwise.verification_key(x)
+            verdict = recall_verdict(self.model, key)
+        if verdict is not None:
+            self._n_outputs, reason = verdict
+        else:
+            self._check_output(x)
+            reason = None
+            if layerwise is not None:
                 try:
-                    self._layerwise.verify(x)
+                    layerwise.verify(x)
                 except LayerwiseUnsupported as exc:
-                    self._reject_layerwise(exc)
-            self.method = "layerwise" if self._layerwise is not None else self.resolved_mode(self._n_outputs)
+                    reason = str(exc)
+                record_verdict(self.model, key, (self._n_outputs, reason))
+        if reason is not None:
+            self._reject_layerwise(LayerwiseUnsupported(reason))
+        self.method = "layerwise" if self._layerwise is not None else self.resolved_mode(self._n_outputs)
         return self.method
 
     def _check_output(self, x: Tensor) -> int:
@@ -379,8 +485,8 @@ class SubnetworkJacobian:
         # no_grad, so the Jacobian itself is unaffected, and the layerwise rules turn autograd on for
         # their own forward and backward pass.
         with eval_mode(self.model), torch.no_grad():
-            self._check_output(x)
-            mode = self._settle_method(x)
+            settled = self.method is not None and self._n_outputs is not None
+            mode = self.method if settled else self._settle_method(x)
             if mode == "layerwise":
                 return self._layerwise(x)
             delta = torch.zeros(self.n_selected, dtype=self.dtype, device=self.device)
@@ -440,6 +546,9 @@ def _add_lower_gram(acc: Tensor, m: Tensor) -> None:
     m = m.to(acc.dtype)
     n = m.shape[1]
     rows = _gram_rows(n)
+    if rows == n:           # one block: the whole product
+        acc.addmm_(m.T, m)
+        return
     for start in range(0, n, rows):
         stop = min(start + rows, n)
         acc[start:stop, :stop].addmm_(m[:, start:stop].T, m[:, :stop])
@@ -453,9 +562,12 @@ def _mirror_lower(acc: Tensor) -> None:
     rows = _gram_rows(n)
     for start in range(0, n, rows):
         stop = min(start + rows, n)
-        acc[:start, start:stop] = acc[start:stop, :start].T
-        block = acc[start:stop, start:stop]
-        block.copy_(block.tril() + block.tril(-1).T)
+        if start:
+            acc[:start, start:stop] = acc[start:stop, :start].T
+        block = acc if rows == n else acc[start:stop, start:stop]
+        strictly_lower = block.tril(-1)
+        block.tril_()
+        block += strictly_lower.T               # = block.tril() + block.tril(-1).T
 
 
 def diagonal_ggn(jacobian: SubnetworkJacobian, loader: Iterable, likelihood: str,
@@ -782,12 +894,24 @@ class SubnetLaplace:
     @property
     def prior_precision(self) -> float | Tensor:
         """``lambda``: a float, or a float64 tensor of shape (S,) for a per-weight prior."""
-        return float(self._prior) if self._prior.ndim == 0 else self._prior.clone()
+        prior = self._prior_value
+        if type(prior) is float:
+            return prior
+        return float(prior) if prior.ndim == 0 else prior.clone()
 
     @prior_precision.setter
     def prior_precision(self, value: float | Tensor) -> None:
-        self._prior = check_prior_precision(value, self.n_subnetwork, "subnetwork weight")
+        # a float is checked here and becomes a tensor (check_prior_precision's) only when first used
+        self._prior_value = (_checked_float_prior(value) if type(value) is float
+                             else check_prior_precision(value, self.n_subnetwork, "subnetwork weight"))
         self._invalidate()
+
+    @property
+    def _prior(self) -> Tensor:
+        """``lambda`` as :func:`check_prior_precision` returns it: a float64 CPU tensor, shape () or (S,)."""
+        if type(self._prior_value) is float:
+            self._prior_value = torch.tensor(self._prior_value, dtype=torch.float64)
+        return self._prior_value
 
     @property
     def sigma_noise(self) -> float:
@@ -876,9 +1000,11 @@ class SubnetLaplace:
         data_loss, seen, n_outputs = 0.0, 0, None
         for x, y in loader:
             start = 0
+            targets = torch.as_tensor(y)
             for f, jac in self._jacobian.iter_chunks(x):
                 stop = start + f.shape[0]
-                target = _check_targets(torch.as_tensor(y)[start:stop], f, self.likelihood)
+                whole = start == 0 and targets.ndim > 0 and stop == targets.shape[0]
+                target = _check_targets(targets if whole else targets[start:stop], f, self.likelihood)
                 start, n_outputs = stop, f.shape[1]
                 m = _whitened_jacobian(f, jac, self.likelihood).flatten(0, 1)
                 if low_rank and n_rows + m.shape[0] < n:
@@ -905,7 +1031,11 @@ class SubnetLaplace:
             # G_S = sum M^T M has a non-finite entry only if its diagonal has one (|M_ki M_kj| <= M_ki^2 + M_kj^2)
             finite = bool(torch.isfinite(curvature.diagonal()).all())
         else:
-            rows_all = torch.cat(rows) if rows else torch.zeros(0, n, dtype=self.dtype, device=self._jacobian.device)
+            if len(rows) == 1 and rows[0].is_contiguous():     # one chunk: its rows (a new tensor) as they are
+                rows_all = rows[0]
+            else:
+                rows_all = (torch.cat(rows) if rows
+                            else torch.zeros(0, n, dtype=self.dtype, device=self._jacobian.device))
             finite = bool(torch.isfinite(rows_all.sum()))      # a NaN/inf anywhere makes the sum non-finite
         if not finite:
             raise ValueError("the GGN G_S has non-finite entries: the model's outputs or Jacobians contain "
@@ -915,7 +1045,7 @@ class SubnetLaplace:
         else:
             self._gram, self._rows = None, rows_all
         self._data_loss, self.n_data, self.n_outputs = data_loss, seen, n_outputs
-        self._map_weights = self._current_subnetwork_weights().clone()
+        self._map_weights = self._current_subnetwork_weights()          # a new tensor
         self.prior_curve = None
         self._invalidate()
         return self
@@ -939,7 +1069,18 @@ class SubnetLaplace:
         return self._curvature * self._ggn_scale()
 
     def _current_subnetwork_weights(self) -> Tensor:
-        return flat_parameters(self.model)[self._jacobian.indices.to(self._jacobian.device)]
+        """``flat_parameters(model)[indices]``, a new tensor: the model's current values at the subnetwork,
+        gathered from the tensors holding selected weights only while the trainable parameters have the
+        layout, dtype and device of construction (else through the whole flat vector)."""
+        jac = self._jacobian
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        if len(params) == len(jac._layout) and all(p.dtype == jac.dtype and p.device == jac.device
+                                                   and p.shape == s.shape for p, s in zip(params, jac._layout)):
+            with torch.no_grad():
+                parts = [params[k].view(-1).index_select(0, local)
+                         for k, (_, _, local, _, _) in zip(jac._part_positions, jac._parts)]
+                return parts[0] if len(parts) == 1 else torch.cat(parts)
+        return flat_parameters(self.model)[jac.indices.to(jac.device)]
 
     def _prior_vector(self) -> Tensor:
         return self._prior.to(self.dtype, copy=True).expand(self.n_subnetwork).to(self._jacobian.device)
