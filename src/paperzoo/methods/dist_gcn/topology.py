@@ -82,24 +82,33 @@ def random_links(n: int, links: int, seed: int = 0) -> list[Link]:
     return _add_random(n, tree, links, rng)
 
 
+class _Forest:
+    """Union-find over agents ``0..n-1`` (path halving)."""
+
+    def __init__(self, n: int):
+        self.parent = list(range(n))
+        self.parts = n
+
+    def _root(self, i: int) -> int:
+        while self.parent[i] != i:
+            self.parent[i] = self.parent[self.parent[i]]
+            i = self.parent[i]
+        return i
+
+    def join(self, i: int, j: int) -> bool:
+        """Merge the trees of ``i`` and ``j``; False if they were one already."""
+        ri, rj = self._root(i), self._root(j)
+        if ri == rj:
+            return False
+        self.parent[ri], self.parts = rj, self.parts - 1
+        return True
+
+
 def max_spanning_tree(cut: np.ndarray) -> list[Link]:
     """Maximum-weight spanning tree of the cut-edge counts (Kruskal; ties by agent ids)."""
     n = cut.shape[0]
-    parent = list(range(n))
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    tree: list[Link] = []
-    for i, j in sorted(complete_links(n), key=lambda e: (-int(cut[e]), e)):
-        ri, rj = root(i), root(j)
-        if ri != rj:
-            parent[ri] = rj
-            tree.append((i, j))
-    return sorted(tree)
+    forest = _Forest(n)
+    return sorted(e for e in sorted(complete_links(n), key=lambda e: (-int(cut[e]), e)) if forest.join(*e))
 
 
 _EXACT_CYCLE_MAX = 12
@@ -218,20 +227,10 @@ def disagreement_cost(w: np.ndarray, h: np.ndarray) -> float:
 
 
 def _is_connected(n: int, links) -> bool:
-    parent = list(range(n))
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    parts = n
+    forest = _Forest(n)
     for i, j in links:
-        ri, rj = root(i), root(j)
-        if ri != rj:
-            parent[ri], parts = rj, parts - 1
-    return parts == 1
+        forest.join(i, j)
+    return forest.parts == 1
 
 
 def _swap_search(n: int, start: list[Link], h: np.ndarray, proposals: int, rng: np.random.RandomState
