@@ -1,10 +1,11 @@
 """The experiments behind dist_gcn's README ("what it must show", items 2-4).
 
     PAPERZOO_DATA=../shared/data python benchmarks/dist_gcn/experiments.py [accuracy|topology|real|all]
+        [--agents 8,32] [--datasets cora,citeseer]
 
 Every run is an ordinary run folder under ``runs/dist_gcn/`` (restartable: finished runs are
-reused); the summaries go to ``benchmarks/dist_gcn/results/*.json`` and the topology plot to
-``benchmarks/dist_gcn/results/topology.png``. Nothing here is tuned on test numbers: presets use
+reused); the summaries go to ``benchmarks/dist_gcn/results/*.json`` and the topology plots to
+``benchmarks/dist_gcn/results/topology_<dataset>_<agents>.png``. Nothing here is tuned on test numbers: presets use
 lr 0.5 (picked on Cora *validation* accuracy of the centralized GCN), dropout 0.5, 300 iterations.
 """
 from __future__ import annotations
