@@ -81,3 +81,14 @@ def full_ggn(model, x, likelihood, sigma=1.0):
 def diag_laplace_variance(model, x, likelihood, prior, sigma=1.0):
     """The diagonal Laplace posterior variances ``1 / (diag(GGN) + prior)``, (P,) float64."""
     return 1.0 / (torch.diagonal(full_ggn(model, x, likelihood, sigma)) + prior)
+
+
+class Twice(nn.Module):
+    """One Linear applied twice in a forward pass."""
+
+    def __init__(self):
+        super().__init__()
+        self.layer = nn.Linear(3, 3)
+
+    def forward(self, x):
+        return self.layer(torch.tanh(self.layer(x)))

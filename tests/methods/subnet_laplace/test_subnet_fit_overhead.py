@@ -8,7 +8,7 @@ import weakref
 
 import pytest
 import torch
-from subnet_laplace_problems import make_classifier, make_data, make_loader, make_regressor
+from subnet_laplace_problems import Twice, make_classifier, make_data, make_loader, make_regressor
 from torch import nn
 from torch.func import functional_call
 
@@ -145,14 +145,6 @@ def test_a_new_or_changed_model_is_verified_again(counts):
 
 
 def test_a_failed_check_is_remembered_with_its_reason(counts):
-    class Twice(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.layer = nn.Linear(3, 3)
-
-        def forward(self, x):
-            return self.layer(torch.tanh(self.layer(x)))
-
     torch.manual_seed(0)
     model = Twice().double()
     x = torch.randn(4, 3, dtype=torch.float64)

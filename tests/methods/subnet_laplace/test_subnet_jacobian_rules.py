@@ -2,6 +2,7 @@
 import pytest
 import torch
 from subnet_laplace_problems import (
+    Twice,
     full_ggn,
     full_jacobian,
     make_classifier,
@@ -123,17 +124,6 @@ class TiedHead(nn.Module):
 
     def forward(self, x):
         return F.linear(torch.tanh(self.inp(x)), self.inp.weight)
-
-
-class Twice(nn.Module):
-    """One Linear applied twice in a forward pass."""
-
-    def __init__(self):
-        super().__init__()
-        self.layer = nn.Linear(3, 3)
-
-    def forward(self, x):
-        return self.layer(torch.tanh(self.layer(x)))
 
 
 def _seeded(make):
