@@ -12,7 +12,7 @@ from subnet_laplace_problems import Twice, make_classifier, make_data, make_load
 from torch import nn
 from torch.func import functional_call
 
-from paperzoo.methods.subnet_laplace import jacobians, laplace
+from paperzoo.methods.subnet_laplace import jacobians
 from paperzoo.methods.subnet_laplace.jacobians import LayerwiseJacobian, clear_verification_cache
 from paperzoo.methods.subnet_laplace.laplace import (
     SubnetLaplace,
@@ -21,7 +21,6 @@ from paperzoo.methods.subnet_laplace.laplace import (
     check_subnetwork_indices,
     eval_mode,
     flat_parameters,
-    parameter_layout,
 )
 
 
@@ -259,22 +258,16 @@ def test_eval_mode_restores_mixed_flags():
     assert not any(m.training for m in model.modules())
 
 
-def test_index_bookkeeping_is_reused_for_the_same_subnetwork_and_layout():
+def test_each_fit_owns_its_sorted_indices():
     model = make_classifier()
     x, y = make_data("classification")
     loader = make_loader(x, y)
     indices = torch.tensor([40, 1, 7, 33, 15, 9])
     first = SubnetLaplace(model, "classification", indices).fit(loader)
-    plan = laplace._subnetwork_plan(indices, laplace._trainable_parameters(model), parameter_layout(model))
     second = SubnetLaplace(model, "classification", indices.clone()).fit(loader)
-    assert laplace._subnetwork_plan(indices.int(), laplace._trainable_parameters(model),
-                                    parameter_layout(model)) is not plan           # another dtype: own entry
-    assert laplace._subnetwork_plan(indices.clone(), laplace._trainable_parameters(model),
-                                    parameter_layout(model)) is plan
     _assert_same(_state(second), _state(first))
-    # each object owns its sorted indices: changing them leaves the remembered ones alone
     second._jacobian.indices[0] = 50
-    assert torch.equal(plan.indices, torch.tensor([1, 7, 9, 15, 33, 40]))
+    assert torch.equal(first.subnetwork_indices, torch.tensor([1, 7, 9, 15, 33, 40]))
     # new values in the same tensor, and another layout (a frozen tensor), are new subnetworks
     indices[0] = 41
     moved = SubnetLaplace(model, "classification", indices).fit(loader)

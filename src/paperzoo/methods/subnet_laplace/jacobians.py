@@ -106,22 +106,11 @@ def _unsupported_reason(module: nn.Module, name: str) -> str | None:
     return None
 
 
-def _block(module: nn.Module, is_bias: bool, local: Tensor, lo: int, hi: int, memo: dict | None = None,
-           memo_key: Any = None) -> _Block:
+def _block(module: nn.Module, is_bias: bool, local: Tensor, lo: int, hi: int) -> _Block:
     """Index bookkeeping, done once, for the sorted selected flat positions ``local`` of one parameter
-    tensor of ``module``; kept in ``memo`` (under ``memo_key``) when given, and taken from it."""
-    indexing = None if memo is None else memo.get(memo_key)
-    if indexing is None:
-        indexing = _block_indexing(module, is_bias, local)
-        if memo is not None:
-            memo[memo_key] = indexing
-    return _Block(module, is_bias, lo, hi, *indexing)
-
-
-def _block_indexing(module: nn.Module, is_bias: bool, local: Tensor) -> tuple:
-    """The fields of :class:`_Block` after ``hi`` (index tensors and flags only, no module)."""
+    tensor of ``module``."""
     if is_bias:
-        return (local,)
+        return _Block(module, True, lo, hi, local)
     weight = module.weight
     n_rows = weight[0].numel()
     out_index, k = local // n_rows, local % n_rows
@@ -135,7 +124,8 @@ def _block_indexing(module: nn.Module, is_bias: bool, local: Tensor) -> tuple:
     runs = tuple(zip(units.tolist(), [0, *stops[:-1]], stops))
     dense = 2 * local.numel() >= weight.numel()
     flat_index = local if dense and local.numel() < weight.numel() else None
-    return out_index, k, in_index, runs, dense, flat_index, local.numel() >= n_rows
+    return _Block(module, False, lo, hi, out_index, k, in_index, runs, dense, flat_index,
+                  whole_rows=local.numel() >= n_rows)
 
 
 def _conv_padding(module: nn.Conv2d) -> tuple[int, int, int, int]:
@@ -328,9 +318,6 @@ class LayerwiseJacobian:
         columns ``[lo, hi)`` they fill.
     n_selected : int
         ``S``, the total number of columns.
-    memo : dict, optional
-        Keeps the index bookkeeping of the blocks (index tensors only) for the next object built from the
-        same ``parts`` (the same tensors, selected positions and columns), which then reuses it.
 
     Raises
     ------
@@ -340,12 +327,12 @@ class LayerwiseJacobian:
     """
 
     def __init__(self, model: nn.Module, parts: Sequence[tuple[str, nn.Parameter, Tensor, int, int]],
-                 n_selected: int, memo: dict | None = None):
+                 n_selected: int):
         self.model = model
         self.n_selected = n_selected
         self._blocks: list[_Block] = []
         self._slots: list[tuple[nn.Module, str, nn.Parameter]] = []
-        for i, (name, param, local, lo, hi) in enumerate(parts):
+        for name, param, local, lo, hi in parts:
             path, _, attr = name.rpartition(".")
             module = model.get_submodule(path)
             reason = _unsupported_reason(module, name)
@@ -353,8 +340,7 @@ class LayerwiseJacobian:
                 reason = f"{name} is not the {attr} of the module {path!r} itself"
             if reason is not None:
                 raise LayerwiseUnsupported(reason)
-            memo_key = (i, name, attr, type(module), tuple(param.shape), getattr(module, "kernel_size", None))
-            self._blocks.append(_block(module, attr == "bias", local, lo, hi, memo, memo_key))
+            self._blocks.append(_block(module, attr == "bias", local, lo, hi))
             self._slots.append((module, attr, param))
         self._modules = list(dict.fromkeys(block.module for block in self._blocks))
         self._params = [param for _, param, *_ in parts]

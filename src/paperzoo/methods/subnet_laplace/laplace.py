@@ -45,8 +45,7 @@ Jacobians over the subnetwork only
   reverse mode when ``C <= S`` (the usual case) and forward mode when the subnetwork is smaller than the
   output; :attr:`SubnetworkJacobian.fallback_reason` says why the rules did not apply. The check's verdict
   is remembered per model object (``jacobians.clear_verification_cache`` forgets it), so that refitting
-  the same model, unchanged, skips it and its extra forward pass; so is the index bookkeeping of a
-  subnetwork (:func:`_subnetwork_plan`).
+  the same model, unchanged, skips it and its extra forward pass.
 
 Memory: ``O(S^2)`` for the posterior plus ``O(B C S)`` for one batch's Jacobian; the layerwise rules add
 ``C B`` times the output size of each layer holding selected weights (see the ``jacobians`` module).
@@ -68,7 +67,6 @@ are computed in ``dtype`` and returned in the model's dtype.
 from __future__ import annotations
 
 import math
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -191,62 +189,16 @@ def check_subnetwork_indices(indices: Tensor | Sequence[int], n_params: int) -> 
     return ordered
 
 
-class _Plan(NamedTuple):
-    """The index bookkeeping of one subnetwork in one parameter layout (:func:`_subnetwork_plan`)."""
-
-    indices: Tensor                              # sorted and validated; objects keep a copy
-    parts: list[tuple[int, Tensor, int, int]]    # (layout position, flat positions inside it, lo, hi)
-    blocks: dict                                 # the layerwise rules' block bookkeeping, see LayerwiseJacobian
-
-
-_PLANS: OrderedDict = OrderedDict()
-_PLANS_KEPT, _PLAN_MAX_INDICES = 16, 8192
-_PLAN_INDEX_DTYPES = (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8)
-
-
-def _subnetwork_plan(indices: Tensor | Sequence[int], named: list[tuple[str, nn.Parameter]],
-                     layout: list[ParameterSlice]) -> _Plan:
-    """The indices validated and sorted (:func:`check_subnetwork_indices`) and cut into one run per
-    parameter tensor. The sorted indices fall into one contiguous run per tensor: ``delta[lo:hi]`` are the
-    selected entries of the tensor at ``layout[k]``, at flat positions ``local`` inside it (on its device).
-
-    Remembered (the last ``_PLANS_KEPT``) for a 1-D CPU integer tensor of at most ``_PLAN_MAX_INDICES``
-    entries, under its dtype and values and the layout's names, shapes and devices: a refit of the same
-    subnetwork skips the bookkeeping (and the validation, passed before). The plan holds index tensors
-    only, no model, module or parameter; nothing changes them in place."""
-    key = None
-    if (isinstance(indices, Tensor) and indices.dtype in _PLAN_INDEX_DTYPES and indices.ndim == 1
-            and indices.device.type == "cpu" and 0 < indices.numel() <= _PLAN_MAX_INDICES):
-        try:            # the values (a Python tuple is quicker to make for a few of them)
-            content = (tuple(indices.tolist()) if indices.numel() <= 256
-                       else indices.detach().numpy().tobytes())
-        except (RuntimeError, TypeError):       # e.g. a tensor wrapped by a torch.func transform
-            content = None
-        if content is not None:
-            key = (indices.dtype, content,
-                   tuple((s.name, s.shape, param.device) for s, (_, param) in zip(layout, named)))
-            plan = _PLANS.get(key)
-            if plan is not None:
-                try:
-                    _PLANS.move_to_end(key)
-                except KeyError:                # dropped meanwhile by another thread
-                    pass
-                return plan
+def _subnetwork_parts(ordered: Tensor, named: list[tuple[str, nn.Parameter]], layout: list[ParameterSlice]
+                      ) -> list[tuple[int, Tensor, int, int]]:
+    """The sorted indices cut into one contiguous run per parameter tensor: ``(k, local, lo, hi)`` says
+    ``delta[lo:hi]`` are the selected entries of the tensor at ``layout[k]``, at flat positions ``local``
+    inside it (on its device)."""
     n_params = layout[-1].stop
-    ordered = check_subnetwork_indices(indices, n_params)
     bounds = torch.tensor([s.start for s in layout] + [n_params])
     cuts = torch.searchsorted(ordered, bounds).tolist()
-    parts = []
-    for k, s in enumerate(layout):
-        lo, hi = cuts[k], cuts[k + 1]
-        if hi > lo:
-            parts.append((k, (ordered[lo:hi] - s.start).to(named[k][1].device), lo, hi))
-    plan = _Plan(ordered, parts, {})
-    if key is not None:
-        _PLANS[key] = plan
-        while len(_PLANS) > _PLANS_KEPT:
-            _PLANS.popitem(last=False)
-    return plan
+    return [(k, (ordered[cuts[k]:cuts[k + 1]] - s.start).to(named[k][1].device), cuts[k], cuts[k + 1])
+            for k, s in enumerate(layout) if cuts[k + 1] > cuts[k]]
 
 
 @contextmanager
@@ -283,8 +235,6 @@ def positive_float(value: Any, name: str) -> float:
 def check_prior_precision(value: float | Tensor, n: int, per: str) -> Tensor:
     """A prior precision as a float64 CPU tensor: a scalar (shape ``()``) or one positive value per
     weight (shape ``(n,)``); ``per`` names what the ``n`` values belong to in the error message."""
-    if type(value) is float:       # the common case, without tensor reductions for the checks
-        return torch.tensor(_checked_float_prior(value), dtype=torch.float64)
     value = torch.as_tensor(value, dtype=torch.float64).detach().cpu()
     if value.numel() == 1:
         value = value.reshape(())
@@ -292,13 +242,6 @@ def check_prior_precision(value: float | Tensor, n: int, per: str) -> Tensor:
         raise ValueError(f"prior_precision must be a scalar or have shape ({n},) (one value per {per}), "
                          f"got shape {tuple(value.shape)}")
     if not torch.isfinite(value).all() or (value <= 0).any():
-        raise ValueError("prior_precision must be positive and finite")
-    return value
-
-
-def _checked_float_prior(value: float) -> float:
-    """A float prior precision, checked as :func:`check_prior_precision` checks it."""
-    if not (math.isfinite(value) and value > 0):
         raise ValueError("prior_precision must be positive and finite")
     return value
 
@@ -373,13 +316,13 @@ class SubnetworkJacobian:
         self.mode = mode
         self.chunk_size = chunk_size
         self.n_params = layout[-1].stop
-        plan = _subnetwork_plan(indices, named, layout)
-        self.indices = plan.indices.clone()
+        self.indices = check_subnetwork_indices(indices, self.n_params)
+        parts = _subnetwork_parts(self.indices, named, layout)
         # delta[lo:hi] are the selected entries of the tensor `param`, at flat positions `local` inside it
         self._layout = layout
         self._parts: list[tuple[str, nn.Parameter, Tensor, int, int]] = [
-            (layout[k].name, named[k][1], local, lo, hi) for k, local, lo, hi in plan.parts]
-        self._part_positions = [k for k, *_ in plan.parts]      # of each part's tensor in the layout
+            (layout[k].name, named[k][1], local, lo, hi) for k, local, lo, hi in parts]
+        self._part_positions = [k for k, *_ in parts]      # of each part's tensor in the layout
         first = named[0][1]
         self.dtype, self.device = first.dtype, first.device
         self._n_outputs: int | None = None
@@ -388,7 +331,7 @@ class SubnetworkJacobian:
         self._layerwise: LayerwiseJacobian | None = None
         if mode in ("auto", "layerwise"):
             try:
-                self._layerwise = LayerwiseJacobian(model, self._parts, self.n_selected, plan.blocks)
+                self._layerwise = LayerwiseJacobian(model, self._parts, self.n_selected)
             except LayerwiseUnsupported as exc:
                 self._reject_layerwise(exc)
 
@@ -894,24 +837,12 @@ class SubnetLaplace:
     @property
     def prior_precision(self) -> float | Tensor:
         """``lambda``: a float, or a float64 tensor of shape (S,) for a per-weight prior."""
-        prior = self._prior_value
-        if type(prior) is float:
-            return prior
-        return float(prior) if prior.ndim == 0 else prior.clone()
+        return float(self._prior) if self._prior.ndim == 0 else self._prior.clone()
 
     @prior_precision.setter
     def prior_precision(self, value: float | Tensor) -> None:
-        # a float is checked here and becomes a tensor (check_prior_precision's) only when first used
-        self._prior_value = (_checked_float_prior(value) if type(value) is float
-                             else check_prior_precision(value, self.n_subnetwork, "subnetwork weight"))
+        self._prior = check_prior_precision(value, self.n_subnetwork, "subnetwork weight")
         self._invalidate()
-
-    @property
-    def _prior(self) -> Tensor:
-        """``lambda`` as :func:`check_prior_precision` returns it: a float64 CPU tensor, shape () or (S,)."""
-        if type(self._prior_value) is float:
-            self._prior_value = torch.tensor(self._prior_value, dtype=torch.float64)
-        return self._prior_value
 
     @property
     def sigma_noise(self) -> float:
