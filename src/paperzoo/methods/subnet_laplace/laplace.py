@@ -190,15 +190,14 @@ def check_subnetwork_indices(indices: Tensor | Sequence[int], n_params: int) -> 
 
 
 def _subnetwork_parts(ordered: Tensor, named: list[tuple[str, nn.Parameter]], layout: list[ParameterSlice]
-                      ) -> list[tuple[int, Tensor, int, int]]:
-    """The sorted indices cut into one contiguous run per parameter tensor: ``(k, local, lo, hi)`` says
-    ``delta[lo:hi]`` are the selected entries of the tensor at ``layout[k]``, at flat positions ``local``
-    inside it (on its device)."""
-    n_params = layout[-1].stop
-    bounds = torch.tensor([s.start for s in layout] + [n_params])
+                      ) -> list[tuple[str, nn.Parameter, Tensor, int, int]]:
+    """The sorted indices cut into one contiguous run per parameter tensor: ``(name, param, local, lo, hi)``
+    says ``delta[lo:hi]`` are the selected entries of ``param``, at flat positions ``local`` inside it (on
+    its device)."""
+    bounds = torch.tensor([s.start for s in layout] + [layout[-1].stop])
     cuts = torch.searchsorted(ordered, bounds).tolist()
-    return [(k, (ordered[cuts[k]:cuts[k + 1]] - s.start).to(named[k][1].device), cuts[k], cuts[k + 1])
-            for k, s in enumerate(layout) if cuts[k + 1] > cuts[k]]
+    return [(s.name, param, (ordered[lo:hi] - s.start).to(param.device), lo, hi)
+            for s, (_, param), lo, hi in zip(layout, named, cuts[:-1], cuts[1:]) if hi > lo]
 
 
 @contextmanager
@@ -317,12 +316,7 @@ class SubnetworkJacobian:
         self.chunk_size = chunk_size
         self.n_params = layout[-1].stop
         self.indices = check_subnetwork_indices(indices, self.n_params)
-        parts = _subnetwork_parts(self.indices, named, layout)
-        # delta[lo:hi] are the selected entries of the tensor `param`, at flat positions `local` inside it
-        self._layout = layout
-        self._parts: list[tuple[str, nn.Parameter, Tensor, int, int]] = [
-            (layout[k].name, named[k][1], local, lo, hi) for k, local, lo, hi in parts]
-        self._part_positions = [k for k, *_ in parts]      # of each part's tensor in the layout
+        self._parts = _subnetwork_parts(self.indices, named, layout)
         first = named[0][1]
         self.dtype, self.device = first.dtype, first.device
         self._n_outputs: int | None = None
@@ -1000,18 +994,8 @@ class SubnetLaplace:
         return self._curvature * self._ggn_scale()
 
     def _current_subnetwork_weights(self) -> Tensor:
-        """``flat_parameters(model)[indices]``, a new tensor: the model's current values at the subnetwork,
-        gathered from the tensors holding selected weights only while the trainable parameters have the
-        layout, dtype and device of construction (else through the whole flat vector)."""
-        jac = self._jacobian
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        if len(params) == len(jac._layout) and all(p.dtype == jac.dtype and p.device == jac.device
-                                                   and p.shape == s.shape for p, s in zip(params, jac._layout)):
-            with torch.no_grad():
-                parts = [params[k].view(-1).index_select(0, local)
-                         for k, (_, _, local, _, _) in zip(jac._part_positions, jac._parts)]
-                return parts[0] if len(parts) == 1 else torch.cat(parts)
-        return flat_parameters(self.model)[jac.indices.to(jac.device)]
+        """``flat_parameters(model)[indices]``: the model's current values at the subnetwork (a new tensor)."""
+        return flat_parameters(self.model)[self._jacobian.indices.to(self._jacobian.device)]
 
     def _prior_vector(self) -> Tensor:
         return self._prior.to(self.dtype, copy=True).expand(self.n_subnetwork).to(self._jacobian.device)
