@@ -90,14 +90,18 @@ def agree_on_assignment(comm: Comm, graph: NodeGraph, cfg: DistGCNConfig) -> np.
 
 def agree_on_topology(comm: Comm, cfg: DistGCNConfig, cut: np.ndarray,
                       heterogeneity: np.ndarray | None = None) -> Topology:
-    """The topology, designed by agent 0 and broadcast (weights as float64)."""
+    """The topology, designed by agent 0 only and broadcast (weights as float64)."""
     n = comm.num_agents
-    topo = build_topology(cfg.topology, n, links=cfg.links, cut=cut, mixing=cfg.mixing,
-                          fmmc_steps=cfg.fmmc_steps, seed=cfg.split_seed, heterogeneity=heterogeneity,
-                          proposals=cfg.design_proposals)
-    weights = comm.broadcast(torch.from_numpy(topo.weights), 0).numpy()
+    mixing = "metropolis" if cfg.mixing == "auto" else cfg.mixing
+    weights = torch.zeros(n, n, dtype=torch.float64)
+    if 0 in comm.agents:
+        topo = build_topology(cfg.topology, n, links=cfg.links, cut=cut, mixing=cfg.mixing,
+                              fmmc_steps=cfg.fmmc_steps, seed=cfg.split_seed, heterogeneity=heterogeneity,
+                              proposals=cfg.design_proposals)
+        weights, mixing = torch.from_numpy(topo.weights), topo.mixing
+    weights = comm.broadcast(weights, 0).numpy()
     links = [(i, j) for i in range(n) for j in range(i + 1, n) if weights[i, j] != 0]
-    return Topology(topo.kind, links, weights, topo.mixing)
+    return Topology(cfg.topology, links, weights, mixing)
 
 
 def build_context(cfg: DistGCNConfig, graph: NodeGraph, comm: Comm, assignment: np.ndarray | None = None
