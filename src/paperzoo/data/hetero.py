@@ -57,6 +57,15 @@ Datasets (sizes measured on the shared data root)
     labels: movie, 1,094 action / 1,562 comedy / 1,521 drama, all labelled.
     split: MAGNN uses a random 400 / 400 / 3,478 split; our movie set differs (dedup, year filter),
     so we use a seeded stratified 60/20/20 (2,506 / 835 / 836).
+``imdb`` with ``task="hgb"`` (HGB's IMDB node classification, Lv et al. 2021)
+    The same CSV and the same dedup / director-actor / year rules, but movies with none of HGB's
+    five genres stay in the graph unlabelled (4 rows without a year dropped).
+    nodes: movie 4,806 / director 2,390 / actor 6,119 / keyword 7,970 (every plot-keyword phrase);
+    HGB lists 4,932 / 2,393 / 6,124 / 7,971 (it keeps the 124 duplicate rows).
+    labels: multi-label 0/1 over Action, Comedy, Drama, Romance, Thriller; 4,460 labelled
+    (1,094 / 1,811 / 2,460 / 1,067 / 1,336), unlabelled rows are -1.
+    movie attributes: binary bag of words of the plot keywords (words of >= 2 movies: 3,301).
+    split: seeded random 24/6/70 of the labelled movies (1,070 / 268 / 3,122), HGB's ratios.
 
 Split rule where none ships: per class, shuffle with ``torch.Generator().manual_seed(seed)`` and
 take the first 60 % (rounded) for train, the next 20 % for valid, the rest for test.
@@ -97,8 +106,10 @@ class HeteroGraph:
     num_nodes: node count per node type.
     edges: ``(src_type, relation, dst_type) -> LongTensor (2, E)``; row 0 source ids, row 1 targets.
     node_time: optional per-type LongTensor of years (one per node of that type).
-    labels: ``{"node_type": str, "y": LongTensor (num_nodes[node_type],), "classes": list[str]}``;
-        ``y == -1`` marks unlabelled nodes. Empty dict when the graph has no labels.
+    labels: ``{"node_type": str, "y": LongTensor, "classes": list[str]}``. Single-label graphs
+        have ``y`` of shape ``(num_nodes[node_type],)`` with ``-1`` marking unlabelled nodes;
+        multi-label graphs (HGB's IMDB task) have a 0/1 matrix ``(num_nodes[node_type], C)`` with
+        rows of ``-1`` marking unlabelled nodes. Empty dict when the graph has no labels.
     splits: ``{"train" | "valid" | "test": LongTensor}`` of target-type node indices.
     info: free-form notes (split rule, dropped rows, ...).
     node_features: optional per-type float tensors ``(num_nodes[type], d)`` of fixed node
@@ -139,6 +150,17 @@ class HeteroGraph:
     def num_classes(self) -> int:
         return len(self.classes)
 
+    @property
+    def multilabel(self) -> bool:
+        """True when a node may carry several classes at once (``y`` is a 0/1 matrix)."""
+        y = self.y
+        return y is not None and y.dim() == 2
+
+    def labelled(self) -> torch.Tensor:
+        """Boolean mask over the target type: which nodes carry labels."""
+        y = self.y
+        return (y >= 0).all(1) if y.dim() == 2 else y >= 0
+
     def num_edges(self, edge_type: EdgeType | None = None) -> int:
         if edge_type is not None:
             return int(self.edges[edge_type].shape[1])
@@ -155,9 +177,11 @@ class HeteroGraph:
         for et, e in self.edges.items():
             lines.append(f"  edge {et[0]} -{et[1]}-> {et[2]}: {e.shape[1]}")
         if self.labels:
-            y = self.labels["y"]
-            counts = torch.bincount(y[y >= 0], minlength=self.num_classes).tolist()
-            lines.append(f"  labels on {self.target}: {int((y >= 0).sum())} labelled, classes "
+            y, known = self.labels["y"], self.labelled()
+            counts = (y[known].sum(0) if self.multilabel
+                      else torch.bincount(y[known], minlength=self.num_classes)).tolist()
+            kind = "multi-label, " if self.multilabel else ""
+            lines.append(f"  labels on {self.target}: {int(known.sum())} labelled, {kind}classes "
                          + ", ".join(f"{c}={n}" for c, n in zip(self.classes, counts)))
         if self.splits:
             lines.append("  splits: " + " / ".join(f"{k} {len(v)}" for k, v in self.splits.items()))
@@ -255,18 +279,30 @@ class HeteroGraph:
             t, y, c = self.target, self.labels["y"], len(self.classes)
             if t not in self.num_nodes:
                 raise ValueError(f"{where}: label node type {t!r} is not a node type")
-            if y.shape != (self.num_nodes[t],):
+            if y.dtype != torch.long:
+                raise ValueError(f"{where}: labels y must be int64, got {y.dtype}")
+            if y.dim() == 2:
+                if y.shape != (self.num_nodes[t], c):
+                    raise ValueError(f"{where}: multi-label y has shape {tuple(y.shape)}, "
+                                     f"expected ({self.num_nodes[t]}, {c})")
+                rows_ok = ((y == 0) | (y == 1)).all(1) | (y == -1).all(1)
+                if not bool(rows_ok.all()):
+                    bad = int((~rows_ok).nonzero()[0, 0])
+                    raise ValueError(f"{where}: multi-label y row {bad} must be 0/1 (or all -1 for "
+                                     f"an unlabelled node), got {y[bad].tolist()}")
+            elif y.shape != (self.num_nodes[t],):
                 raise ValueError(f"{where}: labels y has shape {tuple(y.shape)}, "
-                                 f"expected ({self.num_nodes[t]},)")
-            if y.numel() and (int(y.min()) < -1 or int(y.max()) >= c):
+                                 f"expected ({self.num_nodes[t]},) or ({self.num_nodes[t]}, {c})")
+            elif y.numel() and (int(y.min()) < -1 or int(y.max()) >= c):
                 raise ValueError(f"{where}: labels y must lie in [-1, {c}), "
                                  f"got range {int(y.min())}..{int(y.max())}")
+            known = self.labelled()
             seen: dict[int, str] = {}
             for split, idx in self.splits.items():
                 if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= self.num_nodes[t]):
                     raise ValueError(f"{where}: split {split!r} has indices outside "
                                      f"[0, {self.num_nodes[t]})")
-                if idx.numel() and bool((y[idx] < 0).any()):
+                if idx.numel() and not bool(known[idx].all()):
                     raise ValueError(f"{where}: split {split!r} contains unlabelled nodes")
                 for i in idx.tolist():
                     if i in seen:
@@ -353,6 +389,19 @@ def stratified_split(y: torch.Tensor, fractions=(0.6, 0.2, 0.2), seed: int = 0,
             start = stop
     return {n: torch.cat(p).sort().values if p else torch.empty(0, dtype=torch.long)
             for n, p in parts.items()}
+
+
+def random_split(candidates: torch.Tensor, fractions=(0.24, 0.06, 0.70), seed: int = 0
+                 ) -> dict[str, torch.Tensor]:
+    """Shuffle ``candidates`` (seeded) and cut them into train/valid/test by ``fractions`` (for
+    multi-label targets, where a per-class stratification is not defined)."""
+    gen = torch.Generator().manual_seed(seed)
+    order = candidates[torch.randperm(len(candidates), generator=gen)]
+    n_train = int(round(fractions[0] * len(order)))
+    n_valid = int(round(fractions[1] * len(order)))
+    cuts = {"train": order[:n_train], "valid": order[n_train:n_train + n_valid],
+            "test": order[n_train + n_valid:]}
+    return {k: v.sort().values for k, v in cuts.items()}
 
 
 def _max_id(pairs, col) -> int:
@@ -481,6 +530,8 @@ def load_acm(folder: str | os.PathLike, seed: int = 0) -> HeteroGraph:
 
 
 IMDB_GENRES = ("Action", "Comedy", "Drama")
+HGB_IMDB_GENRES = ("Action", "Comedy", "Drama", "Romance", "Thriller")
+IMDB_TASKS = ("magnn", "hgb")
 
 
 def imdb_label(genres: str) -> int:
@@ -492,15 +543,53 @@ def imdb_label(genres: str) -> int:
     return -1
 
 
-def load_imdb(folder: str | os.PathLike, min_keyword_movies: int = 2, seed: int = 0,
-              word_vectors=None) -> HeteroGraph:
+def imdb_multilabel(genres: str) -> list[int]:
+    """HGB's labels: a 0/1 flag for each of Action, Comedy, Drama, Romance, Thriller."""
+    present = {genre.strip() for genre in genres.split("|")}
+    return [int(genre in present) for genre in HGB_IMDB_GENRES]
+
+
+def keyword_bag_of_words(keyword_lists: list[list[str]], min_movies: int = 2):
+    """Binary bag of words of each movie's plot keywords: the vocabulary is every lower-cased word
+    (split on whitespace) that occurs in the keywords of at least ``min_movies`` movies (MAGNN's
+    ``CountVectorizer(min_df=2)`` on the keyword text). Returns ``(features (M, V), vocabulary)``."""
+    words = [{w for k in kws for w in k.lower().split()} for kws in keyword_lists]
+    df: dict[str, int] = {}
+    for ws in words:
+        for w in ws:
+            df[w] = df.get(w, 0) + 1
+    vocab = sorted(w for w, n in df.items() if n >= min_movies)
+    col = {w: i for i, w in enumerate(vocab)}
+    x = torch.zeros(len(words), len(vocab))
+    for i, ws in enumerate(words):
+        idx = [col[w] for w in ws if w in col]
+        if idx:
+            x[i, idx] = 1.0
+    return x, vocab
+
+
+def load_imdb(folder: str | os.PathLike, min_keyword_movies: int | None = None, seed: int = 0,
+              word_vectors=None, task: str = "magnn") -> HeteroGraph:
     """IMDB from ``movie_metadata.csv``: movie/director/actor/keyword nodes (see the module docstring).
+
+    ``task="magnn"`` (default): single-label Action/Comedy/Drama (MAGNN's rule), keyword nodes for
+    phrases of at least ``min_keyword_movies`` (default 2) movies, stratified 60/20/20 split.
+    ``task="hgb"``: HGB's task. Multi-label over Action/Comedy/Drama/Romance/Thriller (movies
+    with none of them stay in the graph, unlabelled), every keyword phrase is a node (``min_keyword_movies``
+    default 1, as HGB's 7,971 keywords), movies carry a binary bag of words of their plot
+    keywords as attributes (:func:`keyword_bag_of_words`, HGB's movie features), and a seeded
+    random 24/6/70 split (HGB's ratios).
 
     ``word_vectors`` (a :class:`paperzoo.data.text.WordVectors`, e.g. GloVe): also attach text
     attributes, the counterpart of MAGNN's and HGB's plot-keyword features. A movie gets the mean
     vector of the words of ALL its ``plot_keywords`` (also those too rare to be keyword nodes), a
     keyword node the mean vector of its phrase; each gets one more column, 1 if any word was in
     the vocabulary (else the vector is zero). Directors and actors get none."""
+    if task not in IMDB_TASKS:
+        raise ValueError(f"unknown IMDB task {task!r}; known: {', '.join(IMDB_TASKS)}")
+    hgb = task == "hgb"
+    if min_keyword_movies is None:
+        min_keyword_movies = 1 if hgb else 2
     path = Path(folder) / "movie_metadata.csv"
     need = ("director_name", "actor_1_name", "actor_2_name", "actor_3_name", "genres",
             "plot_keywords", "title_year", "movie_imdb_link", "movie_title")
@@ -533,8 +622,12 @@ def load_imdb(folder: str | os.PathLike, min_keyword_movies: int = 2, seed: int 
             if not get["director_name"] or not get["actor_1_name"]:
                 dropped["no_director_or_actor"] += 1
                 continue
-            label = imdb_label(get["genres"])
-            if label < 0:
+            if hgb:  # movies with none of the five genres stay in the graph, unlabelled
+                label = imdb_multilabel(get["genres"])
+                label = label if any(label) else [-1] * len(label)
+            else:
+                label = imdb_label(get["genres"])
+            if not hgb and label < 0:
                 dropped["no_label"] += 1
                 continue
             if not get["title_year"]:
@@ -569,10 +662,14 @@ def load_imdb(folder: str | os.PathLike, min_keyword_movies: int = 2, seed: int 
         has_kw.update((i, kid[k]) for k in kws if k in kid)
     log.info("imdb: kept %d movies, dropped %s", len(movies), dropped)
     features = {}
+    if hgb:
+        features["movie"], vocab = keyword_bag_of_words([m[5] for m in movies])
+        log.info("imdb: movie bag of words over %d keyword words", len(vocab))
     if word_vectors is not None:
         for nt, texts in (("movie", [m[5] for m in movies]), ("keyword", keywords)):
             vec, known = word_vectors.embed(texts)
-            features[nt] = torch.cat([vec, (known > 0).float().unsqueeze(1)], 1)
+            vec = torch.cat([vec, (known > 0).float().unsqueeze(1)], 1)
+            features[nt] = torch.cat([features[nt], vec], 1) if nt in features else vec
             log.info("imdb: %s text attributes, %d of %d without a known word", nt,
                      int((known == 0).sum()), len(texts))
     y = torch.tensor([m[2] for m in movies], dtype=torch.long)
@@ -584,11 +681,13 @@ def load_imdb(folder: str | os.PathLike, min_keyword_movies: int = 2, seed: int 
                ("actor", "acts_in", "movie"): _edge_tensor(acts),
                ("movie", "has_keyword", "keyword"): _edge_tensor(has_kw)},
         node_time={"movie": torch.tensor([m[1] for m in movies], dtype=torch.long)},
-        labels={"node_type": "movie", "y": y, "classes": [genre.lower() for genre in IMDB_GENRES]},
-        splits=stratified_split(y, seed=seed),
-        info={"source": str(path), "dropped": dropped, "titles": [m[0] for m in movies],
+        labels={"node_type": "movie", "y": y,
+                "classes": [genre.lower() for genre in (HGB_IMDB_GENRES if hgb else IMDB_GENRES)]},
+        splits=(random_split((y >= 0).all(1).nonzero().flatten(), seed=seed) if hgb
+                else stratified_split(y, seed=seed)),
+        info={"source": str(path), "task": task, "dropped": dropped, "titles": [m[0] for m in movies],
               "directors": directors, "actors": actors, "keywords": keywords,
-              "split": f"seeded ({seed}) stratified 60/20/20",
+              "split": f"seeded ({seed}) random 24/6/70" if hgb else f"seeded ({seed}) stratified 60/20/20",
               **({"text_attributes": f"mean word vectors of plot keywords ({word_vectors.source})"}
                  if word_vectors is not None else {})},
         node_features=features,

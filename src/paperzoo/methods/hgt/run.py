@@ -42,6 +42,8 @@ def load_graph(cfg: HGTConfig, data_root: Optional[str] = None) -> HeteroGraph:
         g = hetero.synthetic_temporal(num_papers=cfg.synthetic_papers, seed=cfg.split_seed)
     else:
         extra = {"word_vectors": text.load_glove(data_root)} if cfg.text_features else {}
+        if cfg.dataset == "imdb":
+            extra["task"] = cfg.imdb_task
         g = hetero.load(cfg.dataset, data_root, seed=cfg.split_seed, **extra)
     if g.target is None:
         raise ValueError(f"dataset {cfg.dataset!r} has no labelled node type to classify")
@@ -104,6 +106,36 @@ def classification_metrics(logits: torch.Tensor, y: torch.Tensor, num_classes: i
             "loss": float(F.cross_entropy(logits, y)) if y.numel() else 0.0}
 
 
+def multilabel_metrics(logits: torch.Tensor, y: torch.Tensor) -> Dict[str, float]:
+    """Multi-label scores with a class predicted where its logit is positive (HGB's rule):
+    macro-F1 (mean of per-class F1, classes absent from both ``y`` and the predictions left out),
+    micro-F1 (F1 of all node-class decisions pooled), ``accuracy`` = exact-match ratio (every
+    class of a node right), and the mean binary cross-entropy."""
+    if not y.numel():
+        return {"accuracy": 0.0, "macro_f1": 0.0, "micro_f1": 0.0, "loss": 0.0}
+    pred, truth = logits > 0, y.bool()
+    tp = (pred & truth).sum(0).double()
+    denom = pred.sum(0).double() + truth.sum(0).double()
+    present = denom > 0
+    f1 = 2 * tp[present] / denom[present]
+    return {"accuracy": float((pred == truth).all(1).double().mean()),
+            "macro_f1": float(f1.mean()) if bool(present.any()) else 0.0,
+            "micro_f1": float(2 * tp.sum() / denom.sum().clamp_min(1)),
+            "loss": float(F.binary_cross_entropy_with_logits(logits, y.to(logits.dtype)))}
+
+
+def scores(logits: torch.Tensor, y: torch.Tensor, num_classes: int) -> Dict[str, float]:
+    """:func:`multilabel_metrics` for 0/1 label matrices, else :func:`classification_metrics`."""
+    return multilabel_metrics(logits, y) if y.dim() == 2 else classification_metrics(logits, y, num_classes)
+
+
+def node_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Softmax cross-entropy for single-label targets, per-class binary cross-entropy for 0/1 matrices."""
+    if y.dim() == 2:
+        return F.binary_cross_entropy_with_logits(logits, y.to(logits.dtype))
+    return F.cross_entropy(logits, y)
+
+
 # --------------------------------------------------------------------------------- batching
 class Batcher:
     """Forward passes in either mode, returning the logits of the requested target nodes."""
@@ -147,7 +179,7 @@ def predict(model: NodeClassifier, batcher: Batcher, nodes: torch.Tensor, cfg: H
 def evaluate_split(model, batcher: Batcher, cfg: HGTConfig, split: str, prefix: str = "") -> Dict[str, float]:
     g = batcher.graph
     nodes = g.splits[split]
-    out = classification_metrics(predict(model, batcher, nodes, cfg), g.y[nodes], g.num_classes)
+    out = scores(predict(model, batcher, nodes, cfg), g.y[nodes], g.num_classes)
     return {f"{prefix}{k}": v for k, v in out.items()}
 
 
@@ -167,7 +199,7 @@ def train_epoch(model, optimizer, batcher: Batcher, cfg: HGTConfig, generator: t
             logits, y = batcher.full(model, train), g.y[train]
         else:
             logits, y = batcher.sampled(model, batch, generator), g.y[batch]
-        loss = F.cross_entropy(logits, y)
+        loss = node_loss(logits, y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.grad_clip:
@@ -215,7 +247,8 @@ def run(cfg: HGTConfig, run_dir: RunDir) -> RunResult:
 
 def _validate(model, batcher: Batcher, cfg: HGTConfig) -> tuple[float, Dict[str, float]]:
     valid = evaluate_split(model, batcher, cfg, "valid", "valid/")
-    return valid[f"valid/{cfg.select_metric}"], valid
+    score = valid[f"valid/{cfg.select_metric}"]
+    return (-score if cfg.select_metric == "loss" else score), valid
 
 
 def evaluate_model(run_dir: RunDir, graph: HeteroGraph, cfg: HGTConfig,
