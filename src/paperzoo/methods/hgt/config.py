@@ -183,9 +183,10 @@ PRESETS = {
     ),
     "sampled_aminer": Preset(
         "sampled_aminer",
-        HGTConfig(dataset="aminer", features="both", mode="sampled", batch_size=128,
-                  sampled_depth=2, sampled_number=512, epochs=100, patience=20),
-        "AMiner with HGSampling mini-batches (the paper's recipe for graphs too big for one step)",
+        HGTConfig(dataset="aminer", features="both", target_embedding=False, mode="sampled",
+                  batch_size=128, sampled_depth=2, sampled_number=512, epochs=100, patience=20),
+        "AMiner with HGSampling mini-batches (the paper's recipe for graphs too big for one step); "
+        "authors by structural features only, as paper_aminer",
         dataset="aminer",
     ),
     "paper_aminer_link": Preset(
