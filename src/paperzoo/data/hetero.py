@@ -369,6 +369,18 @@ def read_pairs(path: str | os.PathLike, sep: str | None = None) -> list[tuple[in
     return out
 
 
+def _shuffle_and_cut(members: torch.Tensor, fractions, gen: torch.Generator) -> list[torch.Tensor]:
+    """Shuffle ``members`` with ``gen`` and cut them into ``len(fractions)`` consecutive parts (each
+    ``round(f * n)`` long, the last one takes the rest)."""
+    members = members[torch.randperm(len(members), generator=gen)]
+    parts, start = [], 0
+    for k, f in enumerate(fractions):
+        stop = len(members) if k == len(fractions) - 1 else start + int(round(f * len(members)))
+        parts.append(members[start:stop])
+        start = stop
+    return parts
+
+
 def stratified_split(y: torch.Tensor, fractions=(0.6, 0.2, 0.2), seed: int = 0,
                      candidates: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """Per class, shuffle (seeded) and cut into ``len(fractions)`` parts named train/valid/test.
@@ -380,13 +392,8 @@ def stratified_split(y: torch.Tensor, fractions=(0.6, 0.2, 0.2), seed: int = 0,
     names = SPLITS if len(fractions) == 3 else SPLITS[:len(fractions)]
     parts: dict[str, list[torch.Tensor]] = {n: [] for n in names}
     for c in torch.unique(y[idx]).tolist():
-        members = idx[y[idx] == c]
-        members = members[torch.randperm(len(members), generator=gen)]
-        start = 0
-        for k, (n, f) in enumerate(zip(names, fractions)):
-            stop = len(members) if k == len(names) - 1 else start + int(round(f * len(members)))
-            parts[n].append(members[start:stop])
-            start = stop
+        for n, part in zip(names, _shuffle_and_cut(idx[y[idx] == c], fractions, gen)):
+            parts[n].append(part)
     return {n: torch.cat(p).sort().values if p else torch.empty(0, dtype=torch.long)
             for n, p in parts.items()}
 
@@ -395,13 +402,8 @@ def random_split(candidates: torch.Tensor, fractions=(0.24, 0.06, 0.70), seed: i
                  ) -> dict[str, torch.Tensor]:
     """Shuffle ``candidates`` (seeded) and cut them into train/valid/test by ``fractions`` (for
     multi-label targets, where a per-class stratification is not defined)."""
-    gen = torch.Generator().manual_seed(seed)
-    order = candidates[torch.randperm(len(candidates), generator=gen)]
-    n_train = int(round(fractions[0] * len(order)))
-    n_valid = int(round(fractions[1] * len(order)))
-    cuts = {"train": order[:n_train], "valid": order[n_train:n_train + n_valid],
-            "test": order[n_train + n_valid:]}
-    return {k: v.sort().values for k, v in cuts.items()}
+    parts = _shuffle_and_cut(candidates, fractions, torch.Generator().manual_seed(seed))
+    return {n: part.sort().values for n, part in zip(SPLITS, parts)}
 
 
 def _max_id(pairs, col) -> int:
@@ -627,9 +629,9 @@ def load_imdb(folder: str | os.PathLike, min_keyword_movies: int | None = None, 
                 label = label if any(label) else [-1] * len(label)
             else:
                 label = imdb_label(get["genres"])
-            if not hgb and label < 0:
-                dropped["no_label"] += 1
-                continue
+                if label < 0:
+                    dropped["no_label"] += 1
+                    continue
             if not get["title_year"]:
                 dropped["no_year"] += 1
                 continue
