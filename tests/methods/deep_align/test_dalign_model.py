@@ -12,9 +12,12 @@ from paperzoo.methods.deep_align.zoo import synthetic_task
 ARCH = MLPArch((12, 8, 7, 6, 3))
 
 
-def _model(seed=0):
+REDUCTIONS = pytest.mark.parametrize("reduction", ["mean", "max"])
+
+
+def _model(seed=0, reduction="mean"):
     torch.manual_seed(seed)
-    return DeepAlign(ARCH, hidden=6, depth=3, out_dim=10, input_proj=5).double()
+    return DeepAlign(ARCH, hidden=6, depth=3, out_dim=10, input_proj=5, reduction=reduction).double()
 
 
 def _nets(n, seed):
@@ -25,8 +28,9 @@ def _perms(seed):
     return P.random_perms(ARCH.spec().sizes(unbatch(_nets(1, 0), 0)), torch.Generator().manual_seed(seed))
 
 
-def test_dws_encoder_is_equivariant():
-    enc = DWSEncoder(ARCH.sizes, 5, 3, 4, input_proj=0).double()
+@REDUCTIONS
+def test_dws_encoder_is_equivariant(reduction):
+    enc = DWSEncoder(ARCH.sizes, 5, 3, 4, input_proj=0, reduction=reduction).double()
     v = _nets(2, 1)
     g = _perms(2)
     out_w, out_b = enc(*split_mlp(v, ARCH.num_layers))
@@ -44,8 +48,9 @@ def test_dws_encoder_is_equivariant():
         assert torch.allclose(b, out_gb[m], atol=1e-10)
 
 
-def test_deep_align_equivariance_F_gv_gpv():
-    model, v, w = _model(), _nets(3, 1), _nets(3, 2)
+@REDUCTIONS
+def test_deep_align_equivariance_F_gv_gpv(reduction):
+    model, v, w = _model(reduction=reduction), _nets(3, 1), _nets(3, 2)
     g, h = _perms(3), _perms(4)
     spec = ARCH.spec()
     base = model.similarity(v, w)
@@ -55,8 +60,9 @@ def test_deep_align_equivariance_F_gv_gpv():
         assert torch.allclose(gm @ s @ hm.T, s2, atol=1e-10)
 
 
-def test_deep_align_swap_symmetry():
-    model, v, w = _model(), _nets(2, 5), _nets(2, 6)
+@REDUCTIONS
+def test_deep_align_swap_symmetry(reduction):
+    model, v, w = _model(reduction=reduction), _nets(2, 5), _nets(2, 6)
     for s, st in zip(model.similarity(v, w), model.similarity(w, v)):
         assert torch.allclose(s, st.transpose(1, 2), atol=1e-12)
 
@@ -68,9 +74,10 @@ def test_joint_encoder_pass_equals_separate_passes():
         assert torch.allclose(s, s_sep, atol=1e-12)
 
 
+@REDUCTIONS
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_deep_align_recovers_permutation_of_held_out_network(seed):
-    model = _model(seed)  # untrained weights: recovery holds by construction
+def test_deep_align_recovers_permutation_of_held_out_network(seed, reduction):
+    model = _model(seed, reduction)  # untrained weights: recovery holds by construction
     v = _nets(2, 100 + seed)  # networks never seen
     g = _perms(10 + seed)
     aligned = model.align(v, P.apply(ARCH.spec(), g, v, batched=True))

@@ -53,6 +53,10 @@ class DeepAlignConfig:
     """DWS layers (paper: 4)."""
     out_dim: int = 16
     """Per-neuron feature size of F_V->A (paper: 128)."""
+    encoder_reduction: Literal["mean", "max"] = "max"
+    """Pooling over neuron axes in the DWS encoder and ``F_V->A``: ``max`` (the official code's default)
+    or ``mean``. On the MNIST zoo, after 500 steps of ``quick``: test barrier 0.264 with ``max``, 0.324
+    with ``mean``."""
     input_proj: int = 0
     """Learned projection of the input axis of the first weight matrix (0 = none)."""
     epochs: int = 3

@@ -26,41 +26,52 @@ two input-level entries of different tensors) are left out, which keeps exact eq
 from __future__ import annotations
 
 import itertools
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
 Weights = list[Tensor]
 Biases = list[Tensor]
+Reduction = Literal["mean", "max"]
 
 
-def neuron_features(ws: Weights, bs: Biases, fixed_io: bool = False) -> list[Tensor]:
+def pool(t: Tensor, dims: int | tuple[int, ...], reduction: Reduction = "mean") -> Tensor:
+    """Mean or max of ``t`` over the neuron axes ``dims`` (both commute with permutations of them)."""
+    if reduction == "max":
+        return t.amax(dims)
+    return t.mean(dims)
+
+
+def neuron_features(ws: Weights, bs: Biases, fixed_io: bool = False, reduction: Reduction = "mean"
+                    ) -> list[Tensor]:
     """Per level ``l = 0..L``: features ``(B, n_l, k_l)`` of its neurons (see module docstring).
 
     With ``fixed_io``, a neuron of the first hidden level also sees its whole incoming weight row (the
     input axis is never permuted, so it may be flattened into features) and a neuron of the last
     hidden level its whole outgoing weight column: these are the index-specific maps of the DWS basis
-    for the unpermuted input and output levels.
+    for the unpermuted input and output levels. ``reduction`` pools the edges of a neuron by their
+    mean or their maximum (the official code's default is the maximum).
     """
     num = len(ws)
     out = []
     for level in range(num + 1):
         parts = []
         if level > 0:
-            parts += [ws[level - 1].mean(2), bs[level - 1]]
+            parts += [pool(ws[level - 1], 2, reduction), bs[level - 1]]
             if fixed_io and level == 1 and num > 1:
                 parts.append(ws[0].flatten(2))
         if level < num:
-            parts.append(ws[level].mean(1))
+            parts.append(pool(ws[level], 1, reduction))
             if fixed_io and level == num - 1 and level > 0:
                 parts.append(ws[level].transpose(1, 2).flatten(2))
         out.append(torch.cat(parts, dim=-1))
     return out
 
 
-def global_features(ws: Weights, bs: Biases) -> Tensor:
-    """``(B, 2 L C)``: every tensor averaged over its neuron axes."""
-    return torch.cat([w.mean((1, 2)) for w in ws] + [b.mean(1) for b in bs], dim=-1)
+def global_features(ws: Weights, bs: Biases, reduction: Reduction = "mean") -> Tensor:
+    """``(B, 2 L C)``: every tensor pooled over its neuron axes."""
+    return torch.cat([pool(w, (1, 2), reduction) for w in ws] + [pool(b, 1, reduction) for b in bs], dim=-1)
 
 
 def level_width(level: int, sizes: tuple[int, ...], c: int, fixed_io: bool) -> int:
@@ -83,13 +94,16 @@ class DWSLayer(nn.Module):
         c_out: output features per entry.
         fixed_io: add the maps that flatten the unpermuted input / output axes (see
             :func:`neuron_features`).
+        reduction: pooling over neuron axes, ``mean`` or ``max``.
     """
 
-    def __init__(self, sizes: tuple[int, ...], c_in: int, c_out: int, fixed_io: bool = True):
+    def __init__(self, sizes: tuple[int, ...], c_in: int, c_out: int, fixed_io: bool = True,
+                 reduction: Reduction = "mean"):
         super().__init__()
         num_layers = len(sizes) - 1
         self.num_layers = num_layers
         self.fixed_io = fixed_io
+        self.reduction = reduction
         g = 2 * num_layers * c_in
         width = [level_width(lv, sizes, c_in, fixed_io) for lv in range(num_layers + 1)]
         self.w_self = nn.ModuleList(nn.Linear(c_in, c_out) for _ in range(num_layers))
@@ -101,8 +115,8 @@ class DWSLayer(nn.Module):
         self.b_glob = nn.ModuleList(nn.Linear(g, c_out, bias=False) for _ in range(num_layers))
 
     def forward(self, ws: Weights, bs: Biases) -> tuple[Weights, Biases]:
-        feats = neuron_features(ws, bs, self.fixed_io)
-        glob = global_features(ws, bs)
+        feats = neuron_features(ws, bs, self.fixed_io, self.reduction)
+        glob = global_features(ws, bs, self.reduction)
         new_w, new_b = [], []
         for m in range(self.num_layers):
             rows = self.w_rows[m](feats[m + 1])[:, :, None]
@@ -140,15 +154,17 @@ class DWSEncoder(nn.Module):
         out: features per entry of the output.
         input_proj: projected input width (0 keeps ``n_0``).
         fixed_io: use the input / output index-specific maps (see :func:`neuron_features`).
+        reduction: pooling over neuron axes in every layer, ``mean`` or ``max``.
     """
 
     def __init__(self, sizes: tuple[int, ...], hidden: int, depth: int, out: int, input_proj: int = 0,
-                 fixed_io: bool = True):
+                 fixed_io: bool = True, reduction: Reduction = "mean"):
         super().__init__()
         self.input_proj = InputProjection(sizes[0], input_proj) if input_proj else None
         self.sizes = ((input_proj,) if input_proj else sizes[:1]) + tuple(sizes[1:])
         dims = [1] + [hidden] * (depth - 1) + [out]
-        self.layers = nn.ModuleList(DWSLayer(self.sizes, a, b, fixed_io) for a, b in itertools.pairwise(dims))
+        self.layers = nn.ModuleList(DWSLayer(self.sizes, a, b, fixed_io, reduction)
+                                    for a, b in itertools.pairwise(dims))
 
     def forward(self, ws: Weights, bs: Biases) -> tuple[Weights, Biases]:
         if self.input_proj is not None:

@@ -20,7 +20,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from paperzoo.methods.deep_align.dws import DWSEncoder, level_width, neuron_features
+from paperzoo.methods.deep_align.dws import DWSEncoder, Reduction, level_width, neuron_features
 from paperzoo.methods.deep_align.matching import hungarian, log_sinkhorn
 from paperzoo.methods.deep_align.nets import MLPArch, Params
 from paperzoo.methods.deep_align.perm import Perms
@@ -43,15 +43,18 @@ class DeepAlign(nn.Module):
         out_dim: per-neuron feature size of ``F_V->A`` (paper: 128).
         input_proj: width of the learned projection of the input axis (0: none).
         init_scale: initial ``s^2`` of the similarity.
+        reduction: pooling over neuron axes in the encoder and ``F_V->A``, ``mean`` or ``max``.
     """
 
     def __init__(self, arch: MLPArch, hidden: int = 64, depth: int = 4, out_dim: int = 128,
-                 input_proj: int = 64, init_scale: float = 10.0):
+                 input_proj: int = 64, init_scale: float = 10.0, reduction: Reduction = "mean"):
         super().__init__()
         self.arch = arch
+        self.reduction = reduction
         num = arch.num_layers
         self.encoder = DWSEncoder(arch.sizes, hidden, depth, hidden,
-                                  input_proj if input_proj and input_proj < arch.sizes[0] else 0)
+                                  input_proj if input_proj and input_proj < arch.sizes[0] else 0,
+                                  reduction=reduction)
         self.heads = nn.ModuleList(
             nn.Sequential(nn.Linear(level_width(lv, self.encoder.sizes, hidden, True), out_dim), nn.ReLU(),
                           nn.Linear(out_dim, out_dim))
@@ -73,7 +76,7 @@ class DeepAlign(nn.Module):
         ws = [w / self.w_scale[m].to(w.dtype) for m, w in enumerate(ws)]
         bs = [b / self.b_scale[m].to(b.dtype) for m, b in enumerate(bs)]
         ws, bs = self.encoder(ws, bs)
-        feats = neuron_features(ws, bs, fixed_io=True)
+        feats = neuron_features(ws, bs, fixed_io=True, reduction=self.reduction)
         return [head(feats[lv + 1]) for lv, head in enumerate(self.heads)]
 
     def similarity(self, a: Params | list[Tensor], b: Params | list[Tensor]) -> list[Tensor]:

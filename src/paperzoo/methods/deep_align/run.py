@@ -71,7 +71,8 @@ def pairs_of(indices: list[int], count: int, seed: int) -> list[tuple[int, int]]
 
 def build_model(cfg: DeepAlignConfig, arch: MLPArch, train_params: Params) -> DeepAlign:
     torch.manual_seed(cfg.seed)
-    model = DeepAlign(arch, cfg.encoder_hidden, cfg.encoder_depth, cfg.out_dim, cfg.input_proj)
+    model = DeepAlign(arch, cfg.encoder_hidden, cfg.encoder_depth, cfg.out_dim, cfg.input_proj,
+                      reduction=cfg.encoder_reduction)
     model.fit_scales(train_params)
     return model
 
