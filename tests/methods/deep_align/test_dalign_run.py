@@ -1,4 +1,6 @@
 """The evaluation harness on a toy CNN zoo (baselines only) and a slow real-data MNIST check."""
+import json
+
 import pytest
 import torch
 
@@ -44,3 +46,15 @@ def test_weight_matching_lowers_the_mnist_barrier(data_root):
     res, _ = barrier_eval(cfg, task, zoo, [(0, 1), (2, 3)], cfg.methods, None)
     assert res["barrier/weight_matching"] < 0.5 * res["barrier/naive"]
     assert res["barrier/activation_matching"] < 0.5 * res["barrier/naive"]
+
+
+def test_run_writes_every_test_pairs_barrier(tmp_path):
+    from paperzoo import runner
+
+    result = runner.execute(runner.prepare("deep_align", "tiny", run_dir=tmp_path / "run",
+                                           overrides={"epochs": 1, "steps_per_epoch": 2}))
+    saved = json.loads((tmp_path / "run" / "test_pairs.json").read_text(encoding="utf-8"))
+    assert len(saved["pairs"]) == result.metrics["test/num_pairs"]
+    for method, barriers in saved["barrier"].items():
+        assert len(barriers) == len(saved["pairs"])
+        assert sum(barriers) / len(barriers) == pytest.approx(result.metrics[f"test/barrier/{method}"])

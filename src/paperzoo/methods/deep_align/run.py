@@ -8,7 +8,8 @@
 3. **Evaluation**: for ``cfg.test_pairs`` pairs of test networks, every method of ``cfg.methods``
    aligns ``b`` to ``a``; loss barrier and AUC of the interpolation curve on ``cfg.eval_examples`` test
    images. Metrics ``test/barrier/<method>`` (mean over pairs), ``test/barrier_std/<method>``,
-   ``test/auc/<method>``, ``test/align_seconds/<method>``; plot ``plots/barrier_curves.png``.
+   ``test/auc/<method>``, ``test/align_seconds/<method>``; plot ``plots/barrier_curves.png``; every
+   pair's barrier per method in ``test_pairs.json``.
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from torch.nn import functional as F
 from paperzoo.api import RunResult
 from paperzoo.core import loop
 from paperzoo.core import seed as seedlib
+from paperzoo.core.io import write_json
 from paperzoo.core.progress import progress
 from paperzoo.core.runs import RunDir
 from paperzoo.methods.deep_align import interp, matching
@@ -209,6 +211,10 @@ def _test_metrics(cfg: DeepAlignConfig, run_dir: RunDir, task: Z.Task, zoo: Z.Zo
                   split: dict[str, list[int]], model: DeepAlign | None, plots: bool) -> dict[str, float]:
     pairs = pairs_of(split["test"], cfg.test_pairs, cfg.seed + 2)
     res, curves = barrier_eval(cfg, task, zoo, pairs, cfg.methods, model, desc="test pairs")
+    # per-pair barriers, for paired comparisons between methods (benchmarks/deep_align/barrier_table.py)
+    write_json(run_dir.path / "test_pairs.json",
+               {"pairs": [list(p) for p in pairs],
+                "barrier": {name: [c.barrier for c in cs] for name, cs in curves.items()}})
     if plots:
         interp.plot_curves(curves, run_dir.path / "plots" / "barrier_curves.png",
                            f"{cfg.task} {cfg.arch} zoo: {len(pairs)} held-out pairs")
