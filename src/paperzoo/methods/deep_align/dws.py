@@ -8,16 +8,17 @@ batch axis and a trailing feature axis: ``W_m (B, n_{m+1}, n_m, C)``, ``b_m (B, 
 
 The equivariant linear maps are built from the known basis of pooling and broadcasting operations:
 
-* **neuron features** of level ``l``: everything indexed by that level alone, i.e. ``W_{l-1}`` averaged
-  over its columns, ``b_{l-1}``, and ``W_l`` averaged over its rows (whichever exist);
-* **global features**: the mean of every weight and bias tensor over all its neuron axes;
+* **neuron features** of level ``l``: everything indexed by that level alone, i.e. ``W_{l-1}`` pooled
+  over its columns, ``b_{l-1}``, and ``W_l`` pooled over its rows (whichever exist);
+* **global features**: every weight and bias tensor pooled over all its neuron axes;
 * output ``W_m`` = ``Lin(W_m)`` (elementwise in the neuron axes) + ``Lin(row features of level m+1)``
   broadcast along the columns + ``Lin(column features of level m)`` broadcast along the rows +
   ``Lin(global)``; output ``b_m`` = ``Lin(b_m)`` + ``Lin(neuron features of level m+1)`` + ``Lin(global)``.
 
-Each term is a pooling / broadcast over neuron axes (which commute with permutations of those axes)
-followed by a linear map of the feature axis only, so every map is exactly equivariant. This spans the
-DWS basis for hidden levels. The input and output levels are not permuted: their axes may be
+Pooling is the mean (the linear DWS basis, which this then spans for hidden levels) or the maximum
+(``reduction="max"``, the official Deep-Align code's default: the layer is then equivariant but no longer
+linear). Each term is a pooling / broadcast over neuron axes (which commute with permutations of those
+axes) followed by a linear map of the feature axis only, so every map is exactly equivariant. The input and output levels are not permuted: their axes may be
 flattened into features (``fixed_io``: a first-hidden-level neuron sees its whole incoming weight row,
 a last-hidden-level neuron its whole outgoing column), and the input axis may be shortened by a learned
 linear map (:class:`InputProjection`); the remaining index-specific maps of the full basis (e.g. between
