@@ -19,10 +19,11 @@ Pooling is the mean (the linear DWS basis, which this then spans for hidden leve
 (``reduction="max"``, the official Deep-Align code's default: the layer is then equivariant but no longer
 linear). Each term is a pooling / broadcast over neuron axes (which commute with permutations of those
 axes) followed by a linear map of the feature axis only, so every map is exactly equivariant. The input
-and output levels are not permuted: their axes may be flattened into features (``fixed_io``: a first-hidden-level neuron sees its whole incoming weight row,
-a last-hidden-level neuron its whole outgoing column), and the input axis may be shortened by a learned
-linear map (:class:`InputProjection`); the remaining index-specific maps of the full basis (e.g. between
-two input-level entries of different tensors) are left out, which keeps exact equivariance.
+and output levels are not permuted: their axes may be flattened into features (``fixed_io``: a
+first-hidden-level neuron sees its whole incoming weight row, a last-hidden-level neuron its whole
+outgoing column), and the input axis may be shortened by a learned linear map (:class:`InputProjection`);
+the remaining index-specific maps of the full basis (e.g. between two input-level entries of different
+tensors) are left out, which keeps exact equivariance.
 """
 from __future__ import annotations
 
