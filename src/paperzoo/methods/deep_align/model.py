@@ -43,11 +43,12 @@ class DeepAlign(nn.Module):
         out_dim: per-neuron feature size of ``F_V->A`` (paper: 128).
         input_proj: width of the learned projection of the input axis (0: none).
         init_scale: initial ``s^2`` of the similarity.
-        reduction: pooling over neuron axes in the encoder and ``F_V->A``, ``mean`` or ``max``.
+        reduction: pooling over neuron axes in the encoder and ``F_V->A``, ``max`` (the official code's
+            default, as :class:`~paperzoo.methods.deep_align.config.DeepAlignConfig`) or ``mean``.
     """
 
     def __init__(self, arch: MLPArch, hidden: int = 64, depth: int = 4, out_dim: int = 128,
-                 input_proj: int = 64, init_scale: float = 10.0, reduction: Reduction = "mean"):
+                 input_proj: int = 64, init_scale: float = 10.0, reduction: Reduction = "max"):
         super().__init__()
         self.arch = arch
         self.reduction = reduction

@@ -152,11 +152,6 @@ def _layout(named: list[tuple[str, nn.Parameter]]) -> list[ParameterSlice]:
     return layout
 
 
-def _layout_key(named: list[tuple[str, nn.Parameter]]) -> tuple[tuple[str, int], ...]:
-    """What :func:`parameter_layout` depends on: the trainable parameters' names and sizes, in order."""
-    return tuple((name, param.numel()) for name, param in named)
-
-
 def flat_parameters(model: nn.Module) -> Tensor:
     """The trainable parameters as one detached vector (the indexing space of a subnetwork)."""
     params = [p for p in model.parameters() if p.requires_grad]
@@ -239,10 +234,6 @@ def positive_float(value: Any, name: str) -> float:
 def check_prior_precision(value: float | Tensor, n: int, per: str) -> Tensor:
     """A prior precision as a float64 CPU tensor: a scalar (shape ``()``) or one positive value per
     weight (shape ``(n,)``); ``per`` names what the ``n`` values belong to in the error message."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):    # common case: checked in Python
-        if not (math.isfinite(value) and value > 0):
-            raise ValueError("prior_precision must be positive and finite")
-        return torch.tensor(float(value), dtype=torch.float64)
     value = torch.as_tensor(value, dtype=torch.float64).detach().cpu()
     if value.numel() == 1:
         value = value.reshape(())
@@ -324,7 +315,6 @@ class SubnetworkJacobian:
         self.mode = mode
         self.chunk_size = chunk_size
         self.n_params = layout[-1].stop
-        self._layout_key = _layout_key(named)
         self.indices = check_subnetwork_indices(indices, self.n_params)
         self._parts = _subnetwork_parts(self.indices, named, layout)
         first = named[0][1]
@@ -347,17 +337,6 @@ class SubnetworkJacobian:
     def parameter_names(self) -> list[str]:
         """Names of the parameter tensors that contain selected weights."""
         return [name for name, *_ in self._parts]
-
-    def selected_values(self) -> Tensor:
-        """``flat_parameters(model)[indices]``: the model's current values of the selected weights (a new,
-        detached tensor). While the trainable-parameter layout is the one of construction, only the tensors
-        holding selected weights are read; otherwise the flat vector of the current layout is indexed."""
-        named = _trainable_parameters(self.model)
-        if _layout_key(named) != self._layout_key:
-            return flat_parameters(self.model)[self.indices.to(self.device)]
-        current = dict(named)
-        values = [current[name].detach().reshape(-1)[local] for name, _, local, _, _ in self._parts]
-        return values[0] if len(values) == 1 else torch.cat(values)
 
     def _parameters(self, delta: Tensor) -> dict[str, Tensor]:
         """``{name: p* + scatter(delta part)}`` for the tensors holding selected weights."""
@@ -1016,7 +995,7 @@ class SubnetLaplace:
 
     def _current_subnetwork_weights(self) -> Tensor:
         """``flat_parameters(model)[indices]``: the model's current values at the subnetwork (a new tensor)."""
-        return self._jacobian.selected_values()
+        return flat_parameters(self.model)[self._jacobian.indices.to(self._jacobian.device)]
 
     def _prior_vector(self) -> Tensor:
         return self._prior.to(self.dtype, copy=True).expand(self.n_subnetwork).to(self._jacobian.device)
