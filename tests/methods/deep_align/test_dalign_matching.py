@@ -1,4 +1,5 @@
 """Weight matching, activation matching and Sinkhorn re-basin on planted permutations."""
+import pytest
 import torch
 
 from paperzoo.methods.deep_align import matching
@@ -78,10 +79,34 @@ def test_sinkhorn_rebasin_keeps_a_correct_initialisation_on_a_planted_pair():
     x = torch.randn(64, 5)
     y = arch.forward(stack([a]), x)[0].argmax(-1)
 
-    def loss_of(p, gen):
+    def loss_of(p, lam, gen):
         return torch.nn.functional.cross_entropy(arch.forward(stack([p]), x)[0], y)
 
     perms, info = matching.sinkhorn_rebasin(arch.spec(), a, b, loss_of, steps=5, init=P.invert(g),
                                             init_scale=20.0, generator=torch.Generator().manual_seed(0))
     assert info.iterations == 5
     assert all(torch.equal(perms[k], P.invert(g)[k]) for k in g)
+
+
+@pytest.mark.parametrize("tau", [1.0, 0.5])
+def test_implicit_sinkhorn_gradient_is_the_converged_unrolled_gradient(tau):
+    # at the fixed point, differentiating the balanced matrix (implicit) and backpropagating through
+    # enough iterations (unrolled) are the same derivative; 20 unrolled iterations are not yet
+    g = torch.Generator().manual_seed(0)
+    s = (2 * torch.randn(3, 6, 6, generator=g, dtype=torch.float64)).requires_grad_(True)
+    up = torch.randn(3, 6, 6, generator=g, dtype=torch.float64)
+    for head in (lambda z: z, torch.exp):  # gradients on log P (supervised loss) and on P (soft apply)
+        implicit, = torch.autograd.grad((head(matching.log_sinkhorn(s, 500, tau, implicit=True)) * up).sum(),
+                                        s)
+        unrolled, = torch.autograd.grad((head(matching.log_sinkhorn(s, 500, tau)) * up).sum(), s)
+        torch.testing.assert_close(implicit, unrolled, rtol=0, atol=1e-10)
+    short, = torch.autograd.grad((matching.log_sinkhorn(s, 20, tau) * up).sum(), s)
+    assert (short - implicit).abs().max() > 1e-3
+    forward = matching.log_sinkhorn(s, 500, tau, implicit=True)
+    torch.testing.assert_close(forward, matching.log_sinkhorn(s, 500, tau), rtol=0, atol=0)
+
+
+def test_implicit_sinkhorn_passes_gradcheck():
+    s = torch.randn(2, 5, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(1),
+                    requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: matching.log_sinkhorn(t, 1000, 1.0, implicit=True), (s,))

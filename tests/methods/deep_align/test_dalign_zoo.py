@@ -77,6 +77,5 @@ def test_config_errors_name_the_field(field, value):
         DeepAlignConfig(**{field: value})
 
 
-def test_cnn_config_refuses_deep_align():
-    with pytest.raises(ConfigError, match="methods"):
-        DeepAlignConfig(arch="cnn")
+def test_cnn_config_accepts_deep_align():
+    assert "deep_align" in DeepAlignConfig(arch="cnn").methods

@@ -17,11 +17,21 @@ class DeepAlignConfig:
     """Train a model zoo, train Deep-Align on its training networks without labels, and compare the loss
     barriers of every alignment method on held-out pairs of test networks."""
 
-    task: Literal["synthetic", "mnist", "fashion_mnist", "cifar10"] = "synthetic"
-    """Data the zoo's networks are trained on (``synthetic``: Gaussian clusters, 16 inputs, 4 classes)."""
+    task: Literal["synthetic", "mnist", "fashion_mnist", "cifar10", "sine"] = "synthetic"
+    """Data the zoo's networks are trained on (``synthetic``: Gaussian clusters, 16 inputs, 4 classes;
+    ``sine``: SIREN INRs, each fitted to its own ``sin(a x)`` on ``[-pi, pi]``, barriers in function
+    space)."""
+    sine_freq: tuple[float, ...] = (0.5, 10.0)
+    """``task=sine``: range of the frequency ``a`` drawn per network."""
+    inr_w0: float = 10.0
+    """``task=sine``: SIREN frequency factor ``w0`` of the hidden layers. SIREN's image default is 30; the
+    first layer's frequencies reach ``w0``, and 10 is the zoo's highest signal frequency. With 30 the
+    networks fit as well (test MSE 7e-5), but no method lowers the naive barrier (0.56 naive, 0.54 weight
+    matching on 10 pairs); with 10: 0.45 naive, 0.36 weight matching."""
     arch: Literal["mlp", "cnn"] = "mlp"
-    """Zoo architecture. ``cnn`` (stride-2 3x3 convolutions, global average pooling, linear head) is
-    aligned by the baselines only: Deep-Align's encoder here is the MLP (DWS) one."""
+    """Zoo architecture. ``cnn``: stride-2 3x3 convolutions, global average pooling, linear head; Deep-Align
+    reads it as an MLP over channels whose convolution entries carry the 9 kernel weights as features (the
+    DWS channel version; ``input_proj`` does not apply)."""
     cnn_channels: tuple[int, ...] = (16, 32, 32)
     """``arch=cnn``: output channels of the convolutions."""
     hidden_sizes: tuple[int, ...] = (16, 16, 16)
@@ -45,7 +55,8 @@ class DeepAlignConfig:
     train_limit: int = 0
     """Use only the first this many training images (0 = all)."""
     eval_examples: int = 2000
-    """Test images on which barriers are measured (the first ones of the test split)."""
+    """Test images on which barriers are measured (the first ones of the test split; ``sine``: the
+    number of test points)."""
     # ------------------------------------------------------------------ Deep-Align
     encoder_hidden: int = 8
     """Features per weight in the DWS encoder (paper: 64)."""
@@ -85,6 +96,10 @@ class DeepAlignConfig:
     """Sinkhorn iterations (training and the Sinkhorn baseline)."""
     tau: float = 1.0
     """Sinkhorn temperature."""
+    sinkhorn_grad: Literal["implicit", "unrolled"] = "implicit"
+    """Deep-Align training: gradient of Sinkhorn's fixed point (``implicit``, the paper) or backpropagation
+    through the ``sinkhorn_iters`` unrolled iterations (the presets measured before session 11). The
+    Sinkhorn re-basin baseline always unrolls, as Pena et al."""
     # ------------------------------------------------------------------ evaluation
     methods: tuple[str, ...] = METHODS
     """Alignment methods compared on the test pairs."""
@@ -124,13 +139,14 @@ class DeepAlignConfig:
                      "batch_size", "data_batch", "sinkhorn_iters", "test_pairs", "val_pairs", "wm_max_iter",
                      "am_examples", "rebasin_steps", "rebasin_batch"):
             check(getattr(self, name) >= 1, _NAME, name, "must be >= 1")
-        check(self.arch == "mlp" or not any(m.startswith("deep_align") for m in self.methods), _NAME,
-              "methods", "Deep-Align methods need arch=mlp (the CNN zoo is aligned by the baselines only)")
         check(bool(self.cnn_channels) and all(c >= 2 for c in self.cnn_channels), _NAME, "cnn_channels",
               "needs at least one convolution, each with >= 2 channels")
         check(self.num_lambdas >= 2, _NAME, "num_lambdas", "must be >= 2")
+        check(len(self.sine_freq) == 2 and 0 < self.sine_freq[0] <= self.sine_freq[1], _NAME, "sine_freq",
+              "must be (low, high) with 0 < low <= high")
+        check(self.task != "sine" or self.arch == "mlp", _NAME, "arch", "task=sine zoos are MLPs (SIRENs)")
         check(self.num_networks >= 5, _NAME, "num_networks", "must be >= 5 (train, val and test networks)")
-        for name in ("zoo_lr", "lr", "tau", "clip", "rebasin_lr", "rebasin_init_scale"):
+        for name in ("zoo_lr", "lr", "tau", "clip", "rebasin_lr", "rebasin_init_scale", "inr_w0"):
             check(getattr(self, name) > 0, _NAME, name, "must be > 0")
         for name in ("train_limit", "input_proj", "weight_decay", "aug_noise", "aug_scale", "num_threads"):
             check(getattr(self, name) >= 0, _NAME, name, "must be >= 0")
@@ -156,7 +172,8 @@ _MNIST = {"task": "mnist", "hidden_sizes": (128, 128, 128), "zoo_batch_size": 12
 # the CPU-sized encoder and training settings (16 features, batch 8, lr 2e-3) on the paper's MNIST zoo
 _QUICK = DeepAlignConfig(**_MNIST, num_networks=48, shard_size=16, zoo_epochs=1, encoder_hidden=16,
                          input_proj=32, encoder_depth=4, out_dim=64, epochs=6, steps_per_epoch=25,
-                         batch_size=8, lr=2e-3, test_pairs=8, val_pairs=3, rebasin_steps=60)
+                         batch_size=8, lr=2e-3, test_pairs=8, val_pairs=3, rebasin_steps=60,
+                         sinkhorn_grad="unrolled")
 
 PRESETS = {
     "tiny": Preset("tiny", DeepAlignConfig(),
@@ -183,7 +200,7 @@ PRESETS = {
         "paper_fashion_mnist_mlp",
         DeepAlignConfig(**{**_MNIST, "task": "fashion_mnist"}, num_networks=96, shard_size=16, zoo_epochs=1, input_proj=32,
                         encoder_hidden=16, encoder_depth=4, out_dim=64, epochs=8, steps_per_epoch=25, lr=2e-3,
-                        test_pairs=10, val_pairs=3, rebasin_steps=100),
+                        test_pairs=10, val_pairs=3, rebasin_steps=100, sinkhorn_grad="unrolled"),
         "Fashion-MNIST MLP zoo 784-128-128-128-10 (a second zoo; not in the paper)",
         dataset="fashion_mnist"),
     "paper_cifar10_mlp": Preset(
@@ -194,12 +211,23 @@ PRESETS = {
                         test_pairs=20, val_pairs=5, rebasin_steps=200),
         "CIFAR-10 MLP zoo 3072-128-128-128-10 with the paper's Deep-Align sizes",
         dataset="cifar10", paper=_CIFAR_PAPER),
+    "sine_inr": Preset(
+        "sine_inr",
+        DeepAlignConfig(task="sine", hidden_sizes=(32, 32, 32), num_networks=256, shard_size=64,
+                        zoo_epochs=250, zoo_batch_size=128, zoo_lr=1e-4, eval_examples=1000,
+                        encoder_hidden=16, encoder_depth=4, out_dim=64, epochs=20, steps_per_epoch=50,
+                        batch_size=8, data_batch=128, lr=2e-3, test_pairs=20, val_pairs=5, am_examples=512,
+                        rebasin_steps=100),
+        "the paper's synthetic INR zoo: 256 SIRENs 1-32-32-32-1, each fitted to its own sin(a x), "
+        "a in [0.5, 10]; barriers in function space (MSE to the interpolated outputs)",
+        dataset="synthetic"),
     "paper_cnn": Preset(
         "paper_cnn",
         DeepAlignConfig(task="cifar10", arch="cnn", cnn_channels=(16, 32, 32), num_networks=40, shard_size=8,
-                        zoo_epochs=2, zoo_batch_size=128, zoo_lr=2e-3, test_pairs=8, val_pairs=1,
-                        methods=("naive", "weight_matching", "activation_matching", "sinkhorn"),
-                        rebasin_steps=60, eval_examples=1000),
-        "CIFAR-10 small CNN zoo (channel permutations): naive, weight / activation matching, Sinkhorn",
+                        zoo_epochs=2, zoo_batch_size=128, zoo_lr=2e-3, encoder_hidden=16, encoder_depth=4,
+                        out_dim=64, epochs=10, steps_per_epoch=50, batch_size=8, lr=2e-3, test_pairs=8,
+                        val_pairs=3, rebasin_steps=60, eval_examples=1000),
+        "CIFAR-10 small CNN zoo (channel permutations): every method, Deep-Align as the DWS channel version "
+        "at the CPU width (16 features, 500 steps)",
         dataset="cifar10"),
 }

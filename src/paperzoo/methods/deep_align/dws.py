@@ -24,6 +24,13 @@ first-hidden-level neuron sees its whole incoming weight row, a last-hidden-leve
 outgoing column), and the input axis may be shortened by a learned linear map (:class:`InputProjection`);
 the remaining index-specific maps of the full basis (e.g. between two input-level entries of different
 tensors) are left out, which keeps exact equivariance.
+
+Convolutional networks (the "channel version" of DWS): a chain of convolutions, global average pooling
+and a linear head has the same neuron levels (input channels, the hidden channels of each convolution,
+classes), and a channel permutation acts on ``conv{m}.weight (c_{m+1}, c_m, k, k)`` exactly as a neuron
+permutation on an MLP weight whose entries carry ``k * k`` features (the kernel). :class:`EntryLift`
+maps every tensor's entry features to one common width by a per-tensor linear map (elementwise in the
+neuron axes, hence equivariant), after which the MLP layers apply unchanged.
 """
 from __future__ import annotations
 
@@ -146,6 +153,24 @@ class InputProjection(nn.Module):
         return self.proj(w0.transpose(2, 3)).transpose(2, 3)
 
 
+class EntryLift(nn.Module):
+    """Per-tensor linear map of the feature axis to ``dim`` features: weight tensor ``m`` from
+    ``weight_features[m]`` (e.g. the ``k * k`` entries of a convolution kernel, 1 for a linear layer),
+    every bias from 1.
+
+    It acts on each entry separately (elementwise in the neuron axes), so it commutes with every neuron
+    permutation; it gives tensors whose entries carry different numbers of features a common width.
+    """
+
+    def __init__(self, weight_features: tuple[int, ...], dim: int):
+        super().__init__()
+        self.w = nn.ModuleList(nn.Linear(f, dim, bias=False) for f in weight_features)
+        self.b = nn.ModuleList(nn.Linear(1, dim, bias=False) for _ in weight_features)
+
+    def forward(self, ws: Weights, bs: Biases) -> tuple[Weights, Biases]:
+        return [lin(w) for lin, w in zip(self.w, ws)], [lin(b) for lin, b in zip(self.b, bs)]
+
+
 class DWSEncoder(nn.Module):
     """A stack of :class:`DWSLayer` with ReLU in between (the Siamese ``F_DWS`` of Deep-Align).
 
@@ -157,18 +182,24 @@ class DWSEncoder(nn.Module):
         input_proj: projected input width (0 keeps ``n_0``).
         fixed_io: use the input / output index-specific maps (see :func:`neuron_features`).
         reduction: pooling over neuron axes in every layer, ``mean`` or ``max``.
+        weight_features: features per entry of each weight tensor (``k * k`` for a convolution); when
+            given, an :class:`EntryLift` first maps every tensor to ``hidden`` features. Empty: every
+            entry is one scalar (MLPs) and the first layer reads it directly.
     """
 
     def __init__(self, sizes: tuple[int, ...], hidden: int, depth: int, out: int, input_proj: int = 0,
-                 fixed_io: bool = True, reduction: Reduction = "mean"):
+                 fixed_io: bool = True, reduction: Reduction = "mean", weight_features: tuple[int, ...] = ()):
         super().__init__()
         self.input_proj = InputProjection(sizes[0], input_proj) if input_proj else None
+        self.lift = EntryLift(weight_features, hidden) if weight_features else None
         self.sizes = ((input_proj,) if input_proj else sizes[:1]) + tuple(sizes[1:])
-        dims = [1] + [hidden] * (depth - 1) + [out]
+        dims = [hidden if self.lift is not None else 1] + [hidden] * (depth - 1) + [out]
         self.layers = nn.ModuleList(DWSLayer(self.sizes, a, b, fixed_io, reduction)
                                     for a, b in itertools.pairwise(dims))
 
     def forward(self, ws: Weights, bs: Biases) -> tuple[Weights, Biases]:
+        if self.lift is not None:
+            ws, bs = self.lift(ws, bs)
         if self.input_proj is not None:
             ws = [self.input_proj(ws[0])] + list(ws[1:])
         for i, layer in enumerate(self.layers):

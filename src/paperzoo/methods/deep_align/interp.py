@@ -3,7 +3,9 @@
 For networks ``a`` and ``b`` (``b`` already aligned to ``a``) and ``lambda`` in ``[0, 1]``, the
 interpolated network is ``lambda * a + (1 - lambda) * b``. With ``L`` the loss on held-out data, the
 *barrier curve* is ``L(lambda a + (1-lambda) b) - (lambda L(a) + (1-lambda) L(b))``; the *loss barrier*
-is its maximum over lambda, and the *AUC* its integral (trapezoid rule on the lambda grid).
+is its maximum over lambda, and the *AUC* its integral (trapezoid rule on the lambda grid). Networks
+that share no loss (INRs of different signals) are scored in function space instead
+(:func:`output_curve`).
 """
 from __future__ import annotations
 
@@ -61,6 +63,20 @@ def loss_curve(a: Params, b: Params, loss_of: Callable[[Params], Tensor], num: i
     with torch.no_grad():
         losses = loss_of(interpolate(a, b, lambdas)).to(torch.float64)
     return Curve(lambdas, losses)
+
+
+def output_curve(a: Params, b: Params, forward: Callable[[Params], Tensor], num: int = 11) -> Curve:
+    """Function-space curve for networks without a shared loss (e.g. INRs of different signals): at each
+    lambda, the mean squared difference between the interpolated network's outputs and the same
+    interpolation of the end networks' outputs (``forward``: batched networks -> ``(K, B, d)``). Zero
+    at both ends, so the barrier is the largest distance along the path."""
+    if num < 2:
+        raise ValueError(f"output_curve needs at least 2 lambdas, got {num}")
+    lambdas = torch.linspace(0, 1, num, dtype=torch.float64)
+    with torch.no_grad():
+        out = forward(interpolate(a, b, lambdas)).to(torch.float64)
+    target = torch.lerp(out[:1], out[-1:], lambdas.reshape(-1, 1, 1))
+    return Curve(lambdas, (out - target).pow(2).mean((1, 2)))
 
 
 def plot_curves(curves: dict[str, list[Curve]], path: str | Path, title: str = "") -> None:

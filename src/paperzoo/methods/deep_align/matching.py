@@ -37,14 +37,54 @@ def hungarian(score: Tensor) -> Tensor:
     return torch.from_numpy(out)
 
 
-def log_sinkhorn(log_alpha: Tensor, iters: int = 20, tau: float = 1.0) -> Tensor:
+def log_sinkhorn(log_alpha: Tensor, iters: int = 20, tau: float = 1.0, implicit: bool = False) -> Tensor:
     """Log of the Sinkhorn normalisation of ``exp(log_alpha / tau)`` (rows then columns, ``iters``
-    times); works on ``(..., n, n)``. Its exponential is (nearly) doubly stochastic."""
+    times); works on ``(..., n, n)``. Its exponential is (nearly) doubly stochastic.
+
+    ``implicit=False`` backpropagates through the ``iters`` unrolled iterations; ``implicit=True``
+    differentiates the fixed point instead (:class:`ImplicitSinkhorn`): memory independent of ``iters``,
+    and the gradient of the balanced matrix rather than of the truncated iteration.
+    """
+    if implicit:
+        return ImplicitSinkhorn.apply(log_alpha, iters, tau)
     z = log_alpha / tau
     for _ in range(iters):
         z = z - torch.logsumexp(z, dim=-1, keepdim=True)
         z = z - torch.logsumexp(z, dim=-2, keepdim=True)
     return z
+
+
+class ImplicitSinkhorn(torch.autograd.Function):
+    """Sinkhorn with the gradient of its fixed point (implicit function theorem).
+
+    At the fixed point ``P = exp(S / tau + f 1^T + 1 g^T)`` with ``P 1 = a``, ``P^T 1 = b`` (all ones once
+    balanced). Differentiating the two marginal constraints gives ``K [df; dg] = -[(P o dS) 1;
+    (P o dS)^T 1] / tau`` with ``K = [[diag(a), P], [P^T, diag(b)]]``, singular only along ``(1, -1)``
+    (``f + c``, ``g - c`` is the same ``P``), which fixing ``dg_n = 0`` removes. For an upstream gradient
+    ``G`` on ``log P``, this yields ``dL/dS = (G - P o (w_f 1^T + 1 w_g^T)) / tau`` with
+    ``[w_f; w_g] = K^{-1} [G 1; G^T 1]`` (last entry of ``w_g`` fixed to 0): one ``(2n-1)``-square solve
+    per matrix, no stored iterates. The forward pass is :func:`log_sinkhorn`'s, without a graph.
+    """
+
+    @staticmethod
+    def forward(ctx, log_alpha: Tensor, iters: int, tau: float) -> Tensor:  # type: ignore[override]
+        with torch.no_grad():
+            z = log_sinkhorn(log_alpha, iters, tau)
+        ctx.save_for_backward(z.exp())
+        ctx.tau = tau
+        return z
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:  # type: ignore[override]
+        (p,) = ctx.saved_tensors
+        n = p.shape[-1]
+        a, b = p.sum(-1), p.sum(-2)
+        top = torch.cat([torch.diag_embed(a), p[..., :, :-1]], dim=-1)
+        bottom = torch.cat([p.transpose(-1, -2)[..., :-1, :], torch.diag_embed(b[..., :-1])], dim=-1)
+        rhs = torch.cat([grad.sum(-1), grad.sum(-2)[..., :-1]], dim=-1).unsqueeze(-1)
+        w = torch.linalg.solve(torch.cat([top, bottom], dim=-2), rhs).squeeze(-1)
+        w_f, w_g = w[..., :n], torch.nn.functional.pad(w[..., n:], (0, 1))
+        return (grad - p * (w_f.unsqueeze(-1) + w_g.unsqueeze(-2))) / ctx.tau, None, None
 
 
 # ---------------------------------------------------------------------------- weight matching
@@ -129,14 +169,16 @@ def soft_apply(spec: PermutationSpec, mats: dict[str, Tensor], params: Params) -
 
 
 def sinkhorn_rebasin(spec: PermutationSpec, a: Params, b: Params,
-                     loss_of: Callable[[Params, torch.Generator], Tensor], *, steps: int = 100,
+                     loss_of: Callable[[Params, Tensor, torch.Generator], Tensor], *, steps: int = 100,
                      lr: float = 0.1, iters: int = 20, tau: float = 1.0, init: Perms | None = None,
                      init_scale: float = 5.0, generator: torch.Generator | None = None
                      ) -> tuple[Perms, MatchInfo]:
     """Sinkhorn re-basin with the random-interpolation task loss and straight-through Hungarian.
 
-    ``loss_of(params, generator)`` is the task loss of one (unbatched) network on a data batch it draws
-    with ``generator``. Logits start at 0 or, with ``init``, at ``init_scale`` on ``init``'s entries.
+    ``loss_of(params, lam, generator)`` is the task loss of one (unbatched) network, ``lam`` of the way
+    from ``P # b`` to ``a``, on a data batch it draws with ``generator`` (``lam`` matters where the target
+    itself is interpolated, as for INRs of different signals). Logits start at 0 or, with ``init``, at
+    ``init_scale`` on ``init``'s entries.
     Returns the Hungarian projection of the final logits.
     """
     sizes = spec.sizes(a)
@@ -157,7 +199,7 @@ def sinkhorn_rebasin(spec: PermutationSpec, a: Params, b: Params,
             mats[k] = hard + soft - soft.detach()
         lam = torch.rand((), generator=generator)
         mid = {k: lam * a_d[k] + (1 - lam) * v for k, v in soft_apply(spec, mats, b_d).items()}
-        loss = loss_of(mid, generator)
+        loss = loss_of(mid, lam, generator)
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -9,6 +9,11 @@
 * ``F_prod``: per hidden level, ``S[i, j] = s^2 <a_i/|a_i|, a'_j/|a'_j|>`` (learned scale ``s``).
 * ``F_proj``: Sinkhorn in training (soft permutations), Hungarian at inference.
 
+The same model aligns the CNN zoo (stride-2 convolutions, global average pooling, linear head): its
+weight space is an MLP weight space over channels whose convolution entries carry ``k * k`` features
+(see :mod:`~paperzoo.methods.deep_align.dws`); :func:`layer_keys` and :func:`level_sizes` give either
+architecture's tensors and levels.
+
 Symmetries (tested exactly): ``F(g.v, g'.v') = g F(v, v') g'^T`` (encoder equivariance),
 ``F(v, v') = F(v', v)^T`` (symmetric similarity), and ``Hungarian(F(v, g.v)) = g^{-1}`` whenever the
 neurons of ``v`` have pairwise distinct features (the diagonal of cosine 1 is the unique optimum).
@@ -22,40 +27,69 @@ from torch import Tensor, nn
 
 from paperzoo.methods.deep_align.dws import DWSEncoder, Reduction, level_width, neuron_features
 from paperzoo.methods.deep_align.matching import hungarian, log_sinkhorn
-from paperzoo.methods.deep_align.nets import MLPArch, Params
+from paperzoo.methods.deep_align.nets import Arch, MLPArch, Params
 from paperzoo.methods.deep_align.perm import Perms
+
+
+def layer_keys(arch: Arch) -> list[tuple[str, str]]:
+    """``(weight key, bias key)`` of every layer in order: ``layer{m}`` for an MLP; ``conv{m}`` and then
+    ``fc`` for a CNN. Layer ``m`` maps level ``m`` to level ``m + 1``."""
+    if isinstance(arch, MLPArch):
+        return [(f"layer{m}.weight", f"layer{m}.bias") for m in range(arch.num_layers)]
+    convs = [(f"conv{m}.weight", f"conv{m}.bias") for m in range(len(arch.channels))]
+    return convs + [("fc.weight", "fc.bias")]
+
+
+def level_sizes(arch: Arch) -> tuple[int, ...]:
+    """Neurons per level: MLP widths, or input channels, the channels of every convolution, classes."""
+    if isinstance(arch, MLPArch):
+        return arch.sizes
+    return (arch.in_channels, *arch.channels, arch.num_classes)
+
+
+def split_params(params: Params, keys: list[tuple[str, str]]) -> tuple[list[Tensor], list[Tensor]]:
+    """Batched parameters -> ``W_m (B, n_{m+1}, n_m, f_m)`` and ``b_m (B, n_{m+1}, 1)``, where ``f_m`` is
+    the number of entries behind one (row, column) pair: ``k * k`` for a convolution, 1 for a linear map."""
+    ws = [params[w].reshape(*params[w].shape[:3], -1) for w, _ in keys]
+    bs = [params[b].unsqueeze(-1) for _, b in keys]
+    return ws, bs
 
 
 def split_mlp(params: Params, num_layers: int) -> tuple[list[Tensor], list[Tensor]]:
     """Batched MLP parameters -> ``W_m (B, n_{m+1}, n_m, 1)`` and ``b_m (B, n_{m+1}, 1)``."""
-    ws = [params[f"layer{m}.weight"].unsqueeze(-1) for m in range(num_layers)]
-    bs = [params[f"layer{m}.bias"].unsqueeze(-1) for m in range(num_layers)]
-    return ws, bs
+    return split_params(params, [(f"layer{m}.weight", f"layer{m}.bias") for m in range(num_layers)])
 
 
 class DeepAlign(nn.Module):
-    """Siamese equivariant alignment network for MLPs of architecture ``arch``.
+    """Siamese equivariant alignment network for the MLPs or CNNs of architecture ``arch``.
 
     Args:
-        arch: the MLP architecture of the zoo.
+        arch: the architecture of the zoo (:class:`MLPArch` or :class:`CNNArch`).
         hidden: DWS hidden features (paper: 64).
         depth: number of DWS layers (paper: 4).
         out_dim: per-neuron feature size of ``F_V->A`` (paper: 128).
-        input_proj: width of the learned projection of the input axis (0: none).
+        input_proj: width of the learned projection of the input axis (0: none; used only when smaller
+            than the input width, never for CNNs, whose input level is a handful of image channels).
         init_scale: initial ``s^2`` of the similarity.
         reduction: pooling over neuron axes in the encoder and ``F_V->A``, ``max`` (the official code's
             default, as :class:`~paperzoo.methods.deep_align.config.DeepAlignConfig`) or ``mean``.
     """
 
-    def __init__(self, arch: MLPArch, hidden: int = 64, depth: int = 4, out_dim: int = 128,
+    def __init__(self, arch: Arch, hidden: int = 64, depth: int = 4, out_dim: int = 128,
                  input_proj: int = 64, init_scale: float = 10.0, reduction: Reduction = "max"):
         super().__init__()
         self.arch = arch
         self.reduction = reduction
+        self.layer_keys = layer_keys(arch)
         num = arch.num_layers
-        self.encoder = DWSEncoder(arch.sizes, hidden, depth, hidden,
-                                  input_proj if input_proj and input_proj < arch.sizes[0] else 0,
-                                  reduction=reduction)
+        sizes = level_sizes(arch)
+        shapes = arch.shapes()
+        # entries per (row, column) pair of each weight tensor; lifted to `hidden` features only when some
+        # exceed 1 (convolution kernels), so MLPs go into the first DWS layer as single scalars
+        entries = tuple(math.prod(shapes[w][2:]) for w, _ in self.layer_keys)
+        proj = input_proj if isinstance(arch, MLPArch) and input_proj and input_proj < sizes[0] else 0
+        self.encoder = DWSEncoder(sizes, hidden, depth, hidden, proj, reduction=reduction,
+                                  weight_features=entries if max(entries) > 1 else ())
         self.heads = nn.ModuleList(
             nn.Sequential(nn.Linear(level_width(lv, self.encoder.sizes, hidden, True), out_dim), nn.ReLU(),
                           nn.Linear(out_dim, out_dim))
@@ -67,13 +101,20 @@ class DeepAlign(nn.Module):
     @torch.no_grad()
     def fit_scales(self, params: Params) -> None:
         """Normalise every weight / bias tensor by its standard deviation over a (training) zoo."""
-        for m in range(self.arch.num_layers):
-            self.w_scale[m] = params[f"layer{m}.weight"].std().clamp_min(1e-8)
-            self.b_scale[m] = params[f"layer{m}.bias"].std().clamp_min(1e-8)
+        for m, (w, b) in enumerate(self.layer_keys):
+            self.w_scale[m] = params[w].std().clamp_min(1e-8)
+            self.b_scale[m] = params[b].std().clamp_min(1e-8)
+
+    def tensor_scales(self) -> dict[str, Tensor]:
+        """Parameter key -> the zoo scale of that tensor (see :meth:`fit_scales`)."""
+        out = {}
+        for m, (w, b) in enumerate(self.layer_keys):
+            out[w], out[b] = self.w_scale[m], self.b_scale[m]
+        return out
 
     def neuron_embeddings(self, params: Params) -> list[Tensor]:
         """``F_V->A o F_DWS``: per hidden level ``(B, n_l, out_dim)``."""
-        ws, bs = split_mlp(params, self.arch.num_layers)
+        ws, bs = split_params(params, self.layer_keys)
         ws = [w / self.w_scale[m].to(w.dtype) for m, w in enumerate(ws)]
         bs = [b / self.b_scale[m].to(b.dtype) for m, b in enumerate(bs)]
         ws, bs = self.encoder(ws, bs)
@@ -100,9 +141,12 @@ class DeepAlign(nn.Module):
             out.append(scale * ea @ eb.transpose(1, 2))
         return out
 
-    def soft_perms(self, a: Params | list[Tensor], b: Params | list[Tensor], iters: int = 20, tau: float = 1.0) -> list[Tensor]:
-        """Log doubly-stochastic matrices (Sinkhorn of the similarities), per hidden level."""
-        return [log_sinkhorn(s, iters, tau) for s in self.similarity(a, b)]
+    def soft_perms(self, a: Params | list[Tensor], b: Params | list[Tensor], iters: int = 20,
+                   tau: float = 1.0, implicit: bool = False) -> list[Tensor]:
+        """Log doubly-stochastic matrices (Sinkhorn of the similarities), per hidden level; ``implicit``
+        differentiates Sinkhorn's fixed point instead of its unrolled iterations (see
+        :func:`~paperzoo.methods.deep_align.matching.log_sinkhorn`)."""
+        return [log_sinkhorn(s, iters, tau, implicit) for s in self.similarity(a, b)]
 
     @torch.no_grad()
     def align(self, a: Params, b: Params) -> list[Perms]:

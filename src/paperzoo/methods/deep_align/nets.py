@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import Tensor
@@ -34,9 +35,16 @@ def stack(nets: list[Params]) -> Params:
 
 @dataclass(frozen=True)
 class MLPArch:
-    """ReLU MLP ``sizes[0] -> ... -> sizes[-1]``; hidden layer ``m`` is permuted by ``P{m}``."""
+    """MLP ``sizes[0] -> ... -> sizes[-1]``; hidden layer ``m`` is permuted by ``P{m}``.
+
+    ``activation="relu"`` (classifiers) or ``"sine"``: a SIREN (Sitzmann et al., 2020), hidden units
+    ``sin(w0 * (W h + b))`` and a linear output, as used for implicit neural representations (INRs).
+    Both act elementwise, so the hidden-permutation symmetry is the same.
+    """
 
     sizes: tuple[int, ...]
+    activation: Literal["relu", "sine"] = "relu"
+    w0: float = 30.0
 
     @property
     def num_layers(self) -> int:
@@ -53,19 +61,26 @@ class MLPArch:
         return PermutationSpec.mlp(self.num_layers)
 
     def init(self, n: int, generator: torch.Generator, dtype: torch.dtype = torch.float32) -> Params:
-        """PyTorch's default ``nn.Linear`` initialisation, independently for ``n`` networks."""
+        """PyTorch's default ``nn.Linear`` initialisation, independently for ``n`` networks; for
+        ``sine``, SIREN's weights (first layer ``U(-1/n_0, 1/n_0)``, later ones
+        ``U(-sqrt(6/n_m)/w0, sqrt(6/n_m)/w0)``) with the default bias."""
         params: Params = {}
+        shape = self.shapes()
         for m in range(self.num_layers):
             bound = 1.0 / math.sqrt(self.sizes[m])
-            shape = self.shapes()
-            for kind in ("weight", "bias"):
+            if self.activation == "sine":
+                w_bound = 1.0 / self.sizes[0] if m == 0 else math.sqrt(6.0 / self.sizes[m]) / self.w0
+            else:
+                w_bound = bound
+            for kind, b in (("weight", w_bound), ("bias", bound)):
                 key = f"layer{m}.{kind}"
                 u = torch.rand((n, *shape[key]), generator=generator, dtype=dtype)
-                params[key] = (2 * u - 1) * bound
+                params[key] = (2 * u - 1) * b
         return params
 
     def activations(self, params: Params, x: Tensor) -> list[Tensor]:
-        """Post-ReLU hidden activations ``(N, B, d_m)`` of every hidden layer, then the logits."""
+        """Hidden activations ``(N, B, d_m)`` (after the nonlinearity) of every hidden layer, then the
+        outputs."""
         if x.dim() in (2, 4):  # shared inputs (B, d) or images (B, C, H, W)
             h = x.flatten(1).unsqueeze(0).expand(params["layer0.weight"].shape[0], -1, -1)
         else:  # per-network inputs (N, B, ...)
@@ -75,7 +90,7 @@ class MLPArch:
             w, b = params[f"layer{m}.weight"], params[f"layer{m}.bias"]
             h = torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2))
             if m < self.num_layers - 1:
-                h = torch.relu(h)
+                h = torch.sin(self.w0 * h) if self.activation == "sine" else torch.relu(h)
             outs.append(h)
         return outs
 

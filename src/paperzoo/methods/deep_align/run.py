@@ -2,9 +2,9 @@
 
 1. **Zoo**: :func:`zoo.build_zoo` in ``cfg.zoo_dir`` (or ``<run>/zoo``), resumable by shard; networks
    split into train / val / test networks.
-2. **Deep-Align** (MLP zoos): trained on pairs of training networks with the three losses through
-   :func:`paperzoo.core.loop.train` (``last.pt`` after every epoch, ``best.pt`` by the validation
-   pairs' mean barrier).
+2. **Deep-Align** (MLP or CNN zoos, whenever ``cfg.methods`` asks for it): trained on pairs of training
+   networks with the three losses through :func:`paperzoo.core.loop.train` (``last.pt`` after every
+   epoch, ``best.pt`` by the validation pairs' mean barrier).
 3. **Evaluation**: for ``cfg.test_pairs`` pairs of test networks, every method of ``cfg.methods``
    aligns ``b`` to ``a``; loss barrier and AUC of the interpolation curve on ``cfg.eval_examples`` test
    images. Metrics ``test/barrier/<method>`` (mean over pairs), ``test/barrier_std/<method>``,
@@ -21,7 +21,6 @@ from pathlib import Path
 
 import torch
 from torch import Tensor
-from torch.nn import functional as F
 
 from paperzoo.api import RunResult
 from paperzoo.core import loop
@@ -42,23 +41,27 @@ log = logging.getLogger(__name__)
 Aligner = Callable[[Params, Params, int], tuple[P.Perms, int]]
 
 
-def make_arch(cfg: DeepAlignConfig, task: Z.Task) -> MLPArch | CNNArch:
+def make_arch(cfg: DeepAlignConfig, task: Z.AnyTask) -> MLPArch | CNNArch:
     if cfg.arch == "cnn":
         return CNNArch(task.input_shape[0] if len(task.input_shape) == 3 else 1, cfg.cnn_channels,
                        task.num_classes)
-    return MLPArch((math.prod(task.input_shape), *cfg.hidden_sizes, task.num_classes))
+    if cfg.task == "sine":
+        return MLPArch((1, *cfg.hidden_sizes, 1), activation="sine", w0=cfg.inr_w0)
+    return MLPArch((math.prod(task.input_shape), *cfg.hidden_sizes, task.out_dim))
 
 
-def setup(cfg: DeepAlignConfig, run_dir: RunDir) -> tuple[Z.Task, Z.Zoo, dict[str, list[int]]]:
+def setup(cfg: DeepAlignConfig, run_dir: RunDir) -> tuple[Z.AnyTask, Z.Zoo, dict[str, list[int]]]:
     """Data, the (built or reloaded) zoo and its network split."""
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
+    freq_range = (cfg.sine_freq[0], cfg.sine_freq[1])
     task = Z.load_task(cfg.task, run_dir.data_root, train_limit=cfg.train_limit,
-                       test_limit=cfg.eval_examples, seed=cfg.seed)
+                       test_limit=cfg.eval_examples, seed=cfg.seed, freq_range=freq_range)
     arch = make_arch(cfg, task)
     settings = Z.ZooSettings(task=cfg.task, arch=Z.arch_to_dict(arch), num_networks=cfg.num_networks,
                              shard_size=cfg.shard_size, epochs=cfg.zoo_epochs, batch_size=cfg.zoo_batch_size,
-                             lr=cfg.zoo_lr, seed=cfg.seed, store_dtype=cfg.store_dtype)
+                             lr=cfg.zoo_lr, seed=cfg.seed, store_dtype=cfg.store_dtype,
+                             task_options={"freq_range": list(freq_range)} if cfg.task == "sine" else {})
     folder = Path(cfg.zoo_dir) if cfg.zoo_dir else run_dir.path / "zoo"
     zoo = Z.build_zoo(folder, arch, task, settings)
     return task, zoo, zoo.split(tuple(cfg.split), cfg.seed)  # type: ignore[arg-type]
@@ -71,7 +74,12 @@ def pairs_of(indices: list[int], count: int, seed: int) -> list[tuple[int, int]]
     return [allp[k] for k in order[:count]]
 
 
-def build_model(cfg: DeepAlignConfig, arch: MLPArch, train_params: Params) -> DeepAlign:
+def uses_deep_align(cfg: DeepAlignConfig) -> bool:
+    """Whether any method of ``cfg.methods`` needs a trained Deep-Align model."""
+    return any(m.startswith("deep_align") for m in cfg.methods)
+
+
+def build_model(cfg: DeepAlignConfig, arch: MLPArch | CNNArch, train_params: Params) -> DeepAlign:
     torch.manual_seed(cfg.seed)
     model = DeepAlign(arch, cfg.encoder_hidden, cfg.encoder_depth, cfg.out_dim, cfg.input_proj,
                       reduction=cfg.encoder_reduction)
@@ -80,7 +88,7 @@ def build_model(cfg: DeepAlignConfig, arch: MLPArch, train_params: Params) -> De
 
 
 # ------------------------------------------------------------------------------------- aligners
-def aligners(cfg: DeepAlignConfig, task: Z.Task, arch: MLPArch | CNNArch, model: DeepAlign | None
+def aligners(cfg: DeepAlignConfig, task: Z.AnyTask, arch: MLPArch | CNNArch, model: DeepAlign | None
              ) -> dict[str, Aligner]:
     """Every method as ``(a, b, pair_seed) -> (perms aligning b to a, iterations)``."""
     spec = arch.spec()
@@ -88,10 +96,6 @@ def aligners(cfg: DeepAlignConfig, task: Z.Task, arch: MLPArch | CNNArch, model:
 
     def acts(p: Params) -> list[Tensor]:
         return [h[0] for h in arch.activations(stack([p]), x_am)[:-1]]
-
-    def rebasin_loss(p: Params, gen: torch.Generator) -> Tensor:
-        idx = torch.randint(0, len(task.y_train), (cfg.rebasin_batch,), generator=gen)
-        return F.cross_entropy(arch.forward(stack([p]), task.x_train[idx])[0], task.y_train[idx])
 
     def deep(a: Params, b: Params) -> P.Perms:
         assert model is not None
@@ -103,6 +107,11 @@ def aligners(cfg: DeepAlignConfig, task: Z.Task, arch: MLPArch | CNNArch, model:
         return perms, info.iterations
 
     def sk(a: Params, b: Params, seed: int, init: P.Perms | None = None) -> tuple[P.Perms, int]:
+        ends = stack([a]), stack([b])
+
+        def rebasin_loss(p: Params, lam: Tensor, gen: torch.Generator) -> Tensor:
+            return task.mid_loss(arch, stack([p]), *ends, lam.reshape(1), gen, cfg.rebasin_batch)
+
         perms, info = matching.sinkhorn_rebasin(spec, a, b, rebasin_loss, steps=cfg.rebasin_steps,
                                                 lr=cfg.rebasin_lr, iters=cfg.sinkhorn_iters, tau=cfg.tau,
                                                 init=init, init_scale=cfg.rebasin_init_scale,
@@ -121,13 +130,12 @@ def aligners(cfg: DeepAlignConfig, task: Z.Task, arch: MLPArch | CNNArch, model:
     }
 
 
-def barrier_eval(cfg: DeepAlignConfig, task: Z.Task, zoo: Z.Zoo, pairs: list[tuple[int, int]],
+def barrier_eval(cfg: DeepAlignConfig, task: Z.AnyTask, zoo: Z.Zoo, pairs: list[tuple[int, int]],
                  methods: tuple[str, ...], model: DeepAlign | None, desc: str = "pairs"
                  ) -> tuple[dict[str, float], dict[str, list[interp.Curve]]]:
     """Barrier / AUC / time / iterations of ``methods`` on ``pairs``, and the curves for plotting."""
     arch, spec = zoo.arch, zoo.arch.spec()
     table = aligners(cfg, task, arch, model)
-    x, y = task.x_test[:cfg.eval_examples], task.y_test[:cfg.eval_examples]
     rows: dict[str, dict[str, list[float]]] = {m: {"barrier": [], "auc": [], "seconds": [], "iters": []}
                                                for m in methods}
     curves: dict[str, list[interp.Curve]] = {m: [] for m in methods}
@@ -138,8 +146,7 @@ def barrier_eval(cfg: DeepAlignConfig, task: Z.Task, zoo: Z.Zoo, pairs: list[tup
             perms, iters = table[name](a, b, cfg.seed * 7919 + k)
             rows[name]["seconds"].append(time.perf_counter() - tic)
             rows[name]["iters"].append(float(iters))
-            curve = interp.loss_curve(a, P.apply(spec, perms, b), lambda p: Z.task_loss(arch, p, x, y),
-                                      cfg.num_lambdas)
+            curve = task.pair_curve(arch, a, P.apply(spec, perms, b), cfg.num_lambdas, cfg.eval_examples)
             rows[name]["barrier"].append(curve.barrier)
             rows[name]["auc"].append(curve.auc)
             curves[name].append(curve)
@@ -161,19 +168,24 @@ def run(cfg: DeepAlignConfig, run_dir: RunDir) -> RunResult:
     state: dict = {"history": []}
     model = None
     summary: dict[str, float] = {}
-    if isinstance(zoo.arch, MLPArch):
+    if uses_deep_align(cfg):
         model, state = _train(cfg, run_dir, task, zoo, split)
         summary = loop.summary(state, model)
     metrics = _test_metrics(cfg, run_dir, task, zoo, split, model, plots=True)
     metrics.update(summary)
-    metrics["zoo/test_acc"] = sum(zoo.meta[i]["test_acc"] for i in split["test"]) / len(split["test"])
+    metrics.update(zoo_metrics(zoo, split["test"]))
     return RunResult(metrics=metrics, history=state["history"],
                      artifacts={"best": "checkpoints/best.pt", "plots": "plots/"})
 
 
-def _train(cfg: DeepAlignConfig, run_dir: RunDir, task: Z.Task, zoo: Z.Zoo, split: dict[str, list[int]]
+def zoo_metrics(zoo: Z.Zoo, nets: list[int]) -> dict[str, float]:
+    """Mean test accuracy (classifiers) or test MSE (INRs) of the zoo networks ``nets``."""
+    key, name = ("test_acc", "zoo/test_acc") if "test_acc" in zoo.meta[0] else ("test_loss", "zoo/test_mse")
+    return {name: sum(zoo.meta[i][key] for i in nets) / len(nets)}
+
+
+def _train(cfg: DeepAlignConfig, run_dir: RunDir, task: Z.AnyTask, zoo: Z.Zoo, split: dict[str, list[int]]
            ) -> tuple[DeepAlign, dict]:
-    assert isinstance(zoo.arch, MLPArch)
     train_params = zoo.subset(split["train"])
     model = build_model(cfg, zoo.arch, train_params)
     generator = seedlib.seed_everything(cfg.seed)
@@ -181,7 +193,8 @@ def _train(cfg: DeepAlignConfig, run_dir: RunDir, task: Z.Task, zoo: Z.Zoo, spli
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
     weights = T.LossWeights(*cfg.loss_weights)
     aug = T.Augment(cfg.aug_noise, cfg.aug_dropout, cfg.aug_scale)
-    step = T.StepSettings(cfg.batch_size, cfg.data_batch, cfg.sinkhorn_iters, cfg.tau, cfg.clip)
+    step = T.StepSettings(cfg.batch_size, cfg.data_batch, cfg.sinkhorn_iters, cfg.tau, cfg.clip,
+                          implicit=cfg.sinkhorn_grad == "implicit")
     # validation networks plus one training network, so that a tiny zoo with two validation networks
     # still offers several pairs (validation only selects best.pt; test pairs never see training nets)
     val_pairs = pairs_of(split["val"] + split["train"][:1], cfg.val_pairs, cfg.seed + 1)
@@ -207,7 +220,7 @@ def _train(cfg: DeepAlignConfig, run_dir: RunDir, task: Z.Task, zoo: Z.Zoo, spli
     return model, state
 
 
-def _test_metrics(cfg: DeepAlignConfig, run_dir: RunDir, task: Z.Task, zoo: Z.Zoo,
+def _test_metrics(cfg: DeepAlignConfig, run_dir: RunDir, task: Z.AnyTask, zoo: Z.Zoo,
                   split: dict[str, list[int]], model: DeepAlign | None, plots: bool) -> dict[str, float]:
     pairs = pairs_of(split["test"], cfg.test_pairs, cfg.seed + 2)
     res, curves = barrier_eval(cfg, task, zoo, pairs, cfg.methods, model, desc="test pairs")
@@ -252,7 +265,7 @@ def evaluate(run_dir: RunDir) -> dict[str, float]:
     cfg = run_dir.config
     task, zoo, split = setup(cfg, run_dir)
     model = None
-    if isinstance(zoo.arch, MLPArch):
+    if uses_deep_align(cfg):
         model = build_model(cfg, zoo.arch, zoo.subset(split["train"]))
         best = run_dir.load_checkpoint("best")
         if best is None:
@@ -260,5 +273,5 @@ def evaluate(run_dir: RunDir) -> dict[str, float]:
         model.load_state_dict(best["model"])
         model.eval()
     metrics = _test_metrics(cfg, run_dir, task, zoo, split, model, plots=False)
-    metrics["zoo/test_acc"] = sum(zoo.meta[i]["test_acc"] for i in split["test"]) / len(split["test"])
+    metrics.update(zoo_metrics(zoo, split["test"]))
     return {k: v for k, v in metrics.items() if "seconds" not in k}

@@ -4,11 +4,13 @@
   target alignment of row ``i`` is ``g^{-1}[i]``; cross-entropy of the log soft permutation.
 * **alignment**: ``|| v - P # v' ||^2`` for two different zoo networks, with ``P`` the soft
   (Sinkhorn) permutations, per tensor normalised by the zoo's scale of that tensor.
-* **interpolation**: task cross-entropy of ``lambda v + (1 - lambda) P # v'``, ``lambda ~ U(0, 1)``,
-  on a mini-batch of the zoo's training data.
+* **interpolation**: task loss of ``lambda v + (1 - lambda) P # v'``, ``lambda ~ U(0, 1)``, on a
+  mini-batch of the zoo's training data (cross-entropy; for INRs, the squared distance to
+  ``lambda f_v + (1 - lambda) f_v'``).
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -18,7 +20,8 @@ from torch.nn import functional as F
 from paperzoo.methods.deep_align import perm as P
 from paperzoo.methods.deep_align.model import DeepAlign
 from paperzoo.methods.deep_align.nets import Params
-from paperzoo.methods.deep_align.zoo import Task
+from paperzoo.methods.deep_align.perm import PermutationSpec
+from paperzoo.methods.deep_align.zoo import AnyTask
 
 
 @dataclass(frozen=True)
@@ -41,13 +44,13 @@ class Augment:
 
 
 def augment(model: DeepAlign, params: Params, aug: Augment, generator: torch.Generator) -> Params:
-    """A noisy copy of batched MLP parameters (see :class:`Augment`)."""
+    """A noisy copy of batched MLP or CNN parameters (see :class:`Augment`)."""
     out = {}
     n = next(iter(params.values())).shape[0]
     factor = 1 + aug.scale * (2 * torch.rand(n, generator=generator) - 1)
+    scales = model.tensor_scales()
     for key, v in params.items():
-        m = int(key.split(".")[0].removeprefix("layer"))
-        scale = (model.w_scale if key.endswith("weight") else model.b_scale)[m]
+        scale = scales[key]
         noisy = v + aug.noise * scale * torch.randn(v.shape, generator=generator)
         if aug.dropout:
             keep = torch.rand(v.shape, generator=generator) >= aug.dropout
@@ -56,23 +59,39 @@ def augment(model: DeepAlign, params: Params, aug: Augment, generator: torch.Gen
     return out
 
 
-def soft_apply_mlp(mats: list[Tensor], params: Params, num_layers: int) -> Params:
-    """Batched ``M # v`` with per-hidden-level matrices ``M_l (B, n_l, n_l)`` (``M[i, j]``: weight of old
-    neuron ``j`` at new position ``i``): ``W_m -> M_{m+1} W_m M_m^T``, ``b_m -> M_{m+1} b_m``."""
+def soft_apply_batched(spec: PermutationSpec, mats: Sequence[Tensor] | dict[str, Tensor], params: Params
+                       ) -> Params:
+    """Batched ``M # v``: every axis that ``spec`` permutes by ``P{l}`` is mixed by ``M_l (B, n, n)``
+    (``M[i, j]``: weight of old neuron ``j`` at new position ``i``), the other axes (inputs, classes,
+    kernels) are untouched: ``W_m -> M_{m+1} W_m M_m^T``, ``b_m -> M_{m+1} b_m``, a convolution's channel
+    axes likewise for every kernel position. ``mats`` is keyed by permutation name or listed in ``P0,
+    P1, ...`` order; with permutation matrices this equals :func:`perm.apply` on the batch."""
+    if not isinstance(mats, dict):
+        mats = {f"P{lv}": m for lv, m in enumerate(mats)}
     out = {}
-    for m in range(num_layers):
-        w, b = params[f"layer{m}.weight"], params[f"layer{m}.bias"]
-        if m < num_layers - 1:
-            w = mats[m] @ w
-            b = (mats[m] @ b.unsqueeze(-1)).squeeze(-1)
-        if m > 0:
-            w = w @ mats[m - 1].transpose(1, 2)
-        out[f"layer{m}.weight"], out[f"layer{m}.bias"] = w, b
+    for name, value in params.items():
+        for axis, pname in enumerate(spec.axes_to_perm[name]):
+            if pname is None:
+                continue
+            mat = mats[pname]
+            if axis == 0:  # rows: M @ v (biases and flattened kernels as extra columns)
+                value = (mat @ value.reshape(*value.shape[:2], -1)).reshape(value.shape)
+            else:  # columns: v @ M^T with the axis moved last, M broadcast over the axes in between
+                moved = value.movedim(axis + 1, -1)
+                mat_t = mat.transpose(1, 2).reshape(mat.shape[0], *([1] * (moved.dim() - 3)), *mat.shape[1:])
+                value = (moved @ mat_t).movedim(-1, axis + 1)
+        out[name] = value
     return out
 
 
+def soft_apply_mlp(mats: list[Tensor], params: Params, num_layers: int) -> Params:
+    """:func:`soft_apply_batched` for an MLP of ``num_layers`` layers (matrices in hidden-level order)."""
+    return soft_apply_batched(PermutationSpec.mlp(num_layers), mats, params)
+
+
 def supervised_loss(model: DeepAlign, v: Params, aug: Augment, generator: torch.Generator,
-                    iters: int, tau: float, emb_v: list[Tensor] | None = None) -> Tensor:
+                    iters: int, tau: float, emb_v: list[Tensor] | None = None, implicit: bool = False
+                    ) -> Tensor:
     """Cross-entropy of recovering a random permutation of an augmented copy of ``v`` (``emb_v``: the
     precomputed neuron embeddings of ``v``, to share the encoder pass with the other losses)."""
     spec = model.arch.spec()
@@ -81,7 +100,7 @@ def supervised_loss(model: DeepAlign, v: Params, aug: Augment, generator: torch.
     gs = [P.random_perms(sizes, generator) for _ in range(n)]
     noisy = augment(model, v, aug, generator)
     moved = {k: torch.stack([P.apply(spec, gs[i], {k: noisy[k][i]})[k] for i in range(n)]) for k in noisy}
-    logp = model.soft_perms(emb_v if emb_v is not None else v, moved, iters, tau)
+    logp = model.soft_perms(emb_v if emb_v is not None else v, moved, iters, tau, implicit)
     loss = torch.zeros((), dtype=logp[0].dtype)
     for lv, lp in enumerate(logp):
         target = torch.stack([P.invert(g)[f"P{lv}"] for g in gs])
@@ -92,23 +111,21 @@ def supervised_loss(model: DeepAlign, v: Params, aug: Augment, generator: torch.
 def alignment_loss(model: DeepAlign, v: Params, aligned: Params) -> Tensor:
     """Mean squared distance between ``v`` and the softly aligned ``P # v'`` (scale-normalised)."""
     total = torch.zeros(())
+    scales = model.tensor_scales()
     for key, t in v.items():
-        m = int(key.split(".")[0].removeprefix("layer"))
-        scale = (model.w_scale if key.endswith("weight") else model.b_scale)[m]
-        total = total + ((t - aligned[key]) / scale).pow(2).mean()
+        total = total + ((t - aligned[key]) / scales[key]).pow(2).mean()
     return total / len(v)
 
 
-def interpolation_loss(model: DeepAlign, v: Params, aligned: Params, task: Task,
-                       generator: torch.Generator, data_batch: int) -> Tensor:
-    """Task loss of the network at a random point between ``v`` and ``P # v'``."""
+def interpolation_loss(model: DeepAlign, v: Params, aligned: Params, task: AnyTask,
+                       generator: torch.Generator, data_batch: int, other: Params) -> Tensor:
+    """Task loss of the network at a random point between ``v`` and ``P # v'`` (``other``: ``v'`` itself,
+    whose function is the INR target)."""
     n = next(iter(v.values())).shape[0]
     lam = torch.rand(n, generator=generator)
     mid = {k: lam.reshape(-1, *([1] * (t.dim() - 1))) * t + (1 - lam.reshape(-1, *([1] * (t.dim() - 1))))
            * aligned[k] for k, t in v.items()}
-    idx = torch.randint(0, len(task.y_train), (data_batch,), generator=generator)
-    logits = model.arch.forward(mid, task.x_train[idx])
-    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), task.y_train[idx].repeat(n))
+    return task.mid_loss(model.arch, mid, v, other, lam, generator, data_batch)
 
 
 @dataclass(frozen=True)
@@ -120,9 +137,11 @@ class StepSettings:
     sinkhorn_iters: int = 20
     tau: float = 1.0
     clip: float = 1.0
+    implicit: bool = True
+    """Differentiate Sinkhorn's fixed point (the paper) rather than its unrolled iterations."""
 
 
-def train_step(model: DeepAlign, optimizer: torch.optim.Optimizer, zoo_params: Params, task: Task,
+def train_step(model: DeepAlign, optimizer: torch.optim.Optimizer, zoo_params: Params, task: AnyTask,
                weights: LossWeights, aug: Augment, step: StepSettings, generator: torch.Generator
                ) -> dict[str, float]:
     """Sample pairs of training networks, take one clipped AdamW step on the weighted losses."""
@@ -134,14 +153,16 @@ def train_step(model: DeepAlign, optimizer: torch.optim.Optimizer, zoo_params: P
     parts: dict[str, Tensor] = {}
     emb_a = model.neuron_embeddings(va)
     if weights.supervised:
-        parts["supervised"] = supervised_loss(model, va, aug, generator, step.sinkhorn_iters, step.tau, emb_a)
+        parts["supervised"] = supervised_loss(model, va, aug, generator, step.sinkhorn_iters, step.tau, emb_a,
+                                              step.implicit)
     if weights.alignment or weights.interpolation:
-        mats = [lp.exp() for lp in model.soft_perms(emb_a, vb, step.sinkhorn_iters, step.tau)]
-        aligned = soft_apply_mlp(mats, vb, model.arch.num_layers)
+        mats = [lp.exp() for lp in model.soft_perms(emb_a, vb, step.sinkhorn_iters, step.tau, step.implicit)]
+        aligned = soft_apply_batched(model.arch.spec(), mats, vb)
         if weights.alignment:
             parts["alignment"] = alignment_loss(model, va, aligned)
         if weights.interpolation:
-            parts["interpolation"] = interpolation_loss(model, va, aligned, task, generator, step.data_batch)
+            parts["interpolation"] = interpolation_loss(model, va, aligned, task, generator, step.data_batch,
+                                                        vb)
     total = sum(getattr(weights, k) * v for k, v in parts.items())
     assert isinstance(total, Tensor)
     optimizer.zero_grad()

@@ -8,9 +8,10 @@ Networks are split into train / val / test *networks* by a seeded permutation of
 """
 from __future__ import annotations
 
+import json
 import logging
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +21,13 @@ from torch.nn import functional as F
 
 from paperzoo.core import io
 from paperzoo.core.progress import progress
+from paperzoo.methods.deep_align import interp
+from paperzoo.methods.deep_align.inr import SineTask, sine_task
 from paperzoo.methods.deep_align.nets import Arch, CNNArch, MLPArch, Params
 
 log = logging.getLogger(__name__)
 
-TASKS = ("synthetic", "mnist", "fashion_mnist", "cifar10")
+TASKS = ("synthetic", "mnist", "fashion_mnist", "cifar10", "sine")
 
 
 class ZooError(RuntimeError):
@@ -33,7 +36,12 @@ class ZooError(RuntimeError):
 
 @dataclass(frozen=True)
 class Task:
-    """A classification data set shared by every network of a zoo (inputs already normalised)."""
+    """A classification data set shared by every network of a zoo (inputs already normalised).
+
+    A task tells the zoo trainer, the harness and Deep-Align's interpolation loss what a network's loss
+    is; :class:`~paperzoo.methods.deep_align.inr.SineTask` (INRs, one target function per network) has
+    the same methods.
+    """
 
     name: str
     x_train: Tensor
@@ -45,6 +53,44 @@ class Task:
     @property
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.x_train.shape[1:])
+
+    @property
+    def out_dim(self) -> int:
+        return self.num_classes
+
+    @property
+    def num_train(self) -> int:
+        return len(self.y_train)
+
+    def network_targets(self, n: int, generator: torch.Generator) -> Tensor | None:
+        """Per-network target parameters of ``n`` new networks: none, all share the labels."""
+        return None
+
+    def batch_loss(self, arch: Arch, params: Params, idx: Tensor, targets: Tensor | None) -> Tensor:
+        """Training loss ``(N,)`` of every network on its own mini-batch ``x_train[idx[i]]``."""
+        logits = arch.forward(params, self.x_train[idx])
+        return F.cross_entropy(logits.transpose(1, 2), self.y_train[idx], reduction="none").mean(1)
+
+    def evaluate(self, arch: Arch, params: Params, targets: Tensor | None) -> list[dict[str, float]]:
+        """Per-network test metrics (``test_loss``, ``test_acc``)."""
+        with torch.no_grad():
+            loss = task_loss(arch, params, self.x_test, self.y_test)
+        acc = task_accuracy(arch, params, self.x_test, self.y_test)
+        return [{"test_loss": float(loss[i]), "test_acc": float(acc[i])} for i in range(len(loss))]
+
+    def pair_curve(self, arch: Arch, a: Params, b: Params, num: int, examples: int) -> interp.Curve:
+        """Test cross-entropy along the path from ``b`` (already aligned) to ``a``, on the first
+        ``examples`` test images."""
+        x, y = self.x_test[:examples], self.y_test[:examples]
+        return interp.loss_curve(a, b, lambda p: task_loss(arch, p, x, y), num)
+
+    def mid_loss(self, arch: Arch, mid: Params, a: Params, b: Params, lam: Tensor, generator: torch.Generator,
+                 batch: int) -> Tensor:
+        """Cross-entropy of the batched networks ``mid`` (between ``a`` and ``b`` at ``lam``; the labels
+        do not depend on them) on one random mini-batch of training images."""
+        idx = torch.randint(0, self.num_train, (batch,), generator=generator)
+        logits = arch.forward(mid, self.x_train[idx])
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), self.y_train[idx].repeat(logits.shape[0]))
 
 
 def synthetic_task(dim: int = 16, num_classes: int = 4, n_train: int = 1024, n_test: int = 512,
@@ -62,11 +108,17 @@ def synthetic_task(dim: int = 16, num_classes: int = 4, n_train: int = 1024, n_t
     return Task("synthetic", xtr, ytr, xte, yte, num_classes)
 
 
+AnyTask = Task | SineTask
+
+
 def load_task(name: str, data_root: str | None = None, *, train_limit: int = 0, test_limit: int = 0,
-              seed: int = 0) -> Task:
-    """``synthetic``, or MNIST / Fashion-MNIST / CIFAR-10 from the data root, normalised per channel."""
+              seed: int = 0, freq_range: tuple[float, float] = (0.5, 10.0)) -> AnyTask:
+    """``synthetic``, MNIST / Fashion-MNIST / CIFAR-10 from the data root (normalised per channel), or
+    ``sine`` (INRs of ``sin(a x)``, ``a`` in ``freq_range``; ``test_limit`` test points)."""
     if name == "synthetic":
         return synthetic_task(seed=seed)
+    if name == "sine":
+        return sine_task(freq_range, n_test=test_limit or 1000)
     from paperzoo.data import vision
 
     if name in ("mnist", "fashion_mnist"):
@@ -123,27 +175,32 @@ class ZooSettings:
     lr: float
     seed: int
     store_dtype: str = "float32"
+    task_options: dict[str, Any] = field(default_factory=dict)
+    """Task parameters that change the networks (the sine zoo's ``freq_range``), JSON-ready."""
 
 
 def arch_from_dict(d: dict[str, Any]) -> Arch:
     if d["kind"] == "mlp":
-        return MLPArch(tuple(d["sizes"]))
+        return MLPArch(tuple(d["sizes"]), d.get("activation", "relu"), d.get("w0", 30.0))
     return CNNArch(d["in_channels"], tuple(d["channels"]), d["num_classes"])
 
 
 def arch_to_dict(arch: Arch) -> dict[str, Any]:
     if isinstance(arch, MLPArch):
-        return {"kind": "mlp", "sizes": list(arch.sizes)}
+        extra = {"activation": arch.activation, "w0": arch.w0} if arch.activation != "relu" else {}
+        return {"kind": "mlp", "sizes": list(arch.sizes), **extra}
     return {"kind": "cnn", "in_channels": arch.in_channels, "channels": list(arch.channels),
             "num_classes": arch.num_classes}
 
 
-def train_shard(arch: Arch, task: Task, n: int, *, epochs: int, batch_size: int, lr: float,
+def train_shard(arch: Arch, task: AnyTask, n: int, *, epochs: int, batch_size: int, lr: float,
                 generator: torch.Generator, desc: str = "") -> tuple[Params, list[dict[str, float]]]:
-    """Train ``n`` networks at once (independent initialisations and data orders) with Adam."""
+    """Train ``n`` networks at once (independent initialisations, data orders and, for INRs, target
+    functions) with Adam."""
     params = {k: v.requires_grad_(True) for k, v in arch.init(n, generator).items()}
+    targets = task.network_targets(n, generator)
     opt = torch.optim.Adam(list(params.values()), lr=lr)
-    num = len(task.y_train)
+    num = task.num_train
     steps_per_epoch = max(1, num // batch_size)
     bar = progress(total=epochs * steps_per_epoch, desc=desc)
     last = torch.zeros(n)
@@ -151,20 +208,15 @@ def train_shard(arch: Arch, task: Task, n: int, *, epochs: int, batch_size: int,
         order = torch.argsort(torch.rand(n, num, generator=generator), dim=1)
         for s in range(steps_per_epoch):
             idx = order[:, s * batch_size:(s + 1) * batch_size]
-            logits = arch.forward(params, task.x_train[idx])
-            ce = F.cross_entropy(logits.transpose(1, 2), task.y_train[idx], reduction="none").mean(1)
+            loss = task.batch_loss(arch, params, idx, targets)
             opt.zero_grad()
-            ce.sum().backward()
+            loss.sum().backward()
             opt.step()
-            last = ce.detach()
+            last = loss.detach()
             bar.update(1)
     bar.close()
     params = {k: v.detach() for k, v in params.items()}
-    with torch.no_grad():
-        test_loss = task_loss(arch, params, task.x_test, task.y_test)
-    acc = task_accuracy(arch, params, task.x_test, task.y_test)
-    meta = [{"train_loss": float(last[i]), "test_loss": float(test_loss[i]), "test_acc": float(acc[i])}
-            for i in range(n)]
+    meta = [{"train_loss": float(last[i]), **m} for i, m in enumerate(task.evaluate(arch, params, targets))]
     return params, meta
 
 
@@ -201,16 +253,15 @@ class Zoo:
                 "test": sorted(order[n_train + n_val:])}
 
 
-def build_zoo(folder: str | Path, arch: Arch, task: Task, settings: ZooSettings) -> Zoo:
+def build_zoo(folder: str | Path, arch: Arch, task: AnyTask, settings: ZooSettings) -> Zoo:
     """Train (or resume) a zoo in ``folder`` shard by shard and return it."""
     folder = Path(folder)
     index_path = folder / "zoo.json"
-    expected = asdict(settings)
+    expected = json.loads(json.dumps(asdict(settings)))  # as zoo.json stores it (tuples as lists)
     if index_path.exists():
-        import json
-
         saved = json.loads(index_path.read_text(encoding="utf-8"))
-        if saved.get("settings") != expected:
+        # zoos written before task_options existed have none
+        if {"task_options": {}, **saved.get("settings", {})} != expected:
             raise ZooError(f"{index_path} was built with other settings {saved.get('settings')}; "
                            f"expected {expected}: use another folder")
         done = set(saved.get("shards", []))
@@ -237,8 +288,6 @@ def build_zoo(folder: str | Path, arch: Arch, task: Task, settings: ZooSettings)
 
 def load_zoo(folder: str | Path) -> Zoo:
     """Read every shard listed in ``zoo.json`` (weights back to float32)."""
-    import json
-
     folder = Path(folder)
     index = json.loads((folder / "zoo.json").read_text(encoding="utf-8"))
     settings = index["settings"]
