@@ -110,3 +110,18 @@ def test_implicit_sinkhorn_passes_gradcheck():
     s = torch.randn(2, 5, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(1),
                     requires_grad=True)
     assert torch.autograd.gradcheck(lambda t: matching.log_sinkhorn(t, 1000, 1.0, implicit=True), (s,))
+
+
+def test_implicit_sinkhorn_falls_back_to_unrolled_on_a_hard_permutation():
+    # logits that saturate to an exact permutation in float32: the implicit system is singular, so that
+    # matrix takes the unrolled gradient; the other matrix of the batch keeps the implicit one
+    g = torch.Generator().manual_seed(0)
+    hard = 300 * torch.eye(8)[torch.randperm(8, generator=g)] + torch.randn(8, 8, generator=g)
+    s = torch.stack([hard, torch.randn(8, 8, generator=g)]).requires_grad_(True)
+    up = torch.randn(2, 8, 8, generator=g)
+    implicit, = torch.autograd.grad((matching.log_sinkhorn(s, 20, 1.0, implicit=True) * up).sum(), s)
+    unrolled, = torch.autograd.grad((matching.log_sinkhorn(s, 20, 1.0) * up).sum(), s)
+    assert torch.isfinite(implicit).all()
+    torch.testing.assert_close(implicit[0], unrolled[0])
+    converged, = torch.autograd.grad((matching.log_sinkhorn(s[1:], 500, 1.0) * up[1:]).sum(), s)
+    torch.testing.assert_close(implicit[1], converged[1], rtol=0, atol=1e-3)

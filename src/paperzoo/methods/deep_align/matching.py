@@ -63,28 +63,44 @@ class ImplicitSinkhorn(torch.autograd.Function):
     (``f + c``, ``g - c`` is the same ``P``), which fixing ``dg_n = 0`` removes. For an upstream gradient
     ``G`` on ``log P``, this yields ``dL/dS = (G - P o (w_f 1^T + 1 w_g^T)) / tau`` with
     ``[w_f; w_g] = K^{-1} [G 1; G^T 1]`` (last entry of ``w_g`` fixed to 0): one ``(2n-1)``-square solve
-    per matrix, no stored iterates. The forward pass is :func:`log_sinkhorn`'s, without a graph.
+    per matrix (float64), no stored iterates. The forward pass is :func:`log_sinkhorn`'s, without a graph.
+
+    A matrix that is numerically a hard permutation (entries of ``P`` underflow to 0) has no usable fixed
+    point derivative: ``K`` splits into singular blocks and the limit is ``0 * inf``. Such matrices (the
+    solve fails or does not reproduce its right-hand side) take the unrolled gradient instead.
     """
 
     @staticmethod
     def forward(ctx, log_alpha: Tensor, iters: int, tau: float) -> Tensor:  # type: ignore[override]
         with torch.no_grad():
             z = log_sinkhorn(log_alpha, iters, tau)
-        ctx.save_for_backward(z.exp())
-        ctx.tau = tau
+        ctx.save_for_backward(log_alpha, z)
+        ctx.iters, ctx.tau = iters, tau
         return z
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:  # type: ignore[override]
-        (p,) = ctx.saved_tensors
+        log_alpha, z = ctx.saved_tensors
+        p = z.exp()
         n = p.shape[-1]
         a, b = p.sum(-1), p.sum(-2)
         top = torch.cat([torch.diag_embed(a), p[..., :, :-1]], dim=-1)
         bottom = torch.cat([p.transpose(-1, -2)[..., :-1, :], torch.diag_embed(b[..., :-1])], dim=-1)
-        rhs = torch.cat([grad.sum(-1), grad.sum(-2)[..., :-1]], dim=-1).unsqueeze(-1)
-        w = torch.linalg.solve(torch.cat([top, bottom], dim=-2), rhs).squeeze(-1)
+        k = torch.cat([top, bottom], dim=-2).to(torch.float64)
+        rhs = torch.cat([grad.sum(-1), grad.sum(-2)[..., :-1]], dim=-1).unsqueeze(-1).to(torch.float64)
+        w, info = torch.linalg.solve_ex(k, rhs)
+        residual = (k @ w - rhs).abs().amax((-2, -1))
+        ok = ((info == 0) & torch.isfinite(w).all(-1).all(-1)
+              & (residual <= 1e-6 * rhs.abs().amax((-2, -1)) + 1e-12))
+        w = w.squeeze(-1).to(grad.dtype)
         w_f, w_g = w[..., :n], torch.nn.functional.pad(w[..., n:], (0, 1))
-        return (grad - p * (w_f.unsqueeze(-1) + w_g.unsqueeze(-2))) / ctx.tau, None, None
+        out = (grad - p * (w_f.unsqueeze(-1) + w_g.unsqueeze(-2))) / ctx.tau
+        if not bool(ok.all()):
+            with torch.enable_grad():
+                leaf = log_alpha.detach().requires_grad_(True)
+                unrolled, = torch.autograd.grad(log_sinkhorn(leaf, ctx.iters, ctx.tau), leaf, grad)
+            out = torch.where(ok[..., None, None], out, unrolled)
+        return out, None, None
 
 
 # ---------------------------------------------------------------------------- weight matching
