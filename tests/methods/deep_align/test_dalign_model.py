@@ -1,68 +1,77 @@
-"""Exact symmetries of the DWS encoder and of Deep-Align (float64), and the three losses."""
+"""Exact symmetries of the DWS encoder and of Deep-Align (float64) on MLP and CNN weights, and the three
+losses."""
 import pytest
 import torch
 
+from paperzoo.methods.deep_align import matching
 from paperzoo.methods.deep_align import perm as P
 from paperzoo.methods.deep_align import train as T
 from paperzoo.methods.deep_align.dws import DWSEncoder
-from paperzoo.methods.deep_align.model import DeepAlign, split_mlp
-from paperzoo.methods.deep_align.nets import MLPArch, unbatch
+from paperzoo.methods.deep_align.model import DeepAlign, layer_keys, level_sizes, split_params
+from paperzoo.methods.deep_align.nets import CNNArch, MLPArch, unbatch
 from paperzoo.methods.deep_align.zoo import synthetic_task
 
 ARCH = MLPArch((12, 8, 7, 6, 3))
-
+CNN = CNNArch(3, (4, 5, 6), 3)  # a CNN's weight space is an MLP's over channels, entries = 3x3 kernels
 
 REDUCTIONS = pytest.mark.parametrize("reduction", ["mean", "max"])
+ARCHS = pytest.mark.parametrize("arch", [ARCH, CNN], ids=["mlp", "cnn"])
 
 
-def _model(seed=0, reduction="mean"):
+def _model(seed=0, reduction="mean", arch=ARCH):
     torch.manual_seed(seed)
-    return DeepAlign(ARCH, hidden=6, depth=3, out_dim=10, input_proj=5, reduction=reduction).double()
+    return DeepAlign(arch, hidden=6, depth=3, out_dim=10, input_proj=5, reduction=reduction).double()
 
 
-def _nets(n, seed):
-    return ARCH.init(n, torch.Generator().manual_seed(seed), torch.float64)
+def _nets(n, seed, arch=ARCH):
+    return arch.init(n, torch.Generator().manual_seed(seed), torch.float64)
 
 
-def _perms(seed):
-    return P.random_perms(ARCH.spec().sizes(unbatch(_nets(1, 0), 0)), torch.Generator().manual_seed(seed))
+def _perms(seed, arch=ARCH):
+    sizes = arch.spec().sizes(unbatch(_nets(1, 0, arch), 0))
+    return P.random_perms(sizes, torch.Generator().manual_seed(seed))
 
 
+@ARCHS
 @REDUCTIONS
-def test_dws_encoder_is_equivariant(reduction):
-    enc = DWSEncoder(ARCH.sizes, 5, 3, 4, input_proj=0, reduction=reduction).double()
-    v = _nets(2, 1)
-    g = _perms(2)
-    out_w, out_b = enc(*split_mlp(v, ARCH.num_layers))
-    gv = P.apply(ARCH.spec(), g, v, batched=True)
-    out_gw, out_gb = enc(*split_mlp(gv, ARCH.num_layers))
-    # permute the outputs with the same spec (feature axis last, network axis first)
-    for m in range(ARCH.num_layers):
-        w = out_w[m]
-        if m < ARCH.num_layers - 1:
-            w = w[:, g[f"P{m}"]]
-        if m > 0:
-            w = w[:, :, g[f"P{m - 1}"]]
-        b = out_b[m][:, g[f"P{m}"]] if m < ARCH.num_layers - 1 else out_b[m]
-        assert torch.allclose(w, out_gw[m], atol=1e-10)
-        assert torch.allclose(b, out_gb[m], atol=1e-10)
+def test_dws_encoder_is_equivariant(reduction, arch):
+    kernels = (9, 9, 9, 1) if isinstance(arch, CNNArch) else ()
+    torch.manual_seed(0)
+    enc = DWSEncoder(level_sizes(arch), 5, 3, 4, input_proj=0, reduction=reduction,
+                     weight_features=kernels).double()
+    keys, spec = layer_keys(arch), arch.spec()
+    v, g = _nets(2, 1, arch), _perms(2, arch)
+
+    def encode(params):
+        ws, bs = enc(*split_params(params, keys))
+        # outputs keyed like the parameters, (B, rows, cols, C) and (B, rows, C): the spec permutes the
+        # same leading axes (the trailing feature axis is unpermuted)
+        return {**{w: t for (w, _), t in zip(keys, ws)}, **{b: t for (_, b), t in zip(keys, bs)}}
+
+    out, moved = encode(v), encode(P.apply(spec, g, v, batched=True))
+    expected = P.apply(spec, g, out, batched=True)
+    for key in out:
+        assert torch.allclose(expected[key], moved[key], atol=1e-10), key
 
 
+@ARCHS
 @REDUCTIONS
-def test_deep_align_equivariance_F_gv_gpv(reduction):
-    model, v, w = _model(reduction=reduction), _nets(3, 1), _nets(3, 2)
-    g, h = _perms(3), _perms(4)
-    spec = ARCH.spec()
+def test_deep_align_equivariance_F_gv_gpv(reduction, arch):
+    model, v, w = _model(reduction=reduction, arch=arch), _nets(3, 1, arch), _nets(3, 2, arch)
+    g, h = _perms(3, arch), _perms(4, arch)
+    spec = arch.spec()
     base = model.similarity(v, w)
     moved = model.similarity(P.apply(spec, g, v, batched=True), P.apply(spec, h, w, batched=True))
+    assert len(base) == len(g)
     for lv, (s, s2) in enumerate(zip(base, moved)):
         gm, hm = P.as_matrix(g[f"P{lv}"], torch.float64), P.as_matrix(h[f"P{lv}"], torch.float64)
         assert torch.allclose(gm @ s @ hm.T, s2, atol=1e-10)
 
 
+@ARCHS
 @REDUCTIONS
-def test_deep_align_swap_symmetry(reduction):
-    model, v, w = _model(reduction=reduction), _nets(2, 5), _nets(2, 6)
+def test_deep_align_swap_symmetry(reduction, arch):
+    model, v, w = _model(reduction=reduction, arch=arch), _nets(2, 5, arch), _nets(2, 6, arch)
     for s, st in zip(model.similarity(v, w), model.similarity(w, v)):
         assert torch.allclose(s, st.transpose(1, 2), atol=1e-12)
 
@@ -74,13 +83,14 @@ def test_joint_encoder_pass_equals_separate_passes():
         assert torch.allclose(s, s_sep, atol=1e-12)
 
 
+@ARCHS
 @REDUCTIONS
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_deep_align_recovers_permutation_of_held_out_network(seed, reduction):
-    model = _model(seed, reduction)  # untrained weights: recovery holds by construction
-    v = _nets(2, 100 + seed)  # networks never seen
-    g = _perms(10 + seed)
-    aligned = model.align(v, P.apply(ARCH.spec(), g, v, batched=True))
+def test_deep_align_recovers_permutation_of_held_out_network(seed, reduction, arch):
+    model = _model(seed, reduction, arch)  # untrained weights: recovery holds by construction
+    v = _nets(2, 100 + seed, arch)  # networks never seen
+    g = _perms(10 + seed, arch)
+    aligned = model.align(v, P.apply(arch.spec(), g, v, batched=True))
     for perms in aligned:
         assert all(torch.equal(perms[k], P.invert(g)[k]) for k in g)
 
@@ -99,13 +109,14 @@ def test_losses_are_finite_and_train_step_updates_parameters():
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
 
 
-def test_soft_apply_mlp_matches_hard_permutation():
-    v = _nets(2, 3)
-    g = _perms(5)
-    mats = [torch.stack([P.as_matrix(g[f"P{lv}"], torch.float64)] * 2) for lv in range(ARCH.num_layers - 1)]
-    soft = T.soft_apply_mlp(mats, v, ARCH.num_layers)
-    hard = P.apply(ARCH.spec(), g, v, batched=True)
-    assert all(torch.equal(soft[k], hard[k]) for k in v)
+@ARCHS
+def test_batched_soft_apply_with_permutation_matrices_equals_apply(arch):
+    v, g = _nets(2, 3, arch), _perms(5, arch)
+    mats = [torch.stack([P.as_matrix(g[f"P{lv}"], torch.float64)] * 2) for lv in range(len(g))]
+    hard = P.apply(arch.spec(), g, v, batched=True)
+    for given in (mats, {f"P{lv}": m for lv, m in enumerate(mats)}):  # listed or keyed by name
+        soft = matching.soft_apply(arch.spec(), given, v, batched=True)
+        assert all(torch.equal(soft[k], hard[k]) for k in v)
 
 
 def test_supervised_loss_drops_below_chance_as_similarities_sharpen():

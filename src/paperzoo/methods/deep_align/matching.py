@@ -15,7 +15,7 @@ permutations ``perms`` such that ``perm.apply(spec, perms, b)`` is close to ``a`
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -172,14 +172,32 @@ def activation_matching(a: Params, b: Params, activations: Callable[[Params], li
 
 
 # ----------------------------------------------------------------------------- Sinkhorn re-basin
-def soft_apply(spec: PermutationSpec, mats: dict[str, Tensor], params: Params) -> Params:
-    """Apply (soft) permutation matrices ``M`` (``M[i, j]`` weight of old unit ``j`` at new ``i``) to
-    every permuted axis; with hard matrices this equals :func:`perm.apply`."""
+def soft_apply(spec: PermutationSpec, mats: Sequence[Tensor] | dict[str, Tensor], params: Params,
+               batched: bool = False) -> Params:
+    """``M # v``: every axis that ``spec`` permutes by ``P{l}`` is mixed by ``M_l`` (``M[i, j]``: weight of
+    old unit ``j`` at new position ``i``); unpermuted axes (inputs, classes, kernels) are untouched, so
+    ``W_m -> M_{m+1} W_m M_m^T``, ``b_m -> M_{m+1} b_m``, and a convolution's channel axes likewise at
+    every kernel position. ``mats`` is keyed by permutation name or listed in ``P0, P1, ...`` order;
+    ``batched``: parameters and matrices ``(B, n, n)`` carry a leading network axis. With permutation
+    matrices this equals :func:`perm.apply`."""
+    if not isinstance(mats, dict):
+        mats = {f"P{lv}": m for lv, m in enumerate(mats)}
+    if not batched:
+        out = soft_apply(spec, {k: m.unsqueeze(0) for k, m in mats.items()},
+                         {k: v.unsqueeze(0) for k, v in params.items()}, batched=True)
+        return {k: v.squeeze(0) for k, v in out.items()}
     out = {}
     for name, value in params.items():
         for axis, pname in enumerate(spec.axes_to_perm[name]):
-            if pname is not None:
-                value = torch.movedim(torch.tensordot(mats[pname], value, dims=([1], [axis])), 0, axis)
+            if pname is None:
+                continue
+            mat = mats[pname]
+            if axis == 0:  # rows: M @ v (biases and flattened kernels as extra columns)
+                value = (mat @ value.reshape(*value.shape[:2], -1)).reshape(value.shape)
+            else:  # columns: v @ M^T with the axis moved last, M broadcast over the axes in between
+                moved = value.movedim(axis + 1, -1)
+                mat_t = mat.transpose(1, 2).reshape(mat.shape[0], *([1] * (moved.dim() - 3)), *mat.shape[1:])
+                value = (moved @ mat_t).movedim(-1, axis + 1)
         out[name] = value
     return out
 

@@ -55,11 +55,6 @@ def split_params(params: Params, keys: list[tuple[str, str]]) -> tuple[list[Tens
     return ws, bs
 
 
-def split_mlp(params: Params, num_layers: int) -> tuple[list[Tensor], list[Tensor]]:
-    """Batched MLP parameters -> ``W_m (B, n_{m+1}, n_m, 1)`` and ``b_m (B, n_{m+1}, 1)``."""
-    return split_params(params, [(f"layer{m}.weight", f"layer{m}.bias") for m in range(num_layers)])
-
-
 class DeepAlign(nn.Module):
     """Siamese equivariant alignment network for the MLPs or CNNs of architecture ``arch``.
 

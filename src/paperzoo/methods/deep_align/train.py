@@ -10,17 +10,16 @@
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 from torch.nn import functional as F
 
+from paperzoo.methods.deep_align import matching
 from paperzoo.methods.deep_align import perm as P
 from paperzoo.methods.deep_align.model import DeepAlign
 from paperzoo.methods.deep_align.nets import Params
-from paperzoo.methods.deep_align.perm import PermutationSpec
 from paperzoo.methods.deep_align.zoo import AnyTask
 
 
@@ -57,36 +56,6 @@ def augment(model: DeepAlign, params: Params, aug: Augment, generator: torch.Gen
             noisy = noisy * keep / (1 - aug.dropout)
         out[key] = noisy * factor.reshape(-1, *([1] * (v.dim() - 1)))
     return out
-
-
-def soft_apply_batched(spec: PermutationSpec, mats: Sequence[Tensor] | dict[str, Tensor], params: Params
-                       ) -> Params:
-    """Batched ``M # v``: every axis that ``spec`` permutes by ``P{l}`` is mixed by ``M_l (B, n, n)``
-    (``M[i, j]``: weight of old neuron ``j`` at new position ``i``), the other axes (inputs, classes,
-    kernels) are untouched: ``W_m -> M_{m+1} W_m M_m^T``, ``b_m -> M_{m+1} b_m``, a convolution's channel
-    axes likewise for every kernel position. ``mats`` is keyed by permutation name or listed in ``P0,
-    P1, ...`` order; with permutation matrices this equals :func:`perm.apply` on the batch."""
-    if not isinstance(mats, dict):
-        mats = {f"P{lv}": m for lv, m in enumerate(mats)}
-    out = {}
-    for name, value in params.items():
-        for axis, pname in enumerate(spec.axes_to_perm[name]):
-            if pname is None:
-                continue
-            mat = mats[pname]
-            if axis == 0:  # rows: M @ v (biases and flattened kernels as extra columns)
-                value = (mat @ value.reshape(*value.shape[:2], -1)).reshape(value.shape)
-            else:  # columns: v @ M^T with the axis moved last, M broadcast over the axes in between
-                moved = value.movedim(axis + 1, -1)
-                mat_t = mat.transpose(1, 2).reshape(mat.shape[0], *([1] * (moved.dim() - 3)), *mat.shape[1:])
-                value = (moved @ mat_t).movedim(-1, axis + 1)
-        out[name] = value
-    return out
-
-
-def soft_apply_mlp(mats: list[Tensor], params: Params, num_layers: int) -> Params:
-    """:func:`soft_apply_batched` for an MLP of ``num_layers`` layers (matrices in hidden-level order)."""
-    return soft_apply_batched(PermutationSpec.mlp(num_layers), mats, params)
 
 
 def supervised_loss(model: DeepAlign, v: Params, aug: Augment, generator: torch.Generator,
@@ -157,7 +126,7 @@ def train_step(model: DeepAlign, optimizer: torch.optim.Optimizer, zoo_params: P
                                               step.implicit)
     if weights.alignment or weights.interpolation:
         mats = [lp.exp() for lp in model.soft_perms(emb_a, vb, step.sinkhorn_iters, step.tau, step.implicit)]
-        aligned = soft_apply_batched(model.arch.spec(), mats, vb)
+        aligned = matching.soft_apply(model.arch.spec(), mats, vb, batched=True)
         if weights.alignment:
             parts["alignment"] = alignment_loss(model, va, aligned)
         if weights.interpolation:
