@@ -29,8 +29,8 @@ from paperzoo.core import config as cfglib
 from paperzoo.core.io import atomic_path, write_json
 from paperzoo.core.runs import RunDir
 from paperzoo.methods.deep_align.config import DeepAlignConfig
-from paperzoo.methods.deep_align.nets import MLPArch, stack
-from paperzoo.methods.deep_align.run import aligners, build_model, pairs_of, setup
+from paperzoo.methods.deep_align.nets import stack
+from paperzoo.methods.deep_align.run import aligners, load_model, pairs_of, setup
 
 HERE = Path(__file__).resolve().parent
 
@@ -50,13 +50,7 @@ def main() -> None:
     rd = RunDir(args.run_dir, method="deep_align", preset=saved["preset"], config=cfg,
                 data_root=args.data_root or saved.get("data_root"))
     task, zoo, split = setup(cfg, rd)
-    model = None
-    if isinstance(zoo.arch, MLPArch):
-        model = build_model(cfg, zoo.arch, zoo.subset(split["train"]))
-        best = rd.load_checkpoint("best")
-        assert best is not None, "run has no best.pt"
-        model.load_state_dict(best["model"])
-        model.eval()
+    model = load_model(cfg, rd, zoo, split)
     table = dict(aligners(cfg, task, zoo.arch, model))
     for n in args.am_examples:
         more = aligners(dataclasses.replace(cfg, am_examples=n), task, zoo.arch, model)

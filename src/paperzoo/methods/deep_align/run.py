@@ -260,18 +260,25 @@ def _plot_history(run_dir: RunDir) -> None:
     plt.close(fig)
 
 
+def load_model(cfg: DeepAlignConfig, run_dir: RunDir, zoo: Z.Zoo, split: dict[str, list[int]]
+               ) -> DeepAlign | None:
+    """The run's trained Deep-Align (``best.pt``, in eval mode), or ``None`` if no method needs it."""
+    if not uses_deep_align(cfg):
+        return None
+    model = build_model(cfg, zoo.arch, zoo.subset(split["train"]))
+    best = run_dir.load_checkpoint("best")
+    if best is None:
+        raise FileNotFoundError(f"{run_dir.checkpoint_path('best')} is missing: the run never validated")
+    model.load_state_dict(best["model"])
+    model.eval()
+    return model
+
+
 def evaluate(run_dir: RunDir) -> dict[str, float]:
     """Reload the zoo and ``best.pt`` and recompute the test table (timings excluded)."""
     cfg = run_dir.config
     task, zoo, split = setup(cfg, run_dir)
-    model = None
-    if uses_deep_align(cfg):
-        model = build_model(cfg, zoo.arch, zoo.subset(split["train"]))
-        best = run_dir.load_checkpoint("best")
-        if best is None:
-            raise FileNotFoundError(f"{run_dir.checkpoint_path('best')} is missing: the run never validated")
-        model.load_state_dict(best["model"])
-        model.eval()
+    model = load_model(cfg, run_dir, zoo, split)
     metrics = _test_metrics(cfg, run_dir, task, zoo, split, model, plots=False)
     metrics.update(zoo_metrics(zoo, split["test"]))
     return {k: v for k, v in metrics.items() if "seconds" not in k}
