@@ -16,7 +16,9 @@ checkpoint, so both libraries see the same weights, the same data in the same ba
 * ``paperzoo``: ``SubnetLaplace(model, likelihood, indices, prior_precision, sigma_noise).fit(loader)``
   and ``.predict(x)`` (probit for classification); in float64 (the default), and as ``paperzoo32``
   with ``dtype=torch.float32``, the precision laplace-torch works in (a float32 model's), so that the
-  ratios compare like with like.
+  ratios compare like with like. In the regression case also as ``paperzoo_loop``: ``fit`` is handed
+  ``iter(loader)``, so every batch goes through DataLoader's per-example fetch and collate as it does
+  for laplace-torch, instead of ``paperzoo.data.batching.iter_batches`` indexing the ``TensorDataset``.
 * ``laplace-torch <backend>``: ``Laplace(model, likelihood, subset_of_weights="subnetwork",
   hessian_structure="full", subnetwork_indices=indices, prior_precision, sigma_noise, backend)``,
   ``.fit(loader)`` and ``la(x, pred_type="glm", link_approx="probit")``. Backends: ``AsdlGGN``,
@@ -157,7 +159,8 @@ FULL_CASES = {
     # The paper's 1D toy: 2-layer tanh MLP (2,701 weights), 150 points with a gap, full batch.
     "regression": Case("regression", "regression", "regression", sizes=(26, 78, 1300), fit_batch=150,
                        predict_batch=500, repeats=15, warmup=2, prior_precision=1.0, sigma_noise=0.1,
-                       n_train=150, n_test=500, epochs=1000, lr=1e-2, memory_sizes=(1300,)),
+                       n_train=150, n_test=500, epochs=1000, lr=1e-2, memory_sizes=(1300,),
+                       libraries=("paperzoo", "paperzoo_loop", "paperzoo32", "asdl", "backpack", "default")),
     # The small MNIST CNN (46,730 weights), 2,000 training images, batches of 100, LargestVariance.
     # The default backend at batch 10 takes minutes per fit here: timed once, at S = 1,000 only.
     "mnist": Case("mnist", sizes=(1000, 5000), repeats=2, slow_sizes=(1000,), **_MNIST),
@@ -181,16 +184,22 @@ class Library:
     backend: str | None  # None: paperzoo; "default": laplace-torch with backend=None
     batch: int
     dtype: str = "float64"  # paperzoo's curvature / posterior dtype (laplace-torch works in the model's, float32)
+    # paperzoo only: False hands ``fit`` a plain iterator over the DataLoader, so every batch goes through
+    # DataLoader's per-example fetch and collate, as laplace-torch's do (paperzoo.data.batching otherwise
+    # indexes a TensorDataset's tensors directly)
+    direct_batches: bool = True
 
 
 def case_libraries(case: Case, size: int | None = None) -> list[Library]:
     """The libraries measured in ``case`` (at subnetwork size ``size``, if given)."""
     labels = {"paperzoo": "paperzoo SubnetLaplace", "paperzoo32": "paperzoo SubnetLaplace, float32",
+              "paperzoo_loop": "paperzoo SubnetLaplace, DataLoader iterated",
               "asdl": "laplace-torch AsdlGGN",
               "backpack": "laplace-torch BackPackGGN", "default": "laplace-torch default (Curvlinops)"}
-    backends = {"paperzoo": None, "paperzoo32": None, "asdl": "AsdlGGN", "backpack": "BackPackGGN",
+    backends = {"paperzoo": None, "paperzoo32": None, "paperzoo_loop": None, "asdl": "AsdlGGN", "backpack": "BackPackGGN",
                 "default": "default"}
-    libs = [Library(k, labels[k], backends[k], case.fit_batch, "float32" if k == "paperzoo32" else "float64")
+    libs = [Library(k, labels[k], backends[k], case.fit_batch, "float32" if k == "paperzoo32" else "float64",
+                    direct_batches=k != "paperzoo_loop")
             for k in case.libraries]
     if case.small_batch_default is not None and (size is None or case.slow_sizes is None
                                                  or size in case.slow_sizes):
@@ -366,7 +375,8 @@ def fit_posterior(lib: Library, case: Case, model: torch.nn.Module, indices: tor
         from paperzoo.methods.subnet_laplace import SubnetLaplace
 
         return SubnetLaplace(model, case.likelihood, indices, prior_precision=case.prior_precision,
-                             sigma_noise=case.sigma_noise, dtype=getattr(torch, lib.dtype)).fit(loader)
+                             sigma_noise=case.sigma_noise, dtype=getattr(torch, lib.dtype)).fit(
+                                 loader if lib.direct_batches else iter(loader))
     from laplace import Laplace
 
     kwargs = {"sigma_noise": case.sigma_noise} if case.likelihood == "regression" else {}

@@ -78,6 +78,7 @@ from torch.func import functional_call, jacfwd, jacrev, vmap
 from torch.nn import functional as F
 
 from paperzoo.core.io import atomic_path
+from paperzoo.data.batching import iter_batches
 from paperzoo.methods.subnet_laplace import metrics
 from paperzoo.methods.subnet_laplace.jacobians import (
     LayerwiseJacobian,
@@ -523,7 +524,7 @@ def diagonal_ggn(jacobian: SubnetworkJacobian, loader: Iterable, likelihood: str
     likelihood = check_likelihood(likelihood)
     diag = torch.zeros(jacobian.n_selected, dtype=dtype, device=jacobian.device)
     seen = 0
-    for x, y in loader:
+    for x, y in iter_batches(loader):
         for f, jac in jacobian.iter_chunks(x):
             seen += f.shape[0]
             diag += _whitened_jacobian(f, jac.to(dtype), likelihood).square().sum((0, 1))
@@ -721,7 +722,7 @@ def validation_batches(jacobian: SubnetworkJacobian, val_loader: Iterable,
     as given. ``per_chunk=True``: one item per ``jacobian.chunk_size`` inputs, with the matching slice of
     the targets, so that only one chunk's Jacobian is alive at a time.
     """
-    for x, y in val_loader:
+    for x, y in iter_batches(val_loader):
         if not per_chunk:
             f, jac = jacobian(x)
             yield f, project(jac), y
@@ -923,7 +924,7 @@ class SubnetLaplace:
         n_rows = 0
         low_rank = self.dtype == torch.float64
         data_loss, seen, n_outputs = 0.0, 0, None
-        for x, y in loader:
+        for x, y in iter_batches(loader):
             start = 0
             targets = torch.as_tensor(y)
             for f, jac in self._jacobian.iter_chunks(x):

@@ -33,6 +33,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from paperzoo.data.batching import iter_batches
 from paperzoo.methods.subnet_laplace.laplace import (
     SubnetworkJacobian,
     diagonal_ggn,
@@ -175,7 +176,7 @@ def swag_diagonal(model: nn.Module, loader: Iterable, likelihood: str, epochs: i
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         for _ in range(int(epochs)):
-            for x, y in loader:
+            for x, y in iter_batches(loader):
                 x, y = torch.as_tensor(x).to(device), torch.as_tensor(y).to(device)
                 if x.is_floating_point():
                     x = x.to(params[0].dtype)
