@@ -196,8 +196,8 @@ def case_libraries(case: Case, size: int | None = None) -> list[Library]:
               "paperzoo_loop": "paperzoo SubnetLaplace, DataLoader iterated",
               "asdl": "laplace-torch AsdlGGN",
               "backpack": "laplace-torch BackPackGGN", "default": "laplace-torch default (Curvlinops)"}
-    backends = {"paperzoo": None, "paperzoo32": None, "paperzoo_loop": None, "asdl": "AsdlGGN", "backpack": "BackPackGGN",
-                "default": "default"}
+    backends = {"paperzoo": None, "paperzoo32": None, "paperzoo_loop": None, "asdl": "AsdlGGN",
+                "backpack": "BackPackGGN", "default": "default"}
     libs = [Library(k, labels[k], backends[k], case.fit_batch, "float32" if k == "paperzoo32" else "float64",
                     direct_batches=k != "paperzoo_loop")
             for k in case.libraries]
