@@ -159,7 +159,7 @@ FULL_CASES = {
     # The paper's 1D toy: 2-layer tanh MLP (2,701 weights), 150 points with a gap, full batch.
     "regression": Case("regression", "regression", "regression", sizes=(26, 78, 1300), fit_batch=150,
                        predict_batch=500, repeats=15, warmup=2, prior_precision=1.0, sigma_noise=0.1,
-                       n_train=150, n_test=500, epochs=1000, lr=1e-2, memory_sizes=(1300,),
+                       n_train=150, n_test=500, epochs=1000, lr=1e-2, memory_sizes=None,
                        libraries=("paperzoo", "paperzoo_loop", "paperzoo32", "asdl", "backpack", "default")),
     # The small MNIST CNN (46,730 weights), 2,000 training images, batches of 100, LargestVariance.
     # The default backend at batch 10 takes minutes per fit here: timed once, at S = 1,000 only.
