@@ -215,11 +215,12 @@ PRESETS = {
         "sine_inr",
         DeepAlignConfig(task="sine", hidden_sizes=(32, 32, 32), num_networks=256, shard_size=64,
                         zoo_epochs=250, zoo_batch_size=128, zoo_lr=1e-4, eval_examples=1000,
-                        encoder_hidden=16, encoder_depth=4, out_dim=64, epochs=20, steps_per_epoch=50,
-                        batch_size=8, data_batch=128, lr=2e-3, test_pairs=20, val_pairs=5, am_examples=512,
+                        encoder_hidden=64, encoder_depth=4, out_dim=128, epochs=20, steps_per_epoch=50,
+                        batch_size=8, data_batch=128, lr=1e-3, test_pairs=20, val_pairs=5, am_examples=512,
                         rebasin_steps=100),
         "the paper's synthetic INR zoo: 256 SIRENs 1-32-32-32-1, each fitted to its own sin(a x), "
-        "a in [0.5, 10]; barriers in function space (MSE to the interpolated outputs)",
+        "a in [0.5, 10]; barriers in function space (MSE to the interpolated outputs); Deep-Align at the "
+        "paper's width (64 features), 1,000 steps of 8",
         dataset="synthetic"),
     "paper_cnn": Preset(
         "paper_cnn",
