@@ -224,11 +224,11 @@ PRESETS = {
         dataset="synthetic"),
     "paper_cnn": Preset(
         "paper_cnn",
-        DeepAlignConfig(task="cifar10", arch="cnn", cnn_channels=(16, 32, 32), num_networks=40, shard_size=8,
-                        zoo_epochs=2, zoo_batch_size=128, zoo_lr=2e-3, encoder_hidden=16, encoder_depth=4,
-                        out_dim=64, epochs=10, steps_per_epoch=50, batch_size=8, lr=2e-3, test_pairs=8,
-                        val_pairs=3, rebasin_steps=60, eval_examples=1000),
-        "CIFAR-10 small CNN zoo (channel permutations): every method, Deep-Align as the DWS channel version "
-        "at the CPU width (16 features, 500 steps)",
+        DeepAlignConfig(task="cifar10", arch="cnn", cnn_channels=(16, 32, 32), num_networks=48, shard_size=8,
+                        zoo_epochs=5, zoo_batch_size=128, zoo_lr=2e-3, encoder_hidden=64, encoder_depth=4,
+                        out_dim=128, epochs=30, steps_per_epoch=50, batch_size=8, lr=5e-4, test_pairs=30,
+                        val_pairs=10, rebasin_steps=60, eval_examples=1000),
+        "CIFAR-10 small CNN zoo (channel permutations, 48 CNNs, 5 epochs each): every method, Deep-Align as "
+        "the DWS channel version at the paper's width (64 features), 1,500 steps, 30 test pairs",
         dataset="cifar10"),
 }
