@@ -294,3 +294,23 @@ def test_a_float_prior_precision_round_trips():
     with pytest.raises(ValueError, match="prior_precision must be positive and finite"):
         la.prior_precision = float("nan")
     assert la.prior_precision == 0.3
+
+
+@pytest.mark.parametrize("likelihood", ["regression", "classification"])
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_a_tensor_dataset_loader_read_directly_gives_the_iterated_posterior(likelihood, shuffle):
+    """fit reads a DataLoader over a TensorDataset by indexing its tensors (paperzoo.data.batching); the
+    posterior is bit-identical to handing fit the same loader's batches through a plain iterator."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    model = make_regressor() if likelihood == "regression" else make_classifier()
+    x, y = make_data(likelihood)
+    indices = torch.arange(0, flat_parameters(model).numel(), 2)
+
+    def loader():
+        return DataLoader(TensorDataset(x, y), batch_size=7, shuffle=shuffle,
+                          generator=torch.Generator().manual_seed(5))
+
+    direct = SubnetLaplace(model, likelihood, indices, sigma_noise=0.3).fit(loader())
+    iterated = SubnetLaplace(model, likelihood, indices, sigma_noise=0.3).fit(iter(loader()))
+    _assert_same(_state(direct), _state(iterated))
