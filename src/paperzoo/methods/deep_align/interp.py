@@ -6,6 +6,9 @@ interpolated network is ``lambda * a + (1 - lambda) * b``. With ``L`` the loss o
 is its maximum over lambda, and the *AUC* its integral (trapezoid rule on the lambda grid). Networks
 that share no loss (INRs of different signals) are scored in function space instead
 (:func:`output_curve`).
+
+Both networks must have the same tensors and shapes (:func:`~.perm.check_compatible`); a mismatch raises
+:class:`~.perm.NetworkMismatchError` naming the tensor rather than interpolating the common part.
 """
 from __future__ import annotations
 
@@ -17,12 +20,17 @@ import torch
 from torch import Tensor
 
 from paperzoo.core.io import atomic_path
+from paperzoo.methods.deep_align.perm import check_compatible
 
 Params = dict[str, Tensor]
 
 
 def interpolate(a: Params, b: Params, lam: float | Tensor) -> Params:
-    """``lam * a + (1 - lam) * b``; a tensor ``lam (K,)`` gives ``K`` networks along a new axis 0."""
+    """``lam * a + (1 - lam) * b``; a tensor ``lam (K,)`` gives ``K`` networks along a new axis 0.
+
+    ``a`` and ``b`` must have the same tensor names and shapes (checked; values are not scanned here,
+    :func:`loss_curve` and :func:`output_curve` also reject NaN/inf)."""
+    check_compatible(None, a, b, finite=False)
     if isinstance(lam, Tensor) and lam.dim() == 1:
         return {k: _bcast(lam, a[k]) * a[k] + (1 - _bcast(lam, a[k])) * b[k] for k in a}
     return {k: lam * a[k] + (1 - lam) * b[k] for k in a}
@@ -59,6 +67,7 @@ def loss_curve(a: Params, b: Params, loss_of: Callable[[Params], Tensor], num: i
     from ``b`` (lambda = 0) to ``a`` (lambda = 1), all at once."""
     if num < 2:
         raise ValueError(f"loss_curve needs at least 2 lambdas, got {num}")
+    check_compatible(None, a, b)
     lambdas = torch.linspace(0, 1, num, dtype=torch.float64)
     with torch.no_grad():
         losses = loss_of(interpolate(a, b, lambdas)).to(torch.float64)
@@ -72,6 +81,7 @@ def output_curve(a: Params, b: Params, forward: Callable[[Params], Tensor], num:
     at both ends, so the barrier is the largest distance along the path."""
     if num < 2:
         raise ValueError(f"output_curve needs at least 2 lambdas, got {num}")
+    check_compatible(None, a, b)
     lambdas = torch.linspace(0, 1, num, dtype=torch.float64)
     with torch.no_grad():
         out = forward(interpolate(a, b, lambdas)).to(torch.float64)

@@ -12,6 +12,10 @@ permutations ``perms`` such that ``perm.apply(spec, perms, b)`` is close to ``a`
 * :func:`sinkhorn_rebasin`: Pena et al. (CVPR 2023). Per layer, learn logits whose Sinkhorn projection
   is a soft permutation; the forward pass uses the Hungarian projection with a straight-through
   gradient; the objective is the task loss of a randomly interpolated network.
+
+Each validates its networks first (:func:`~paperzoo.methods.deep_align.perm.check_compatible`): a tensor
+missing from one network, of another shape, outside the permutation spec or holding NaN/inf raises
+:class:`~paperzoo.methods.deep_align.perm.NetworkMismatchError` naming it.
 """
 from __future__ import annotations
 
@@ -24,7 +28,7 @@ from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
 from paperzoo.methods.deep_align import perm as P
-from paperzoo.methods.deep_align.perm import Perms, PermutationSpec
+from paperzoo.methods.deep_align.perm import NetworkMismatchError, Perms, PermutationSpec
 
 Params = dict[str, Tensor]
 
@@ -124,7 +128,12 @@ def weight_matching(spec: PermutationSpec, a: Params, b: Params, *, max_iter: in
     ``init`` starts from given permutations (e.g. Deep-Align's) instead of the identity. Converged
     when a full sweep increases the total inner product ``sum_l <W_a, P#W_b>`` by no more than ``tol``.
     """
+    P.check_compatible(spec, a, b)
+    if isinstance(max_iter, bool) or int(max_iter) != max_iter or max_iter < 1:
+        raise ValueError(f"weight_matching: max_iter must be a positive integer, got {max_iter!r}")
     sizes = spec.sizes(a)
+    if init is not None:
+        P.check_perms(init, sizes, "weight_matching init")
     perms = {k: v.clone() for k, v in (init or P.identity(sizes)).items()}
     p2a = spec.perm_to_axes
     names = list(sizes)
@@ -159,11 +168,29 @@ def activation_matching(a: Params, b: Params, activations: Callable[[Params], li
     """Match hidden units by the Pearson correlation of their activations.
 
     ``activations(params)`` returns the hidden activations ``(num_samples, width)`` of every permuted
-    layer of one network on the same data, in the order ``P0, P1, ...``.
+    layer of one network on the same data, in the order ``P0, P1, ...``. Both networks must have the
+    same tensors and shapes, and give the same number of layers with equal shapes (no silent matching of
+    only the common layers); the message names the tensor or layer.
     """
+    P.check_compatible(None, a, b)
     perms = {}
     with torch.no_grad():
-        for m, (ha, hb) in enumerate(zip(activations(a), activations(b))):
+        acts_a, acts_b = list(activations(a)), list(activations(b))
+        if len(acts_a) != len(acts_b) or not acts_a:
+            raise NetworkMismatchError(f"activation_matching: network a gives {len(acts_a)} hidden layers, "
+                                       f"network b {len(acts_b)}")
+        for m, (ha, hb) in enumerate(zip(acts_a, acts_b, strict=True)):
+            if ha.dim() != 2 or ha.shape != hb.shape:
+                raise NetworkMismatchError(f"activation_matching: activations of P{m} have shape "
+                                           f"{tuple(ha.shape)} in network a and {tuple(hb.shape)} in network b "
+                                           "(expected equal (samples, width))")
+            if ha.shape[0] < 2:
+                raise ValueError(f"activation_matching: P{m} has activations on {ha.shape[0]} sample(s); "
+                                 "correlations need at least 2")
+            for label, h in (("a", ha), ("b", hb)):
+                if not bool(torch.isfinite(h).all()):
+                    raise NetworkMismatchError(f"activation_matching: activations of P{m} in network {label} "
+                                               "hold NaN/inf")
             ha, hb = ha.to(torch.float64), hb.to(torch.float64)
             za = (ha - ha.mean(0)) / (ha.std(0) + 1e-8)
             zb = (hb - hb.mean(0)) / (hb.std(0) + 1e-8)
@@ -188,10 +215,18 @@ def soft_apply(spec: PermutationSpec, mats: Sequence[Tensor] | dict[str, Tensor]
         return {k: v.squeeze(0) for k, v in out.items()}
     out = {}
     for name, value in params.items():
+        if name not in spec.axes_to_perm:
+            raise NetworkMismatchError(f"tensor {name} is not part of the architecture "
+                                       f"({', '.join(spec.axes_to_perm)})")
         for axis, pname in enumerate(spec.axes_to_perm[name]):
             if pname is None:
                 continue
+            if pname not in mats:
+                raise NetworkMismatchError(f"soft_apply: no matrix for permutation {pname} (acting on {name})")
             mat = mats[pname]
+            if mat.shape[-1] != value.shape[axis + 1] or mat.shape[-2] != mat.shape[-1]:
+                raise NetworkMismatchError(f"soft_apply: matrix {pname} has shape {tuple(mat.shape[-2:])} but "
+                                           f"{name} axis {axis} has {value.shape[axis + 1]} units")
             if axis == 0:  # rows: M @ v (biases and flattened kernels as extra columns)
                 value = (mat @ value.reshape(*value.shape[:2], -1)).reshape(value.shape)
             else:  # columns: v @ M^T with the axis moved last, M broadcast over the axes in between
@@ -215,7 +250,16 @@ def sinkhorn_rebasin(spec: PermutationSpec, a: Params, b: Params,
     ``init_scale`` on ``init``'s entries.
     Returns the Hungarian projection of the final logits.
     """
+    P.check_compatible(spec, a, b)
+    if isinstance(steps, bool) or int(steps) != steps or steps < 0:
+        raise ValueError(f"sinkhorn_rebasin: steps must be a non-negative integer, got {steps!r}")
+    if isinstance(iters, bool) or int(iters) != iters or iters < 1:
+        raise ValueError(f"sinkhorn_rebasin: iters must be a positive integer, got {iters!r}")
+    if not (tau > 0 and lr > 0):
+        raise ValueError(f"sinkhorn_rebasin: tau and lr must be positive, got tau={tau!r}, lr={lr!r}")
     sizes = spec.sizes(a)
+    if init is not None:
+        P.check_perms(init, sizes, "sinkhorn_rebasin init")
     logits = {}
     for k, n in sizes.items():
         start = torch.zeros(n, n, dtype=torch.float32)

@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from paperzoo.methods.deep_align.dws import DWSEncoder, Reduction, level_width, neuron_features
 from paperzoo.methods.deep_align.matching import hungarian, log_sinkhorn
 from paperzoo.methods.deep_align.nets import Arch, MLPArch, Params
-from paperzoo.methods.deep_align.perm import Perms
+from paperzoo.methods.deep_align.perm import NetworkMismatchError, Perms
 
 
 def layer_keys(arch: Arch) -> list[tuple[str, str]]:
@@ -96,6 +96,7 @@ class DeepAlign(nn.Module):
     @torch.no_grad()
     def fit_scales(self, params: Params) -> None:
         """Normalise every weight / bias tensor by its standard deviation over a (training) zoo."""
+        self.arch.check(params, name="fit_scales zoo")
         for m, (w, b) in enumerate(self.layer_keys):
             self.w_scale[m] = params[w].std().clamp_min(1e-8)
             self.b_scale[m] = params[b].std().clamp_min(1e-8)
@@ -108,7 +109,9 @@ class DeepAlign(nn.Module):
         return out
 
     def neuron_embeddings(self, params: Params) -> list[Tensor]:
-        """``F_V->A o F_DWS``: per hidden level ``(B, n_l, out_dim)``."""
+        """``F_V->A o F_DWS``: per hidden level ``(B, n_l, out_dim)``. ``params`` (batched) must be networks
+        of the architecture the model was built for (names, shapes; the message names the tensor)."""
+        self.arch.check(params, name="input networks", finite=False)
         ws, bs = split_params(params, self.layer_keys)
         ws = [w / self.w_scale[m].to(w.dtype) for m, w in enumerate(ws)]
         bs = [b / self.b_scale[m].to(b.dtype) for m, b in enumerate(bs)]
@@ -129,8 +132,12 @@ class DeepAlign(nn.Module):
         else:
             emb_a = a if isinstance(a, list) else self.neuron_embeddings(a)
             emb_b = b if isinstance(b, list) else self.neuron_embeddings(b)
+        levels = len(self.heads)
+        if len(emb_a) != levels or len(emb_b) != levels:
+            raise NetworkMismatchError(f"similarity: embeddings of {len(emb_a)} and {len(emb_b)} hidden levels; "
+                                       f"the model has {levels}")
         out = []
-        for ea, eb in zip(emb_a, emb_b):
+        for ea, eb in zip(emb_a, emb_b, strict=True):
             ea = ea / ea.norm(dim=-1, keepdim=True).clamp_min(1e-12)
             eb = eb / eb.norm(dim=-1, keepdim=True).clamp_min(1e-12)
             out.append(scale * ea @ eb.transpose(1, 2))
@@ -145,6 +152,15 @@ class DeepAlign(nn.Module):
 
     @torch.no_grad()
     def align(self, a: Params, b: Params) -> list[Perms]:
-        """Hungarian alignment of each ``b[i]`` to ``a[i]`` (batched parameters)."""
+        """Hungarian alignment of each ``b[i]`` to ``a[i]`` (batched parameters).
+
+        Both batches must be networks of the architecture the model was built for, with the same number
+        of networks and finite values: otherwise :class:`~.perm.NetworkMismatchError` names the tensor
+        and the expected and actual shapes."""
+        self.arch.check(a, name="network a")
+        self.arch.check(b, name="network b")
+        na, nb = next(iter(a.values())).shape[0], next(iter(b.values())).shape[0]
+        if na != nb:
+            raise NetworkMismatchError(f"align: {na} networks in a but {nb} in b (pairs a[i], b[i])")
         sims = self.similarity(a, b)
         return [{f"P{lv}": hungarian(s[i]) for lv, s in enumerate(sims)} for i in range(sims[0].shape[0])]

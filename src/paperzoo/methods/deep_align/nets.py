@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from paperzoo.methods.deep_align.perm import PermutationSpec
+from paperzoo.methods.deep_align.perm import NetworkMismatchError, PermutationSpec, check_params
 
 Params = dict[str, Tensor]
 
@@ -29,8 +29,20 @@ def unbatch(params: Params, i: int) -> Params:
 
 
 def stack(nets: list[Params]) -> Params:
-    """Stack single networks into a batched dict (leading network axis)."""
-    return {k: torch.stack([n[k] for n in nets]) for k in nets[0]}
+    """Stack single networks into a batched dict (leading network axis). Every network must have the
+    first one's tensors with the same shapes (:class:`~.perm.NetworkMismatchError` names the tensor)."""
+    if not nets:
+        raise NetworkMismatchError("stack needs at least one network")
+    first = nets[0]
+    for i, net in enumerate(nets[1:], 1):
+        for k in net.keys() | first.keys():
+            if k not in net or k not in first:
+                where = f"network {i}" if k in net else "network 0"
+                raise NetworkMismatchError(f"stack: tensor {k} is only in {where}")
+            if net[k].shape != first[k].shape:
+                raise NetworkMismatchError(f"stack: tensor {k} has shape {tuple(net[k].shape)} in network {i} "
+                                           f"but {tuple(first[k].shape)} in network 0")
+    return {k: torch.stack([n[k] for n in nets]) for k in first}
 
 
 @dataclass(frozen=True)
@@ -59,6 +71,11 @@ class MLPArch:
 
     def spec(self) -> PermutationSpec:
         return PermutationSpec.mlp(self.num_layers)
+
+    def check(self, params: Params, batched: bool = True, name: str = "network", finite: bool = True) -> None:
+        """Raise :class:`~.perm.NetworkMismatchError` naming the first tensor of ``params`` that this
+        architecture does not have, lacks, or has in another shape (or, with ``finite``, NaN/inf)."""
+        check_params(self.spec(), params, shapes=self.shapes(), batched=batched, name=name, finite=finite)
 
     def init(self, n: int, generator: torch.Generator, dtype: torch.dtype = torch.float32) -> Params:
         """PyTorch's default ``nn.Linear`` initialisation, independently for ``n`` networks; for
@@ -126,6 +143,11 @@ class CNNArch:
 
     def spec(self) -> PermutationSpec:
         return PermutationSpec.cnn(len(self.channels))
+
+    def check(self, params: Params, batched: bool = True, name: str = "network", finite: bool = True) -> None:
+        """Raise :class:`~.perm.NetworkMismatchError` naming the first tensor of ``params`` that this
+        architecture does not have, lacks, or has in another shape (or, with ``finite``, NaN/inf)."""
+        check_params(self.spec(), params, shapes=self.shapes(), batched=batched, name=name, finite=finite)
 
     def init(self, n: int, generator: torch.Generator, dtype: torch.dtype = torch.float32) -> Params:
         """Kaiming-uniform like ``nn.Conv2d`` / ``nn.Linear`` defaults, independently for ``n`` nets."""

@@ -5,6 +5,10 @@ trained with one Adam optimiser (Adam is elementwise, so the networks stay indep
 mini-batch orders. A shard is written atomically as ``shard_XXXX.pt`` (weights in ``store_dtype`` plus
 per-network metadata) and ``zoo.json`` lists the finished shards, so generation resumes by shard.
 Networks are split into train / val / test *networks* by a seeded permutation of their indices.
+
+Reading a zoo validates it: a missing, truncated or corrupt ``zoo.json`` or shard, or a shard whose
+tensors do not match the zoo's architecture (names, shapes, NaN/inf) or whose metadata does not match its
+networks, raises :class:`ZooError` with one line naming the file and what is wrong.
 """
 from __future__ import annotations
 
@@ -24,6 +28,7 @@ from paperzoo.core.progress import progress
 from paperzoo.methods.deep_align import interp
 from paperzoo.methods.deep_align.inr import SineTask, sine_task
 from paperzoo.methods.deep_align.nets import Arch, CNNArch, MLPArch, Params
+from paperzoo.methods.deep_align.perm import NetworkMismatchError
 
 log = logging.getLogger(__name__)
 
@@ -180,9 +185,25 @@ class ZooSettings:
 
 
 def arch_from_dict(d: dict[str, Any]) -> Arch:
-    if d["kind"] == "mlp":
-        return MLPArch(tuple(d["sizes"]), d.get("activation", "relu"), d.get("w0", 30.0))
-    return CNNArch(d["in_channels"], tuple(d["channels"]), d["num_classes"])
+    """The architecture stored in ``zoo.json`` (see :func:`arch_to_dict`); ``ValueError`` names what is
+    wrong with a malformed one."""
+    if not isinstance(d, dict) or d.get("kind") not in ("mlp", "cnn"):
+        raise ValueError(f"arch must be a dict with kind 'mlp' or 'cnn', got {d!r}")
+    try:
+        if d["kind"] == "mlp":
+            arch: Arch = MLPArch(tuple(int(x) for x in d["sizes"]), d.get("activation", "relu"),
+                                 float(d.get("w0", 30.0)))
+            widths = arch.sizes
+        else:
+            arch = CNNArch(int(d["in_channels"]), tuple(int(x) for x in d["channels"]), int(d["num_classes"]))
+            widths = (arch.in_channels, *arch.channels, arch.num_classes)
+    except KeyError as exc:
+        raise ValueError(f"arch of kind {d['kind']!r} lacks the field {exc.args[0]!r}") from None
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"arch {d!r} has a malformed field ({exc})") from None
+    if len(widths) < 2 or min(widths) < 1:
+        raise ValueError(f"arch {d!r} needs at least two levels of positive width")
+    return arch
 
 
 def arch_to_dict(arch: Arch) -> dict[str, Any]:
@@ -259,7 +280,7 @@ def build_zoo(folder: str | Path, arch: Arch, task: AnyTask, settings: ZooSettin
     index_path = folder / "zoo.json"
     expected = json.loads(json.dumps(asdict(settings)))  # as zoo.json stores it (tuples as lists)
     if index_path.exists():
-        saved = json.loads(index_path.read_text(encoding="utf-8"))
+        saved = read_index(folder)
         # zoos written before task_options existed have none
         if {"task_options": {}, **saved.get("settings", {})} != expected:
             raise ZooError(f"{index_path} was built with other settings {saved.get('settings')}; "
@@ -286,22 +307,81 @@ def build_zoo(folder: str | Path, arch: Arch, task: AnyTask, settings: ZooSettin
     return load_zoo(folder)
 
 
+def read_index(folder: str | Path) -> dict[str, Any]:
+    """``zoo.json`` of ``folder``, checked: ``settings`` with an ``arch``, and ``shards``, a list of
+    shard numbers. Raises :class:`ZooError` (one line naming the file) when it is missing or malformed."""
+    path = Path(folder) / "zoo.json"
+    if not path.is_file():
+        raise ZooError(f"{path} does not exist: {folder} is not a zoo folder (or its first shard never "
+                       "finished; building the zoo creates it)")
+    try:
+        index = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ZooError(f"{path} is not UTF-8 text (byte {exc.start}): corrupt; delete the zoo folder and "
+                       "rebuild") from None
+    except json.JSONDecodeError as exc:
+        raise ZooError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg}, column {exc.colno}); truncated or "
+                       "corrupt: delete the zoo folder and rebuild") from None
+    if not isinstance(index, dict):
+        raise ZooError(f"{path}: expected a JSON object with 'settings' and 'shards', got {type(index).__name__}")
+    for key, kind in (("settings", dict), ("shards", list)):
+        if not isinstance(index.get(key), kind):
+            raise ZooError(f"{path}: field {key!r} is missing or not a {kind.__name__}")
+    if not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in index["shards"]):
+        raise ZooError(f"{path}: field 'shards' must list non-negative shard numbers, got {index['shards']}")
+    if "arch" not in index["settings"]:
+        raise ZooError(f"{path}: field 'settings.arch' is missing")
+    return index
+
+
+def read_shard(path: str | Path, arch: Arch) -> tuple[Params, list[dict[str, Any]]]:
+    """Read one shard file (``torch.load(weights_only=True)``) and check it against ``arch``: a dict with
+    ``params`` (every tensor of the architecture, batched, finite) and ``meta`` (one dict per network).
+
+    Raises:
+        ZooError: one line naming the file and what is wrong (missing, truncated / corrupt, wrong
+            tensors or shapes, NaN/inf, metadata count).
+    """
+    path = Path(path)
+    fix = "delete it and run again to rebuild it"
+    if not path.is_file():
+        raise ZooError(f"zoo shard {path} is listed in zoo.json but missing; run again to rebuild it")
+    try:
+        shard = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - truncated / corrupt files raise OSError, EOFError, pickle errors...
+        detail = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ""
+        raise ZooError(f"zoo shard {path} is truncated or corrupt ({type(exc).__name__}"
+                       f"{': ' + detail if detail else ''}); {fix}") from None
+    if not isinstance(shard, dict) or not isinstance(shard.get("params"), dict):
+        raise ZooError(f"zoo shard {path} has no 'params' dict of tensors; not a zoo shard: {fix}")
+    if not isinstance(shard.get("meta"), list) or not all(isinstance(m, dict) for m in shard["meta"]):
+        raise ZooError(f"zoo shard {path} has no 'meta' list of per-network dicts; {fix}")
+    params = shard["params"]
+    try:
+        arch.check(params, batched=True, name=f"zoo shard {path}")
+    except NetworkMismatchError as exc:
+        raise ZooError(f"{exc} ({arch_to_dict(arch)}); {fix}") from None
+    n = next(iter(params.values())).shape[0]
+    if len(shard["meta"]) != n:
+        raise ZooError(f"zoo shard {path} holds {n} networks but {len(shard['meta'])} metadata entries; {fix}")
+    return {k: v.float() for k, v in params.items()}, shard["meta"]
+
+
 def load_zoo(folder: str | Path) -> Zoo:
-    """Read every shard listed in ``zoo.json`` (weights back to float32)."""
+    """Read every shard listed in ``zoo.json`` (weights back to float32), each checked by
+    :func:`read_shard` against the zoo's architecture."""
     folder = Path(folder)
-    index = json.loads((folder / "zoo.json").read_text(encoding="utf-8"))
-    settings = index["settings"]
+    index = read_index(folder)
+    try:
+        arch = arch_from_dict(index["settings"]["arch"])
+    except ValueError as exc:
+        raise ZooError(f"{folder / 'zoo.json'}: field 'settings.arch': {exc}") from None
+    if not index["shards"]:
+        raise ZooError(f"{folder / 'zoo.json'} lists no finished shard")
     parts, meta = [], []
     for s in sorted(index["shards"]):
-        path = folder / f"shard_{s:04d}.pt"
-        try:
-            shard = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - truncated / corrupt files raise several types
-            raise ZooError(f"cannot read zoo shard {path}: {exc}; delete it and rebuild") from None
-        parts.append({k: v.float() for k, v in shard["params"].items()})
-        meta.extend(shard["meta"])
+        params, shard_meta = read_shard(folder / f"shard_{s:04d}.pt", arch)
+        parts.append(params)
+        meta.extend(shard_meta)
     params = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
-    for k, v in params.items():
-        if not torch.isfinite(v).all():
-            raise ZooError(f"zoo {folder}: parameter {k} holds NaN/inf")
-    return Zoo(arch_from_dict(settings["arch"]), params, meta)
+    return Zoo(arch, params, meta)
