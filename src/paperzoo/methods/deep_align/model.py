@@ -123,7 +123,10 @@ class DeepAlign(nn.Module):
         """``F_prod``: per hidden level ``(B, n_l, n_l)`` scaled cosine similarities between neurons of
         ``a`` (rows) and ``b`` (columns); either may be given as precomputed :meth:`neuron_embeddings`."""
         scale = self.log_s.exp() ** 2
-        if isinstance(a, dict) and isinstance(b, dict) and a.keys() == b.keys():
+        for label, side in (("network a", a), ("network b", b)):
+            if isinstance(side, dict):
+                self.arch.check(side, name=label, finite=False)
+        if isinstance(a, dict) and isinstance(b, dict):
             # one encoder pass over both sides (the encoder has no batch-coupled layers, so this is
             # the Siamese pair exactly, with half the per-call overhead)
             n = next(iter(a.values())).shape[0]

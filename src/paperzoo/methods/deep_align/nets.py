@@ -35,7 +35,7 @@ def stack(nets: list[Params]) -> Params:
         raise NetworkMismatchError("stack needs at least one network")
     first = nets[0]
     for i, net in enumerate(nets[1:], 1):
-        for k in net.keys() | first.keys():
+        for k in [*first, *(k for k in net if k not in first)]:  # in order, for a deterministic message
             if k not in net or k not in first:
                 where = f"network {i}" if k in net else "network 0"
                 raise NetworkMismatchError(f"stack: tensor {k} is only in {where}")
