@@ -199,6 +199,10 @@ def cmd_run(args) -> int:
     handler = _log_to_file(run.path / "run.log")
     try:
         result = runner.execute(run)
+    except Exception:
+        log.info("%s keeps what the run saved and why it failed (failed.json); once the cause is fixed, "
+                 "`paperzoo run --resume %s` (or the same command) continues it", run.path, run.path)
+        raise
     finally:
         logging.getLogger().removeHandler(handler)
         handler.close()
@@ -208,11 +212,10 @@ def cmd_run(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from paperzoo.core.runs import RunDir
+    from paperzoo import runner
 
-    run = RunDir.open(args.run_dir, data_root=args.data_root)
-    metrics = registry.get(run.method).evaluate(run)
-    print(json.dumps(dict(metrics), indent=2, sort_keys=True))
+    metrics = runner.evaluate(args.run_dir, data_root=args.data_root)
+    print(json.dumps(metrics, indent=2, sort_keys=True))
     return 0
 
 
@@ -353,6 +356,10 @@ COMMANDS = {"list": cmd_list, "show": cmd_show, "run": cmd_run, "eval": cmd_eval
             "sweep": cmd_sweep, "tune": cmd_tune, "report": cmd_report, "data": cmd_data}
 
 
+_INTERRUPT_HINTS = {"run": "; resume with `paperzoo run --resume RUN_DIR`",
+                    **dict.fromkeys(("reproduce", "sweep", "tune"), "; run the same command again to continue")}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -365,9 +372,9 @@ def main(argv: list[str] | None = None) -> int:
             return sky_cli.main(args)
         return COMMANDS[args.command](args)
     except KeyboardInterrupt:
-        print("interrupted; resume with `paperzoo run --resume RUN_DIR`", file=sys.stderr)
+        print(f"interrupted{_INTERRUPT_HINTS.get(args.command, '')}", file=sys.stderr)
         return 130
-    except (FileNotFoundError, FileExistsError, KeyError, ValueError, RuntimeError) as exc:
+    except (FileNotFoundError, FileExistsError, KeyError, ValueError, RuntimeError, ArithmeticError) as exc:
         if args.verbose:
             raise
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc

@@ -14,7 +14,7 @@ from paperzoo import registry
 from paperzoo.api import RunResult
 from paperzoo.core import config as cfglib
 from paperzoo.core import io
-from paperzoo.core.runs import RunDir
+from paperzoo.core.runs import RunDir, RunFailed, nonfinite_metrics
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,11 @@ def default_run_dir(method: str, preset: str, base: str | os.PathLike = "runs") 
 def prepare(method: str | None = None, preset: str = "tiny", *, run_dir: str | os.PathLike | None = None,
             resume: str | os.PathLike | None = None, data_root: str | os.PathLike | None = None,
             overrides: Mapping[str, Any] | None = None) -> RunDir:
-    """Create (or reopen, with ``resume``) the run folder, validating the config on the way."""
+    """Create (or reopen, with ``resume``) the run folder, validating the config on the way.
+
+    A ``run_dir`` left unfinished by an earlier attempt of the same method and config is reopened to
+    continue (see :meth:`RunDir.create_or_continue`), so a failed command can simply be repeated.
+    """
     data_root = str(data_root) if data_root else None
     if resume:
         run = RunDir.open(resume, data_root=data_root, overrides=overrides)
@@ -40,7 +44,7 @@ def prepare(method: str | None = None, preset: str = "tiny", *, run_dir: str | o
     base_cfg = spec.preset(preset).config
     config = cfglib.from_dict(spec.config_cls, dict(overrides or {}), base=base_cfg)
     path = Path(run_dir) if run_dir else default_run_dir(method, preset)
-    return RunDir.create(path, method=method, preset=preset, config=config, data_root=data_root)
+    return RunDir.create_or_continue(path, method=method, preset=preset, config=config, data_root=data_root)
 
 
 def execute(run: RunDir) -> RunResult:
@@ -48,6 +52,10 @@ def execute(run: RunDir) -> RunResult:
 
     A method's ``num_threads`` setting applies to its run only: torch's intra-op thread count is put back
     afterwards, so runs in one process (a sweep, a test session, a notebook) do not inherit it.
+
+    A failure is recorded in ``failed.json`` (removed once the run finishes) and re-raised; arithmetic
+    failures (a diverged loss, a NaN score) and a NaN headline metric become :class:`RunFailed`, one
+    line naming the run folder. Other non-finite metrics are written but logged as a warning.
     """
     import torch
 
@@ -55,11 +63,52 @@ def execute(run: RunDir) -> RunResult:
     log.info("running %s (preset %s) in %s", run.method, run.preset, run.path)
     threads = torch.get_num_threads()
     try:
-        result = spec.run(run.config, run)
+        try:
+            result = spec.run(run.config, run)
+        finally:
+            torch.set_num_threads(threads)
+        bad = nonfinite_metrics(result.metrics)
+        if spec.headline in bad and math.isnan(bad[spec.headline]):
+            raise RunFailed(f"run {run.path}: the headline metric {spec.headline} is nan "
+                            f"(non-finite metrics: {_fmt_metrics(bad)})")
+    except ArithmeticError as exc:
+        failure = RunFailed(f"run {run.path}: {exc}")
+        run.record_failure(failure)
+        raise failure from exc
+    except Exception as exc:
+        run.record_failure(exc)
+        raise
+    if bad:
+        log.warning("run %s: non-finite metrics %s", run.path, _fmt_metrics(bad))
+    run.write_metrics(result.metrics)
+    run.clear_failure()
+    return result
+
+
+def evaluate(run_dir: str | os.PathLike, *, data_root: str | os.PathLike | None = None) -> dict[str, float]:
+    """Re-evaluate the run in ``run_dir`` from its saved config and best checkpoint (``paperzoo eval``).
+
+    Checkpoint errors carry advice for evaluation (no ``--resume``); arithmetic failures become
+    :class:`RunFailed` naming the run, and non-finite metrics are logged as a warning.
+    """
+    import torch
+
+    run = RunDir.open(run_dir, data_root=str(data_root) if data_root else None, purpose="eval")
+    threads = torch.get_num_threads()
+    try:
+        metrics = dict(registry.get(run.method).evaluate(run))
+    except ArithmeticError as exc:
+        raise RunFailed(f"run {run.path}: evaluation failed: {exc}") from exc
     finally:
         torch.set_num_threads(threads)
-    run.write_metrics(result.metrics)
-    return result
+    bad = nonfinite_metrics(metrics)
+    if bad:
+        log.warning("run %s: non-finite metrics %s", run.path, _fmt_metrics(bad))
+    return metrics
+
+
+def _fmt_metrics(metrics: Mapping[str, float]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in metrics.items())
 
 
 def run(method: str | None = None, preset: str = "tiny", *, run_dir: str | os.PathLike | None = None,

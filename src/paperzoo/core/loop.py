@@ -58,6 +58,9 @@ def train(run_dir: RunDir, *, model: torch.nn.Module, optimizer: torch.optim.Opt
     model with the best score is saved as ``best``; every epoch ends with a ``last`` checkpoint
     and a rewrite of ``log.csv``. The returned state holds ``epoch``, ``history``, ``best``,
     ``best_epoch``, ``train_seconds`` and ``stopped_early``.
+
+    A non-finite training loss or a NaN validation score raises :class:`FloatingPointError` before
+    the epoch is checkpointed, so ``last.pt`` keeps the last finite state.
     """
     state: dict[str, Any] = {"epoch": 0, "history": [], "best": -math.inf, "best_epoch": 0,
                              "bad_evals": 0, "train_seconds": 0.0, "stopped_early": False}
@@ -88,6 +91,9 @@ def train(run_dir: RunDir, *, model: torch.nn.Module, optimizer: torch.optim.Opt
             row["rss_mib"] = rss_mib()
         if state["epoch"] % schedule.eval_every == 0 or state["epoch"] == schedule.epochs:
             score, metrics = validate()
+            if math.isnan(score):
+                raise FloatingPointError(f"validation score became nan at epoch {state['epoch']} (training loss "
+                                         f"{loss:.4g}); the model's outputs are not finite")
             row.update(metrics)
             if score > state["best"]:
                 state.update(best=score, best_epoch=state["epoch"], bad_evals=0)
