@@ -43,8 +43,50 @@ def test_unseen_entities_are_reported_not_silently_dropped(tmp_path, caplog):
     assert "not in train.txt" in caplog.text
     dropped = kg.load_folder(folder, unseen="drop")
     assert len(dropped.test) == 1 and dropped.unseen["test"] == 1
-    with pytest.raises(kg.TripleFormatError, match="valid.txt: 1 of 1"):
+    with pytest.raises(kg.TripleFormatError, match=r"valid\.txt:1: tail entity 'z' is not in train\.txt \(1 of 1"):
         kg.load_folder(folder, unseen="error")
+
+
+def test_unseen_error_names_the_line_and_the_unknown_name(tmp_path):
+    folder = _write(tmp_path / "u", "a\tr\tb\n", "a\tr\tb\n", "\na\tr\tb\nb\ts\ta\nq\tr\ta\n")
+    with pytest.raises(kg.TripleFormatError, match=r"test\.txt:3: relation 's' is not in train\.txt \(2 of 3"):
+        kg.load_folder(folder, unseen="error")
+    with pytest.raises(ValueError, match="unseen must be"):
+        kg.load_folder(folder, unseen="ignore")
+
+
+@pytest.mark.parametrize("line,problem", [
+    ("a\tr\tb\tc", "got 4 field"),
+    ("a\t\tb", "the relation field is empty"),
+    ("\tr\tb", "the head field is empty"),
+    ("a\tr\t ", "the tail field is empty"),
+    ("lonely", "got 1 field"),
+])
+def test_malformed_fields_name_file_line_and_problem(tmp_path, line, problem):
+    folder = _write(tmp_path / "bad", f"a\tr\tb\nb\tr\tc\n{line}\n")
+    with pytest.raises(kg.TripleFormatError, match=rf"train\.txt:3: expected 'head<TAB>relation<TAB>tail', .*{problem}"):
+        kg.load_folder(folder)
+
+
+def test_non_utf8_names_file_and_line(tmp_path):
+    folder = _write(tmp_path / "latin", "a\tr\tb\n")
+    (folder / "valid.txt").write_bytes("a\tr\tb\nb\tr\tcaf\u00e9\n".encode("latin-1"))
+    with pytest.raises(kg.TripleFormatError, match=r"valid\.txt:2: not UTF-8 text \(byte 0xe9 at column 8\)"):
+        kg.load_folder(folder)
+
+
+def test_byte_order_mark_and_crlf_are_not_part_of_names(tmp_path):
+    folder = _write(tmp_path / "bom", "")
+    (folder / "train.txt").write_bytes(b"\xef\xbb\xbfa\tr\tb\r\nb\tr\tc\r\n")
+    data = kg.load_folder(folder)
+    assert data.entities == ["a", "b", "c"] and data.relations == ["r"]
+
+
+def test_not_a_folder_and_empty_train(tmp_path):
+    with pytest.raises(FileNotFoundError, match="is not a folder"):
+        kg.load_folder(tmp_path / "nowhere")
+    with pytest.raises(kg.TripleFormatError, match=r"train\.txt: no triples"):
+        kg.load_folder(_write(tmp_path / "empty", "\n\n"))
 
 
 def test_query_index_matches_python_dict():

@@ -63,22 +63,48 @@ class KGSplits:
                 f"(triples with entities unseen in train: {unseen})")
 
 
+FIELDS = ("head", "relation", "tail")
+
+
+def _numbered_triples(path: Path) -> list[tuple[int, tuple[str, str, str]]]:
+    """``(line number, triple)`` of every non-blank line of ``path`` (see :func:`read_triples`)."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise TripleFormatError(f"{path}: cannot read the file ({exc.strerror or type(exc).__name__})") from None
+    out = []
+    for lineno, raw in enumerate(data.split(b"\n"), 1):
+        if lineno == 1 and raw.startswith(b"\xef\xbb\xbf"):  # a UTF-8 byte order mark is not part of a name
+            raw = raw[3:]
+        try:
+            line = raw.decode("utf-8").rstrip("\r")
+        except UnicodeDecodeError as exc:
+            raise TripleFormatError(f"{path}:{lineno}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at column "
+                                    f"{exc.start + 1}); save the file as UTF-8") from None
+        if not line.strip():
+            continue
+        parts = line.split("\t") if "\t" in line else line.split()
+        parts = [p.strip() for p in parts]
+        if len(parts) != 3:
+            raise TripleFormatError(f"{path}:{lineno}: expected 'head<TAB>relation<TAB>tail', "
+                                    f"got {len(parts)} field(s): {line[:120]!r}")
+        empty = [name for name, p in zip(FIELDS, parts, strict=True) if not p]
+        if empty:
+            raise TripleFormatError(f"{path}:{lineno}: expected 'head<TAB>relation<TAB>tail', the {empty[0]} "
+                                    f"field is empty: {line[:120]!r}")
+        out.append((lineno, (parts[0], parts[1], parts[2])))
+    return out
+
+
 def read_triples(path: str | os.PathLike) -> list[tuple[str, str, str]]:
-    """Parse one triple file. Blank lines are skipped; anything but three fields is an error."""
-    path = Path(path)
-    triples = []
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            line = line.rstrip("\r\n")
-            if not line.strip():
-                continue
-            parts = line.split("\t") if "\t" in line else line.split()
-            parts = [p.strip() for p in parts]
-            if len(parts) != 3 or not all(parts):
-                raise TripleFormatError(f"{path}:{lineno}: expected 'head<TAB>relation<TAB>tail', "
-                                        f"got {len(parts)} field(s): {line[:120]!r}")
-            triples.append((parts[0], parts[1], parts[2]))
-    return triples
+    """Parse one triple file (UTF-8, one ``head<TAB>relation<TAB>tail`` per line; without tabs, fields
+    split on whitespace). Blank lines are skipped; a leading byte order mark is ignored.
+
+    Raises:
+        TripleFormatError: (a ``ValueError``) naming ``file:line`` and what is wrong: a field count other
+            than three, an empty field, bytes that are not UTF-8, or an unreadable file.
+    """
+    return [triple for _, triple in _numbered_triples(Path(path))]
 
 
 def load_folder(folder: str | os.PathLike, name: str | None = None,
@@ -88,31 +114,50 @@ def load_folder(folder: str | os.PathLike, name: str | None = None,
     Args:
         unseen: what to do with valid/test triples whose entity or relation never occurs in train.
             ``keep`` (the official ConvE code's choice: ids over all splits; such entities keep their
-            random initial embedding), ``drop`` (PyKEEN's choice), or ``error``. Their number is
-            always logged and stored in ``KGSplits.unseen``.
+            random initial embedding), ``drop`` (PyKEEN's choice), or ``error`` (naming the file, line
+            and name of the first such triple). Their number is always logged and stored in
+            ``KGSplits.unseen``.
+
+    Raises:
+        FileNotFoundError: a split file is missing.
+        TripleFormatError: a malformed line (``file:line``), an empty ``train.txt``, or, with
+            ``unseen="error"``, an unseen entity or relation.
     """
+    if unseen not in ("keep", "drop", "error"):
+        raise ValueError(f"unseen must be 'keep', 'drop' or 'error', got {unseen!r}")
     folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder} is not a folder (expected train.txt, valid.txt, test.txt in it)")
     missing = [s for s in SPLITS if not (folder / f"{s}.txt").is_file()]
     if missing:
         raise FileNotFoundError(f"{folder} is not a triple dataset: missing "
                                 f"{', '.join(f'{s}.txt' for s in missing)}")
-    raw = {s: read_triples(folder / f"{s}.txt") for s in SPLITS}
+    numbered = {s: _numbered_triples(folder / f"{s}.txt") for s in SPLITS}
+    raw = {s: [tr for _, tr in rows] for s, rows in numbered.items()}
     if not raw["train"]:
         raise TripleFormatError(f"{folder / 'train.txt'}: no triples")
     train_ents = {x for h, _, t in raw["train"] for x in (h, t)}
     train_rels = {r for _, r, _ in raw["train"]}
+
+    def first_unseen(triple: tuple[str, str, str]) -> str | None:
+        for kind, value, known in (("head entity", triple[0], train_ents), ("relation", triple[1], train_rels),
+                                   ("tail entity", triple[2], train_ents)):
+            if value not in known:
+                return f"{kind} {value!r}"
+        return None
+
     counts = {}
     for s in ("valid", "test"):
-        bad = [tr for tr in raw[s] if tr[0] not in train_ents or tr[2] not in train_ents
-               or tr[1] not in train_rels]
+        bad = [(lineno, tr, what) for lineno, tr in numbered[s] if (what := first_unseen(tr)) is not None]
         counts[s] = len(bad)
         if bad:
-            msg = (f"{folder / (s + '.txt')}: {len(bad)} of {len(raw[s])} triples mention an entity or "
-                   f"relation not in train.txt (first: {bad[0]})")
+            lineno, _, what = bad[0]
+            msg = (f"{folder / (s + '.txt')}:{lineno}: {what} is not in train.txt ({len(bad)} of {len(raw[s])} "
+                   f"triples of this file mention an entity or relation not in train.txt)")
             if unseen == "error":
                 raise TripleFormatError(msg)
             if unseen == "drop":
-                bad_set = set(bad)
+                bad_set = {tr for _, tr, _ in bad}
                 raw[s] = [tr for tr in raw[s] if tr not in bad_set]
                 log.warning("%s; dropped", msg)
             else:
