@@ -13,17 +13,28 @@ import argparse
 import datetime as _dt
 import json
 import logging
+import signal
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from paperzoo.core.config import ConfigError
 from paperzoo.data.roots import DataNotFoundError
-from paperzoo.methods.sky_broker.broker import Broker, BrokerOptions, cancel, job_logs
+from paperzoo.methods.sky_broker.broker import (
+    Broker,
+    BrokerOptions,
+    NothingToRecover,
+    cancel,
+    job_logs,
+    reconcile,
+)
 from paperzoo.methods.sky_broker.catalog import CatalogError, load_catalog
 from paperzoo.methods.sky_broker.optimizer import NoFeasiblePlan, optimize
 from paperzoo.methods.sky_broker.spec import SpecError, load_dag
-from paperzoo.methods.sky_broker.state import JobDB, JobNotFound, default_home
+from paperzoo.methods.sky_broker.state import JOB_TERMINAL, JobBusy, JobDB, JobNotFound, default_home
 
 log = logging.getLogger(__name__)
 WORKER = "_worker"
@@ -37,6 +48,7 @@ EPILOG = """examples:
   paperzoo sky launch job.yaml --detach && paperzoo sky status
   paperzoo sky logs 3 --task train
   paperzoo sky down 3
+  paperzoo sky recover 3                                       # continue a job whose broker died
 """
 
 
@@ -77,6 +89,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--max-attempts", type=int, default=6, help="launch attempts per task (default: 6)")
     p.add_argument("--attempt-timeout", type=float, default=120.0, metavar="S",
                    help="seconds before a hanging launch is abandoned and the broker fails over (default: 120)")
+    p.add_argument("--call-timeout", type=float, default=30.0, metavar="S",
+                   help="seconds one provider status/logs/stop call may take (default: 30)")
+    p.add_argument("--call-tries", type=int, default=3, metavar="N",
+                   help="tries of such a call before the task is failed (default: 3)")
+    p.add_argument("--chaos", metavar="JSON",
+                   help="inject faults for testing, e.g. '{\"hang_regions\": [\"aws:us-east-1\"]}' or "
+                        "'{\"fail_first\": 2, \"status_hang_first\": 99}' (fields of ChaosProvider)")
     p.add_argument("--detach", action="store_true", help="return at once; a background worker runs the job")
     _catalog_args(p)
     _common(p)
@@ -92,6 +111,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     _common(p)
 
     p = sub.add_parser("down", help="cancel a job and stop its running tasks")
+    p.add_argument("job_id", type=int)
+    _common(p)
+
+    p = sub.add_parser("recover", help="continue a job whose broker died (killed, machine rebooted)",
+                       description="Reconcile the job from its tasks' handles and exit files, re-attach to tasks "
+                                   "still running, skip finished ones and run the rest of the DAG (new attempts "
+                                   "are numbered after the stored ones).")
     p.add_argument("job_id", type=int)
     _common(p)
 
@@ -119,13 +145,59 @@ def cmd_plan(args) -> int:
     return 0
 
 
+def _chaos(text: str | None) -> dict | None:
+    if not text:
+        return None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"--chaos: not valid JSON ({exc})") from None
+    return value
+
+
+@contextmanager
+def _stop_on_signals(broker: Broker) -> Iterator[None]:
+    """SIGTERM and SIGINT make the broker stop the job's running tasks and cancel the job (instead of
+    dying half-way); the previous handlers come back afterwards. SIGKILL cannot be caught:
+    ``paperzoo sky recover`` continues such a job."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame) -> None:
+        broker.request_stop(signal.Signals(signum).name)
+
+    old = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, previous in old.items():
+            signal.signal(sig, previous)
+
+
+def _outcome(db: JobDB, job_id: int, status: str, broker: Broker) -> int:
+    """Exit code of a launch/recover; one line on stderr unless the job succeeded."""
+    if broker.stop_reason is not None:
+        stopped = [t["task"] for t in db.tasks(job_id) if (t["error"] or "").startswith("stopped:")]
+        print(f"paperzoo sky: error: job {job_id} cancelled on {broker.stop_reason}; stopped its running tasks: "
+              f"{', '.join(stopped) or 'none'}", file=sys.stderr)
+        return 128 + int(getattr(signal.Signals, broker.stop_reason, signal.SIGTERM))
+    if status in ("SUCCEEDED", "DRY_RUN"):
+        return 0
+    error = (db.job(job_id).error or "").splitlines()
+    print(f"paperzoo sky: error: job {job_id} {status}: {error[0] if error else 'see paperzoo sky status'}",
+          file=sys.stderr)
+    return 1
+
+
 def cmd_launch(args) -> int:
     dag = _load(args)
     home = _home(args)
     options = BrokerOptions(backend=args.backend, ray_address=args.ray_address,
                             catalog_dir=str(Path(args.catalog).resolve()) if args.catalog else None,
                             data_root=args.data_root, max_attempts=args.max_attempts,
-                            attempt_timeout_s=args.attempt_timeout)
+                            attempt_timeout_s=args.attempt_timeout, call_timeout_s=args.call_timeout,
+                            call_tries=args.call_tries, chaos=_chaos(args.chaos))
     db = JobDB(home / "state.db")
     broker = Broker(load_catalog(options.catalog_dir, data_root=options.data_root), db, options, home)
     job_id = broker.submit(dag)
@@ -137,11 +209,12 @@ def cmd_launch(args) -> int:
                               "--home", str(home)], stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         print(f"running in the background: paperzoo sky status {job_id}")
         return 0
-    status = broker.run(job_id)
+    with _stop_on_signals(broker):
+        status = broker.run(job_id)
     print(_job_detail(db, job_id))
     if args.backend == "dryrun":
         print(job_logs(db, job_id))
-    return 0 if status in ("SUCCEEDED", "DRY_RUN") else 1
+    return _outcome(db, job_id, status, broker)
 
 
 def _plan_table(db: JobDB, job_id: int) -> str:
@@ -168,7 +241,8 @@ def _job_detail(db: JobDB, job_id: int) -> str:
         p = t["placement"] or {}
         where = (f"{p.get('cloud')}:{p.get('region')}/{p.get('zone')} {p.get('instance_type')}"
                  f"{' spot' if p.get('use_spot') else ''}") if p else "-"
-        lines.append(f"  {t['task']:<11} {t['status']:<13} {where:<43} {t['recoveries']}")
+        err = f"  ({t['error'].splitlines()[0][:70]})" if t.get("error") else ""
+        lines.append(f"  {t['task']:<11} {t['status']:<13} {where:<43} {t['recoveries']}{err}")
     lines.append("  attempts:")
     for a in db.attempts(job_id):
         err = f"  ({a['error'].splitlines()[0][:70]})" if a["error"] else ""
@@ -179,6 +253,10 @@ def _job_detail(db: JobDB, job_id: int) -> str:
 
 def cmd_status(args) -> int:
     db = JobDB(_home(args) / "state.db")
+    # settle the jobs whose broker died from their tasks' handles (SkyPilot: sky status --refresh)
+    for job in [db.job(args.job_id)] if args.job_id is not None else db.jobs():
+        if job.status not in JOB_TERMINAL:
+            reconcile(db, job.job_id)
     if args.job_id is not None:
         if args.json:
             row = db.job(args.job_id)
@@ -215,22 +293,42 @@ def cmd_down(args) -> int:
     return 0
 
 
+def cmd_recover(args) -> int:
+    home = _home(args)
+    db = JobDB(home / "state.db")
+    row = db.job(args.job_id)
+    if row.status in ("SUCCEEDED", "DRY_RUN"):
+        print(f"job {args.job_id} already {row.status}; nothing to recover")
+        return 0
+    broker = Broker.for_job(db, args.job_id, home)
+    for line in reconcile(db, args.job_id, broker.options.call_timeout_s, broker.options.call_tries):
+        print(f"  {line}")
+    print(f"recovering job {args.job_id} ({row.name})")
+    with _stop_on_signals(broker):
+        status = broker.recover(args.job_id)
+    print(_job_detail(db, args.job_id))
+    return _outcome(db, args.job_id, status, broker)
+
+
 def cmd_worker(args) -> int:
     home = _home(args)
     db = JobDB(home / "state.db")
-    status = Broker.for_job(db, args.job_id, home).run(args.job_id)
-    return 0 if status in ("SUCCEEDED", "DRY_RUN") else 1
+    broker = Broker.for_job(db, args.job_id, home)
+    with _stop_on_signals(broker):
+        status = broker.run(args.job_id)
+    return _outcome(db, args.job_id, status, broker)
 
 
 COMMANDS = {"plan": cmd_plan, "launch": cmd_launch, "status": cmd_status, "logs": cmd_logs, "down": cmd_down,
-            WORKER: cmd_worker}
+            "recover": cmd_recover, WORKER: cmd_worker}
 
 
 def main(args) -> int:
     """Run a parsed ``sky`` command; user errors print one line to stderr and return 2."""
     try:
         return COMMANDS[args.sky_command](args)
-    except (SpecError, CatalogError, NoFeasiblePlan, DataNotFoundError, JobNotFound, ConfigError, KeyError) as exc:
+    except (SpecError, CatalogError, NoFeasiblePlan, DataNotFoundError, JobNotFound, JobBusy, NothingToRecover,
+            ConfigError, KeyError, ValueError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"paperzoo sky: error: {message}", file=sys.stderr)
         return 2

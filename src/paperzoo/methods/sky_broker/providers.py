@@ -1,13 +1,14 @@
 """Execution providers behind one interface: ``launch``, ``status``, ``stop``, ``logs``.
 
-- :class:`LocalProvider` runs the task's ``setup`` and ``run`` commands as a subprocess on this
-  machine (its own process group; the exit code lands in a file, so the status survives a restart of
-  the CLI).
+- :class:`LocalProvider` runs the task's ``setup`` and ``run`` commands as a detached subprocess on
+  this machine (its own session, so it outlives the broker; its handle and, when it ends, its exit
+  code land in files, so its status survives a restart of the CLI or the death of the broker).
 - :class:`RayProvider` submits them to a Ray cluster through Ray's job submission API.
 - :class:`DryRunCloudProvider` (AWS, GCP, Azure) needs no credentials and no network: ``launch``
   returns, and logs, the exact CLI command that would create the nodes.
-- :class:`ChaosProvider` wraps another provider and injects capacity/quota errors, hangs and spot
-  preemptions (for failover tests and demos).
+- :class:`ChaosProvider` wraps another provider and injects capacity/quota errors, hanging
+  launches (the first n, or every launch in some regions), hanging ``status()`` calls and spot
+  preemptions (for failover tests and demos; ``paperzoo sky launch --chaos JSON``).
 
 A handle is a JSON-serialisable dict stored in the job database; :func:`provider_for_handle`
 rebuilds the provider that owns it, so ``status``, ``logs`` and ``down`` work from a new process.
@@ -15,6 +16,7 @@ rebuilds the provider that owns it, so ``status``, ``logs`` and ``down`` work fr
 from __future__ import annotations
 
 import enum
+import json
 import logging
 import os
 import shlex
@@ -29,6 +31,7 @@ from typing import Any, Protocol
 
 from paperzoo.core import io
 from paperzoo.methods.sky_broker.optimizer import Candidate
+from paperzoo.methods.sky_broker.state import process_start_time
 
 log = logging.getLogger(__name__)
 
@@ -111,17 +114,29 @@ class Provider(Protocol):
 
 
 # ------------------------------------------------------------------------------------- local
-def _process_start_time(pid: int) -> str | None:
-    """Start time of ``pid`` in clock ticks since boot (Linux), to detect PID reuse."""
+def handle_file(attempt_dir: str | os.PathLike, attempt: int) -> Path:
+    """Where a provider may leave the handle of ``attempt`` as soon as it exists, before the broker
+    records it: a broker killed between the two still finds what it launched."""
+    return Path(attempt_dir) / f"attempt-{attempt}.handle.json"
+
+
+def read_handle_file(attempt_dir: str | os.PathLike, attempt: int) -> Handle | None:
+    """The handle left by :func:`handle_file`'s writer, or None."""
+    path = handle_file(attempt_dir, attempt)
     try:
-        with open(f"/proc/{pid}/stat", encoding="utf-8") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
         return None
 
 
 class LocalProvider:
-    """Runs tasks as subprocesses of this machine, each in its own process group."""
+    """Runs tasks as detached subprocesses of this machine, each in its own session.
+
+    The task outlives the broker: its handle (pid, process start time, log and exit-file paths) is
+    written to ``attempt-N.handle.json`` right after the start, and the wrapper script writes the
+    exit code to ``attempt-N.exit`` (atomically) when the task ends, so a new process can tell
+    running, succeeded, failed and killed apart; ``stop`` leaves ``attempt-N.exit.stopped``.
+    """
 
     name = "local"
 
@@ -142,43 +157,59 @@ class LocalProvider:
         io.write_text(script, wrapper)
         env = {**os.environ, **request.env}
         with open(request.log_path, "ab") as out:
-            proc = subprocess.Popen(["bash", str(script)], stdout=out, stderr=subprocess.STDOUT, env=env,
-                                    cwd=request.workdir, start_new_session=True)
+            proc = subprocess.Popen(["bash", str(script)], stdin=subprocess.DEVNULL, stdout=out,
+                                    stderr=subprocess.STDOUT, env=env, cwd=request.workdir, start_new_session=True)
         self._children[proc.pid] = proc
-        return {"provider": self.name, "pid": proc.pid, "start": _process_start_time(proc.pid),
-                "log": str(request.log_path), "exit_file": str(exit_file)}
+        handle = {"provider": self.name, "pid": proc.pid, "start": process_start_time(proc.pid),
+                  "log": str(request.log_path), "exit_file": str(exit_file)}
+        io.write_json(handle_file(attempt_dir, request.attempt), handle)
+        return handle
 
     def _alive(self, handle: Handle) -> bool:
         pid = int(handle["pid"])
         child = self._children.get(pid)
         if child is not None:
             return child.poll() is None
-        return _process_start_time(pid) is not None and _process_start_time(pid) == handle.get("start")
+        start = handle.get("start")
+        return start is not None and process_start_time(pid) == start
 
     def status(self, handle: Handle) -> JobStatus:
         exit_file = Path(handle["exit_file"])
         if Path(f"{exit_file}.stopped").exists():
             return JobStatus.STOPPED
+        if exit_file.exists():
+            return JobStatus.SUCCEEDED if exit_file.read_text().strip() == "0" else JobStatus.FAILED
         if self._alive(handle):
             return JobStatus.RUNNING
-        if exit_file.exists():
+        if exit_file.exists():  # it ended between the two checks
             return JobStatus.SUCCEEDED if exit_file.read_text().strip() == "0" else JobStatus.FAILED
         return JobStatus.FAILED  # killed before it could write its exit code
 
-    def stop(self, handle: Handle) -> None:
+    def stop(self, handle: Handle, grace_s: float = 10.0) -> None:
+        """SIGTERM the task's process group, SIGKILL it after ``grace_s``; works on tasks started by
+        another (possibly dead) broker process too."""
         io.write_text(f"{handle['exit_file']}.stopped", "stopped\n")
-        if self._alive(handle):
-            try:
-                os.killpg(int(handle["pid"]), signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-        child = self._children.pop(int(handle["pid"]), None)
+        pid = int(handle["pid"])
+        if not self._alive(handle):
+            self._children.pop(pid, None)
+            return
+        try:
+            os.killpg(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        child = self._children.pop(pid, None)
+        deadline = time.monotonic() + grace_s
+        while time.monotonic() < deadline:
+            gone = (child.poll() is not None) if child is not None else not self._alive(handle)
+            if gone:
+                return
+            time.sleep(0.05)
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
         if child is not None:
-            try:
-                child.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(child.pid, signal.SIGKILL)
-                child.wait()
+            child.wait()
 
     def logs(self, handle: Handle) -> str:
         path = Path(handle["log"])
@@ -306,9 +337,12 @@ class ChaosProvider:
     """Wraps a provider and injects failures, in launch order.
 
     The first ``fail_first`` launches raise ``error`` (capacity or quota); then the next
-    ``hang_first`` launches hang for ``hang_s`` seconds before delegating; the first
-    ``preempt_first`` successful launches report PREEMPTED after ``preempt_after_s`` (the inner
-    job is stopped, as a spot reclaim would).
+    ``hang_first`` launches hang for ``hang_s`` seconds before delegating; every launch in a
+    ``hang_regions`` location (``cloud:region``) hangs for ``hang_s`` too (a region whose API does
+    not answer); the first ``preempt_first`` successful launches report PREEMPTED after
+    ``preempt_after_s`` (the inner job is stopped, as a spot reclaim would); the first
+    ``status_hang_first`` ``status()`` calls hang for ``status_hang_s`` (an unresponsive control
+    plane). :meth:`release` wakes every hanging call.
     """
 
     inner: Any
@@ -318,7 +352,11 @@ class ChaosProvider:
     hang_s: float = 3600.0
     preempt_first: int = 0
     preempt_after_s: float = 1.0
+    hang_regions: tuple[str, ...] = ()
+    status_hang_first: int = 0
+    status_hang_s: float = 3600.0
     launches: int = 0
+    status_calls: int = 0
     _released: threading.Event = field(default_factory=threading.Event, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -326,6 +364,7 @@ class ChaosProvider:
         if self.error not in ("capacity", "quota"):
             raise ValueError(f"ChaosProvider.error must be 'capacity' or 'quota', got {self.error!r}")
         self.name = getattr(self.inner, "name", "chaos")
+        self.hang_regions = tuple(str(r).lower() for r in self.hang_regions)
         self._preempted = 0
         self._reclaimed: set[str] = set()
 
@@ -340,7 +379,8 @@ class ChaosProvider:
         if n <= self.fail_first:
             cls = CapacityError if self.error == "capacity" else QuotaError
             raise cls(f"injected {self.error} error #{n} for {request.candidate.label()}")
-        if n <= self.fail_first + self.hang_first:
+        off = request.candidate.offering
+        if n <= self.fail_first + self.hang_first or f"{off.cloud}:{off.region}".lower() in self.hang_regions:
             self._released.wait(self.hang_s)
         handle = self.inner.launch(request)
         with self._lock:
@@ -350,6 +390,11 @@ class ChaosProvider:
         return handle
 
     def status(self, handle: Handle) -> JobStatus:
+        with self._lock:
+            self.status_calls += 1
+            hang = self.status_calls <= self.status_hang_first
+        if hang:
+            self._released.wait(self.status_hang_s)
         key = repr(sorted(handle.items()))
         if key in self._reclaimed:
             return JobStatus.PREEMPTED
@@ -365,6 +410,28 @@ class ChaosProvider:
 
     def logs(self, handle: Handle) -> str:
         return self.inner.logs(handle)
+
+
+CHAOS_FIELDS = ("fail_first", "error", "hang_first", "hang_s", "hang_regions", "preempt_first", "preempt_after_s",
+                "status_hang_first", "status_hang_s")
+"""The fault-injection settings a user may give (``--chaos '{"hang_regions": ["aws:us-east-1"]}'``)."""
+
+
+def check_chaos(chaos: Mapping[str, Any], where: str = "chaos") -> None:
+    """ValueError naming the field when ``chaos`` is not a valid set of :class:`ChaosProvider` settings."""
+    if not isinstance(chaos, Mapping):
+        raise ValueError(f"{where}: expected a JSON object of fault settings, got {chaos!r}")  # noqa: TRY004
+    for key, value in chaos.items():
+        if key not in CHAOS_FIELDS:
+            raise ValueError(f"{where}.{key}: unknown field; known fields: {', '.join(CHAOS_FIELDS)}")
+        if key == "error":
+            if value not in ("capacity", "quota"):
+                raise ValueError(f"{where}.error: must be 'capacity' or 'quota', got {value!r}")
+        elif key == "hang_regions":
+            if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and ":" in v for v in value):
+                raise ValueError(f"{where}.hang_regions: expected a list of 'cloud:region', got {value!r}")
+        elif isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise ValueError(f"{where}.{key}: expected a number >= 0, got {value!r}")
 
 
 def provider_for_handle(handle: Handle) -> Provider:

@@ -13,6 +13,7 @@ A job file holds either one task (the keys of a task at the top level) or a DAG:
         inputs: {location: aws:us-east-1, size_gb: 200}
         outputs: {size_gb: 50}
         runtime_h: 0.5
+        max_runtime_s: 7200       # optional: stop and fail the task if it runs longer
         setup: pip install -r requirements.txt
         run: python preprocess.py
         env: {SHARDS: 16}
@@ -122,6 +123,8 @@ class Task:
     env: Mapping[str, str] = field(default_factory=dict)
     depends_on: tuple[str, ...] = ()
     paperzoo: PaperzooJob | None = None
+    max_runtime_s: float | None = None
+    """Wall-clock seconds an attempt may run before the broker stops it and fails the task (None: no limit)."""
 
     def runtime_for(self, accelerator: str | None) -> float:
         """Estimated hours on a node with ``accelerator`` (None for CPU nodes)."""
@@ -170,7 +173,7 @@ class Dag:
 # ------------------------------------------------------------------------------------ parsing
 _JOB_KEYS = {"name", "objective", "deadline_h", "budget_usd", "prefer_penalty", "tasks"}
 _TASK_KEYS = {"name", "resources", "num_nodes", "runtime_h", "inputs", "outputs", "setup", "run",
-              "env", "depends_on", "paperzoo"}
+              "env", "depends_on", "paperzoo", "max_runtime_s"}
 _RES_KEYS = {"cpus", "memory", "accelerators", "use_spot", "spot", "instance_type", "cloud", "region",
              "clouds", "regions", "blocked", "prefer"}
 
@@ -386,6 +389,7 @@ def parse_task(value: Any, where: str, default_name: str) -> Task:
     if data.get("paperzoo") is not None and data.get("run"):
         raise _fail(f"{where}.run", "give either run or paperzoo (which builds the command), not both")
     depends = data.get("depends_on", ())
+    max_runtime = data.get("max_runtime_s")
     return Task(
         name=_name(data.get("name", default_name), f"{where}.name"),
         resources=parse_resources(data.get("resources"), f"{where}.resources"),
@@ -398,6 +402,8 @@ def parse_task(value: Any, where: str, default_name: str) -> Task:
         env=_env(data.get("env"), f"{where}.env"),
         depends_on=_string_list(depends, f"{where}.depends_on", _name),
         paperzoo=_paperzoo(data["paperzoo"], f"{where}.paperzoo") if data.get("paperzoo") is not None else None,
+        max_runtime_s=_number(max_runtime, f"{where}.max_runtime_s", strict=True) if max_runtime is not None
+        else None,
     )
 
 
@@ -520,6 +526,8 @@ def dag_to_dict(dag: Dag) -> dict[str, Any]:
             out["env"] = dict(t.env)
         if t.depends_on:
             out["depends_on"] = list(t.depends_on)
+        if t.max_runtime_s is not None:
+            out["max_runtime_s"] = t.max_runtime_s
         if t.paperzoo:
             out["paperzoo"] = {"method": t.paperzoo.method, "preset": t.paperzoo.preset,
                                "set": dict(t.paperzoo.overrides)}
