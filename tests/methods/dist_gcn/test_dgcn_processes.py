@@ -1,6 +1,6 @@
 """Real mode: agents as separate processes over torch.distributed (gloo, loopback)."""
 import os
-import subprocess
+import signal
 import sys
 import textwrap
 import time
@@ -52,10 +52,9 @@ def test_processes_forward_and_gradient_equal_centralized(tmp_path, world):
     script = tmp_path / "agent.py"
     script.write_text(_EQUALITY)
     port = worker.free_port()
-    procs = [subprocess.Popen([sys.executable, str(script), str(tmp_path)], env=_env(r, world, port),
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for r in range(world)]
-    codes = worker.wait_all(procs, deadline=120)
-    assert codes == [0] * world, [p.stdout.read().decode()[-2000:] for p in procs]
+    group = worker.AgentGroup.start([sys.executable, str(script), str(tmp_path)],
+                                    [_env(r, world, port) for r in range(world)], tmp_path / "logs")
+    assert group.wait(timeout=120) == [0] * world  # else AgentProcessFailure names the agent and its log
 
     g = graphs.sbm_graph(120, 3, num_features=16, seed=5)
     layout = M.ParamLayout(g.num_features, 8, g.num_classes)
@@ -98,22 +97,53 @@ def _run_direct(path, **overrides):
     return run_method(cfg, run_dir)
 
 
-def test_killing_one_agent_fails_the_others_quickly(tmp_path):
+# Rank 1 leaves right after joining; rank 0's consensus round with it must fail within the timeout.
+_DESERTED = textwrap.dedent("""
+    import datetime, os, sys
+    import torch, torch.distributed as dist
+    from paperzoo.methods.dist_gcn.comm import AgentFailure, DistComm
+    rank = int(os.environ["RANK"])
+    dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=60))
+    if rank == 1:
+        os._exit(0)
+    try:
+        DistComm(2.0).mix({0: torch.ones(3)}, torch.full((2, 2), 0.5))
+    except AgentFailure as exc:
+        print(exc, flush=True)
+        os._exit(3)
+""")
+
+
+def test_agent_whose_peer_left_gives_up_within_the_timeout(tmp_path):
+    script = tmp_path / "agent.py"
+    script.write_text(_DESERTED)
+    port = worker.free_port()
+    group = worker.AgentGroup.start([sys.executable, str(script)], [_env(r, 2, port) for r in range(2)],
+                                    tmp_path / "logs")
+    with pytest.raises(worker.AgentProcessFailure) as info:
+        group.wait(timeout=120)
+    failure = info.value
+    assert (failure.rank, failure.cause) == (0, "gave up"), str(failure)
+    assert "agent 0: consensus round with agents [1] failed after at most 2 s: a peer process died or " \
+           "stopped responding" in str(failure)
+
+
+def test_killing_one_agent_fails_the_run_quickly_and_ends_the_others(tmp_path):
     import dataclasses
 
     cfg = dataclasses.replace(PRESETS["tiny"].config, num_agents=3, nprocs=3, iterations=1_000_000,
                               eval_every=20, comm_timeout=20.0)
     RunDir.create(tmp_path, method="dist_gcn", preset="tiny", config=cfg)
-    procs = worker.spawn(tmp_path, 3)
-    deadline = time.monotonic() + 120
-    while not (tmp_path / "checkpoints" / "last-agent1.pt").exists():  # training is under way
-        assert time.monotonic() < deadline and all(p.poll() is None for p in procs), "workers did not start"
-        time.sleep(0.2)
-    procs[1].kill()
-    tic = time.monotonic()
-    codes = worker.wait_all(procs, deadline=90)
-    assert time.monotonic() - tic < 60, "survivors took too long to notice"
-    assert codes[0] == worker.EXIT_AGENT_FAILURE and codes[2] == worker.EXIT_AGENT_FAILURE, codes
-    for rank in (0, 2):
-        text = (tmp_path / "workers" / f"rank{rank}.log").read_text()
-        assert "peer process died or stopped responding" in text, text[-2000:]
+    with worker.spawn(tmp_path, 3) as group:
+        deadline = time.monotonic() + 120
+        while not (tmp_path / "checkpoints" / "last-agent1.pt").exists():  # training is under way
+            assert time.monotonic() < deadline, "workers did not start"
+            assert group.check() is None, group.check()
+            time.sleep(0.2)
+        os.kill(group.pids[1], signal.SIGKILL)
+        tic = time.monotonic()
+        with pytest.raises(worker.AgentProcessFailure) as info:
+            group.wait()
+        assert time.monotonic() - tic < 10, "the launcher took too long to notice"
+    assert (info.value.rank, info.value.cause) == (1, "killed")
+    assert all(p.poll() is not None for p in (a.proc for a in group.agents))

@@ -23,7 +23,7 @@ from __future__ import annotations
 import datetime as _dt
 import logging
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 import torch
@@ -113,10 +113,13 @@ class DistComm:
     """One agent per process over ``torch.distributed`` (gloo), point-to-point ``isend``/``irecv``.
 
     Every wait is bounded by ``timeout``: a dead or stuck peer raises :class:`AgentFailure` naming
-    the operation and the peers, instead of hanging.
+    the operation and the peers, instead of hanging. ``on_progress`` (if given) is called when each
+    operation starts and when it completes: the launcher's heartbeat (see
+    :class:`paperzoo.methods.dist_gcn.worker.Heartbeat`), so an agent that spends longer than the
+    timeout away from the network is known to be stuck in its own code.
     """
 
-    def __init__(self, timeout: float):
+    def __init__(self, timeout: float, on_progress: Callable[[], None] | None = None):
         import torch.distributed as dist
 
         if not dist.is_initialized():
@@ -127,11 +130,14 @@ class DistComm:
         self.agents = (self.rank,)
         self.timeout = _dt.timedelta(seconds=timeout)
         self.bytes_sent: dict[int, dict[str, int]] = {self.rank: defaultdict(int)}
+        self._progress = on_progress or (lambda: None)
 
     def _wait(self, works: Sequence, what: str, peers: Sequence[int]) -> None:
+        self._progress()
         try:
             for work in works:
                 work.wait(self.timeout)
+            self._progress()
         except RuntimeError as exc:
             raise AgentFailure(
                 f"agent {self.rank}: {what} with agents {sorted(set(peers))} failed after at most "
@@ -170,9 +176,11 @@ class DistComm:
         return {a: acc}
 
     def _collective(self, fn, what: str):
+        self._progress()
         try:
             work = fn()
             work.wait(self.timeout)
+            self._progress()
         except RuntimeError as exc:
             raise AgentFailure(f"agent {self.rank}: {what} failed after at most "
                                f"{self.timeout.total_seconds():g} s: a peer process died or stopped "
@@ -193,6 +201,10 @@ class DistComm:
         out = tensor.contiguous().clone()
         self._collective(lambda: self.dist.broadcast(out, src, async_op=True), "broadcast (setup)")
         return out
+
+    def barrier(self) -> None:
+        """Wait (at most ``timeout``) until every agent has reached this point."""
+        self._collective(lambda: self.dist.barrier(async_op=True), "barrier")
 
 
 class _HaloExchange(torch.autograd.Function):

@@ -73,7 +73,11 @@ class DistGCNConfig:
     nprocs: int = 0
     """0: all agents simulated in this process; N > 0: N real processes over torch.distributed (gloo)."""
     comm_timeout: float = 60.0
-    """Seconds a real-mode agent waits for a peer before failing with an error (never hangs)."""
+    """Real mode: seconds an agent waits for a peer before failing with an error, and the longest an
+    agent may go without communicating before the launcher ends the run as hung (never hangs)."""
+    startup_timeout: float = 120.0
+    """Real mode: seconds every agent process may take to start and join the group (imports,
+    rendezvous) before the launcher ends the run."""
     dtype: Literal["float32", "float64"] = "float32"
     """Floating-point type of features, weights and messages."""
     split_seed: int = 0
@@ -107,6 +111,7 @@ class DistGCNConfig:
             check(self.algorithm == "centralized" or self.nprocs == self.num_agents, _NAME, "nprocs",
                   f"real mode runs one agent per process: nprocs must equal num_agents ({self.num_agents})")
         check(self.comm_timeout > 0, _NAME, "comm_timeout", "must be > 0")
+        check(self.startup_timeout > 0, _NAME, "startup_timeout", "must be > 0")
         check(self.num_threads >= 0, _NAME, "num_threads", "must be >= 0")
 
     @property
