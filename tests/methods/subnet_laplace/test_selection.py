@@ -198,3 +198,86 @@ def test_largest_variance_skips_weights_the_data_never_touches():
     # asked for more weights than the 21 informed ones, the uninformed come last
     chosen = set(strategy.select(model, loader, n=22).tolist())
     assert set(range(27)) - dead <= chosen and len(chosen & dead) == 1
+
+
+# --------------------------------------------------------------------------------------------------
+# Likelihood / model / data mismatches, caught before any Jacobian or SWAG work
+# --------------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def no_curvature_work(monkeypatch):
+    """Any Jacobian or SWAG work fails the test: validation must come first."""
+    from paperzoo.methods.subnet_laplace import selection
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("Jacobian / SWAG work started before validation")
+
+    for name in ("SubnetworkJacobian", "diagonal_ggn", "swag_diagonal"):
+        monkeypatch.setattr(selection, name, forbidden)
+
+
+@pytest.mark.parametrize("diag", ["laplace", "swag"])
+def test_classification_on_a_single_output_model_names_strategy_and_likelihood(diag, no_curvature_work):
+    x, y = make_data("regression", n=12)
+    strategy = LargestVariance(diag, "classification")
+    with pytest.raises(ValueError, match=rf"LargestVariance\(diag='{diag}', likelihood='classification'\): "
+                                         r"classification needs class logits .* outputs \(2, 1\)"):
+        strategy.select(make_regressor(), make_loader(x, y), n=3)
+
+
+def test_classification_needs_integer_labels_in_range(no_curvature_work):
+    model = make_classifier()
+    x, _ = make_data("classification", n=12)
+    strategy = LargestVariance("swag", "classification")
+    # real-valued targets: cross_entropy(out, y.long()) used to truncate them silently
+    with pytest.raises(ValueError, match=r"likelihood='classification'\): classification needs integer class "
+                                         r"labels"):
+        strategy.select(model, make_loader(x, torch.linspace(0.1, 1.9, 12)), n=3)
+    with pytest.raises(ValueError, match=r"class label 5 is outside \[0, 3\) for a model with 3 outputs"):
+        strategy.select(model, make_loader(x, torch.full((12,), 5)), n=3)
+    with pytest.raises(ValueError, match=r"the model fails on the training loader's first inputs \(2, 5\)"):
+        strategy.select(model, make_loader(torch.zeros(12, 5, dtype=torch.float64), torch.zeros(12)), n=3)
+
+
+@pytest.mark.parametrize("diag", ["laplace", "swag"])
+def test_regression_on_class_labels_names_strategy_and_likelihood(diag, no_curvature_work):
+    x, y = make_data("classification", n=12)
+    with pytest.raises(ValueError, match=rf"LargestVariance\(diag='{diag}', likelihood='regression'\): regression "
+                                         r"needs targets .* outputs \(2, 3\), targets \(2,\)"):
+        LargestVariance(diag, "regression").select(make_classifier(), make_loader(x, y), n=3)
+
+
+def test_data_check_leaves_model_and_loader_state_alone():
+    x, y = make_data("classification", n=20)
+    model = nn.Sequential(nn.Linear(2, 4), nn.BatchNorm1d(4), nn.Linear(4, 3)).double().train()
+    stats = model[1].running_mean.clone()
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=5, shuffle=True,
+                                         generator=torch.Generator().manual_seed(0))
+    state = loader.generator.get_state()
+    LargestVariance().check_data(model, loader)
+    assert model.training and model[1].training  # modes restored
+    assert torch.equal(model[1].running_mean, stats)  # eval forward: no running-statistics update
+    assert torch.equal(loader.generator.get_state(), state)  # the shuffle order of the real pass is unchanged
+    # a one-shot iterator is not peeked at (that would drop its first batch from the fit)
+    strategy = LargestVariance(chunk_size=4)
+    model = make_classifier()
+    expected = strategy.select(model, make_loader(x, y), n=5)
+    assert torch.equal(strategy.select(model, iter(make_loader(x, y)), n=5), expected)
+
+
+def test_invalid_parameters_name_the_strategy_before_any_work(no_curvature_work):
+    model = make_classifier()
+    x, y = make_data("classification", n=12)
+    with pytest.raises(ValueError, match=r"LargestVariance\(diag='laplace', likelihood='classification'\): n must "
+                                         r"be an integer in \[1, 51\]"):
+        LargestVariance().select(model, make_loader(x, y), n=52)
+    with pytest.raises(ValueError, match=r"Random\(seed=3\): fraction must be"):
+        Random(3).select(model, fraction=2.0)
+    with pytest.raises(ValueError, match=r"LargestMagnitude\(\): n must be an integer in \[1, 27\]"):
+        LargestMagnitude(include="2.*").select(model, n=100)
+    with pytest.raises(ValueError, match=r"likelihood='classification'\): SWAG epochs must be a positive integer"):
+        LargestVariance("swag", epochs=0)
+    with pytest.raises(ValueError, match=r"SWAG learning rate must be positive"):
+        LargestVariance("swag", lr=-1.0)
+    with pytest.raises(ValueError, match=r"chunk_size must be a positive integer"):
+        LargestVariance(chunk_size=0)

@@ -20,6 +20,13 @@ full and subnetwork posteriors with a diagonal covariance, the squared 2-Wassers
 the full posterior and one whose non-subnetwork weights are collapsed to point masses is the sum of the
 marginal variances of the pruned weights, so it is minimised by keeping the S weights of *largest
 marginal posterior variance* (:class:`LargestVariance`).
+
+Validation comes before any Jacobian or SWAG work, and every message names the strategy: the subnetwork
+size (``n`` / ``fraction``) against the number of candidate weights, and, for :class:`LargestVariance`
+(the only strategy that uses the likelihood), the likelihood against the model and data on the first
+training examples (:meth:`LargestVariance.check_data`): ``classification`` needs class logits ``(B, C)``
+with ``C >= 2`` and integer labels in ``[0, C)``; ``regression`` needs targets with as many entries per
+input as the model has outputs.
 """
 from __future__ import annotations
 
@@ -108,6 +115,41 @@ def subnetwork_size(n: int | None, fraction: float | None, n_candidates: int) ->
     if isinstance(fraction, bool) or not (isinstance(fraction, (int, float)) and 0 < fraction <= 1):
         raise ValueError(f"fraction must be a number in (0, 1], got {fraction!r}")
     return max(1, min(n_candidates, math.floor(fraction * n_candidates + 0.5)))
+
+
+def _strategy_size(strategy: object, n: int | None, fraction: float | None, n_candidates: int) -> int:
+    """:func:`subnetwork_size`, with the strategy named in the error."""
+    try:
+        return subnetwork_size(n, fraction, n_candidates)
+    except ValueError as exc:
+        raise ValueError(f"{strategy!r}: {exc}") from None
+
+
+def _peek(loader: Iterable) -> tuple[Tensor, Tensor] | None:
+    """Up to two ``(inputs, targets)`` of the loader's first examples, read without side effects: from a
+    ``DataLoader``'s (map-style) dataset by index (its sampler and random state are not touched), or the
+    first batch of a re-iterable (a list of batches). ``None`` when that is not possible (a one-shot
+    iterator, an iterable dataset, batches that are not pairs): the data is then not pre-checked."""
+    from torch.utils.data import DataLoader, IterableDataset
+
+    try:
+        if isinstance(loader, DataLoader):
+            dataset = loader.dataset
+            if isinstance(dataset, IterableDataset):
+                return None
+            items = [dataset[i] for i in range(min(2, len(dataset)))]  # type: ignore[arg-type]
+            if not items or not all(isinstance(it, (tuple, list)) and len(it) == 2 for it in items):
+                return None
+            return (torch.stack([torch.as_tensor(it[0]) for it in items]),
+                    torch.stack([torch.as_tensor(it[1]) for it in items]))
+        if iter(loader) is loader:  # a one-shot iterator: peeking would consume a batch
+            return None
+        batch = next(iter(loader), None)
+        if not isinstance(batch, (tuple, list)) or len(batch) != 2:
+            return None
+        return torch.as_tensor(batch[0])[:2], torch.as_tensor(batch[1])[:2]
+    except (TypeError, RuntimeError, IndexError):  # unsized datasets, ragged samples: not pre-checkable
+        return None
 
 
 def informed_scores(variances: Tensor, ggn_diagonal: Tensor) -> Tensor:
@@ -240,11 +282,81 @@ class LargestVariance:
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be positive and finite, got {value!r}")
         self.diag, self.likelihood = diag, likelihood
+        if chunk_size is not None and (isinstance(chunk_size, bool) or int(chunk_size) != chunk_size
+                                       or chunk_size < 1):
+            raise ValueError(f"{self!r}: chunk_size must be a positive integer or None, got {chunk_size!r}")
+        if diag == "swag":
+            if isinstance(epochs, bool) or int(epochs) != epochs or epochs < 1:
+                raise ValueError(f"{self!r}: SWAG epochs must be a positive integer, got {epochs!r}")
+            if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+                raise ValueError(f"{self!r}: SWAG learning rate must be positive and finite, got {lr!r}")
+            if collect_every is not None and (isinstance(collect_every, bool) or int(collect_every) != collect_every
+                                              or collect_every < 1):
+                raise ValueError(f"{self!r}: collect_every must be a positive integer or None, got "
+                                 f"{collect_every!r}")
         self.prior_precision, self.sigma_noise, self.temperature = prior_precision, sigma_noise, temperature
         self.chunk_size = chunk_size
         self.swag = {"epochs": epochs, "lr": lr, "momentum": momentum, "weight_decay": weight_decay,
                      "collect_every": collect_every, "seed": seed}
         self.include, self.exclude = include, exclude
+
+    def __repr__(self) -> str:
+        return f"LargestVariance(diag={self.diag!r}, likelihood={self.likelihood!r})"
+
+    def check_data(self, model: nn.Module, train_loader: Iterable | None) -> None:
+        """Check, on the first (up to two) training examples, that the model and data fit the likelihood;
+        no Jacobian is formed and the model's state is unchanged (one forward pass in eval mode).
+
+        ``classification`` needs class logits ``(B, C)`` with ``C >= 2`` (with one output the softmax is
+        constant, every GGN entry is zero and the ranking would be by index) and integer labels in
+        ``[0, C)``; ``regression`` needs as many target entries per input as the model has outputs.
+
+        Raises
+        ------
+        ValueError
+            Naming the strategy, the likelihood and what does not fit.
+        """
+        if train_loader is None:
+            raise ValueError(f"{self!r} needs the training loader to estimate posterior variances")
+        sample = _peek(train_loader)
+        if sample is None:
+            return
+        x, y = sample
+        params = [p for p in model.parameters() if p.requires_grad]
+        if params and x.is_floating_point():
+            x = x.to(params[0].device, params[0].dtype)
+        modes = {m: m.training for m in model.modules()}
+        try:
+            model.eval()
+            with torch.no_grad():
+                out = model(x)
+        except Exception as exc:  # noqa: BLE001 - shape errors of any layer: report them in one line
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ValueError(f"{self!r}: the model fails on the training loader's first inputs "
+                             f"{tuple(x.shape)}: {first}") from None
+        finally:
+            for module, mode in modes.items():
+                module.train(mode)
+        if not isinstance(out, Tensor):
+            raise ValueError(  # noqa: TRY004 - a bad model for this likelihood: ValueError, shown in one line
+                f"{self!r}: the model returns a {type(out).__name__}, not a tensor of outputs")
+        if self.likelihood == "classification":
+            if out.dim() != 2 or out.shape[1] < 2:
+                raise ValueError(f"{self!r}: classification needs class logits (batch, classes >= 2), the model "
+                                 f"outputs {tuple(out.shape)} for {len(x)} inputs; for real-valued outputs "
+                                 "use likelihood='regression'")
+            classes = out.shape[1]
+            if y.dim() != 1 or (y.is_floating_point() and not bool(torch.equal(y, y.round()))):
+                raise ValueError(f"{self!r}: classification needs integer class labels (batch,), the "
+                                 f"training targets are {tuple(y.shape)} {y.dtype} (e.g. {y.flatten()[:3].tolist()}); "
+                                 "for real-valued targets use likelihood='regression'")
+            if bool(((y < 0) | (y >= classes)).any()):
+                raise ValueError(f"{self!r}: class label {int(y[(y < 0) | (y >= classes)][0])} is outside "
+                                 f"[0, {classes}) for a model with {classes} outputs")
+        elif y.numel() != out.numel() or y.shape[:1] != out.shape[:1]:
+            raise ValueError(f"{self!r}: regression needs targets with the model's outputs per input: "
+                             f"outputs {tuple(out.shape)}, targets {tuple(y.shape)}; for class labels use "
+                             "likelihood='classification'")
 
     def selection_scores(self, model: nn.Module, train_loader: Iterable,
                          candidates: Tensor | None = None) -> Tensor:
@@ -255,6 +367,7 @@ class LargestVariance:
         output depends on it: a posterior over such weights is the prior, invisible to the validation
         data that tunes it. Ranking them first would fill the subnetwork with them (with
         ``diag="swag"`` they have zero variance and rank last anyway)."""
+        self.check_data(model, train_loader)
         if self.diag == "swag":
             return self.marginal_variances(model, train_loader, candidates)
         return informed_scores(*self._variances_and_ggn(model, train_loader, candidates))
@@ -263,8 +376,7 @@ class LargestVariance:
                            candidates: Tensor | None = None) -> Tensor:
         """The estimated marginal posterior variance of each candidate weight (all trainable weights when
         ``candidates`` is None), float64."""
-        if train_loader is None:
-            raise ValueError("LargestVariance needs the training loader to estimate posterior variances")
+        self.check_data(model, train_loader)
         if candidates is None:
             candidates = torch.arange(flat_parameters(model).numel())
         if self.diag == "swag":
@@ -274,7 +386,7 @@ class LargestVariance:
     def _variances_and_ggn(self, model: nn.Module, train_loader: Iterable,
                            candidates: Tensor | None) -> tuple[Tensor, Tensor]:
         if train_loader is None:
-            raise ValueError("LargestVariance needs the training loader to estimate posterior variances")
+            raise ValueError(f"{self!r} needs the training loader to estimate posterior variances")
         if candidates is None:
             candidates = torch.arange(flat_parameters(model).numel())
         jacobian = SubnetworkJacobian(model, candidates, chunk_size=self.chunk_size)
@@ -286,7 +398,7 @@ class LargestVariance:
     def select(self, model: nn.Module, train_loader: Iterable | None = None, n: int | None = None,
                fraction: float | None = None) -> Tensor:
         candidates = candidate_indices(model, self.include, self.exclude)
-        k = subnetwork_size(n, fraction, candidates.numel())
+        k = _strategy_size(self, n, fraction, candidates.numel())
         return top_scores(self.selection_scores(model, train_loader, candidates), candidates, k)
 
 
@@ -300,10 +412,13 @@ class LargestMagnitude:
     def __init__(self, *, include: Patterns = None, exclude: Patterns = None):
         self.include, self.exclude = include, exclude
 
+    def __repr__(self) -> str:
+        return "LargestMagnitude()"
+
     def select(self, model: nn.Module, train_loader: Iterable | None = None, n: int | None = None,
                fraction: float | None = None) -> Tensor:
         candidates = candidate_indices(model, self.include, self.exclude)
-        k = subnetwork_size(n, fraction, candidates.numel())
+        k = _strategy_size(self, n, fraction, candidates.numel())
         scores = flat_parameters(model).abs().cpu()[candidates]
         return top_scores(scores, candidates, k)
 
@@ -316,10 +431,13 @@ class Random:
         self.seed = int(seed)
         self.include, self.exclude = include, exclude
 
+    def __repr__(self) -> str:
+        return f"Random(seed={self.seed})"
+
     def select(self, model: nn.Module, train_loader: Iterable | None = None, n: int | None = None,
                fraction: float | None = None) -> Tensor:
         candidates = candidate_indices(model, self.include, self.exclude)
-        k = subnetwork_size(n, fraction, candidates.numel())
+        k = _strategy_size(self, n, fraction, candidates.numel())
         generator = torch.Generator().manual_seed(self.seed)
         scores = torch.rand(parameter_layout(model)[-1].stop, generator=generator, dtype=torch.float64)
         return top_scores(scores[candidates], candidates, k)
