@@ -41,6 +41,36 @@ def _add_grid_run_args(p: argparse.ArgumentParser, *, seeds: str, out_help: str)
                    help="override a config field in every run")
     p.add_argument("--out", required=True, metavar="DIR", help=out_help)
     _add_data_root(p)
+    _add_backend_args(p)
+
+
+def _add_backend_args(p: argparse.ArgumentParser) -> None:
+    """Where the runs of ``sweep``, ``tune`` and ``reproduce`` execute (see paperzoo.core.dispatch)."""
+    g = p.add_argument_group(
+        "backend", "Run the points here one after another (local), or one Ray task each on a Ray cluster. With "
+                   "Ray the workers write the run folders themselves: --out must be on a filesystem every node "
+                   "shares (true for a local Ray instance; on a remote cluster use shared storage such as NFS, "
+                   "and install paperzoo on its nodes). A killed sweep resumes where it stopped when re-run.")
+    g.add_argument("--backend", choices=("local", "ray"), default=None,
+                   help="local (default) or ray (the default with --ray-address)")
+    g.add_argument("--ray-address", metavar="ADDR",
+                   help="local (default: start Ray on this machine), auto (the cluster this machine joined), "
+                        "HOST:PORT (a head's GCS port) or ray://HOST:PORT (Ray Client)")
+    g.add_argument("--cpus-per-point", type=int, metavar="N",
+                   help="CPUs each point reserves on Ray and torch threads it uses (default: 1 on Ray; "
+                        "torch's default locally)")
+    g.add_argument("--point-timeout", type=float, metavar="SECONDS",
+                   help="Ray only: cancel a point running longer (it fails; a re-run resumes it)")
+    g.add_argument("--ray-connect-timeout", type=float, default=30.0, metavar="SECONDS",
+                   help="give up connecting to --ray-address after this long (default: 30)")
+
+
+def _open_backend(args):
+    from paperzoo.core import dispatch
+
+    return dispatch.open_backend(args.backend or ("ray" if args.ray_address else "local"),
+                                 address=args.ray_address, cpus_per_point=args.cpus_per_point,
+                                 point_timeout_s=args.point_timeout, connect_timeout_s=args.ray_connect_timeout)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -86,7 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "reproduce", help="run each method's preset and write a report (the main job)",
         description="Run METHODs (default: all) with --preset (default: quick), then write a Markdown report "
-                    "with plots comparing our numbers to the papers' and peer libraries'.")
+                    "with plots comparing our numbers to the papers' and peer libraries'. Finished runs are "
+                    "reused, unfinished ones resumed; --backend ray runs the methods in parallel on Ray.")
     p.add_argument("methods", nargs="*", metavar="METHOD", help="methods to run (default: all registered)")
     p.add_argument("--preset", default="quick", help="preset to run for every method (default: quick)")
     p.add_argument("--out", default="reports/latest", metavar="DIR",
@@ -94,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE", default=[],
                    help="override a config field of every method run")
     _add_data_root(p)
+    _add_backend_args(p)
 
     p = sub.add_parser(
         "sweep", help="run a preset over a grid of settings and seeds, then report",
@@ -220,30 +252,25 @@ def cmd_eval(args) -> int:
 
 
 def cmd_reproduce(args) -> int:
-    from paperzoo import runner
-    from paperzoo.core import report
+    from paperzoo.core import dispatch, report
     from paperzoo.core.config import parse_overrides
 
     methods = args.methods or registry.names()
+    for name in methods:
+        registry.get(name)  # an unknown name fails before anything runs
     overrides = parse_overrides(args.overrides)
     out = Path(args.out)
-    run_dirs, failures = [], []
-    for name in methods:
-        spec = registry.get(name)
-        run_dir = out / "runs" / f"{name}-{args.preset}"
-        try:
-            if (run_dir / "metrics.json").exists():
-                log.info("%s: %s already finished, reusing it", name, run_dir)
-            else:
-                resume = run_dir if (run_dir / "config.yaml").exists() else None
-                run = runner.prepare(name, args.preset, run_dir=run_dir, resume=resume,
-                                     data_root=args.data_root, overrides=overrides)
-                runner.execute(run)
-            run_dirs.append(run_dir)
-        except Exception as exc:  # noqa: BLE001 -- one method failing must not lose the others' results
-            log.error("%s failed: %s", spec.name, exc)
-            failures.append((name, f"{exc.__class__.__name__}: {exc}"))
-    path = report.write_report(run_dirs, out, failures=failures)
+    root = str(Path(args.data_root).absolute()) if args.data_root else None
+    points = [dispatch.Point((out / "runs" / f"{name}-{args.preset}").absolute(), name, args.preset,
+                             overrides, root) for name in methods]
+    for point in points:
+        if point.finished:
+            log.info("%s: %s already finished, reusing it", point.method, point.path)
+    with _open_backend(args) as backend:
+        done, failed = backend.run(points)
+    by_path = {str(p.path): p.method for p in points}
+    failures = [(by_path[path], error) for path, error in failed]
+    path = report.write_report(done, out, failures=failures)
     print(f"report: {path}")
     return 1 if failures else 0
 
@@ -277,8 +304,10 @@ def cmd_sweep(args) -> int:
     from paperzoo.core.config import parse_overrides
 
     grid = parse_grid(args.grid, "--grid")
-    done, failures = runner.sweep(args.method, args.preset, grid, parse_seeds(args.seeds), args.out,
-                                  data_root=args.data_root, overrides=parse_overrides(args.overrides))
+    seeds, overrides = parse_seeds(args.seeds), parse_overrides(args.overrides)
+    with _open_backend(args) as backend:
+        done, failures = runner.sweep(args.method, args.preset, grid, seeds, args.out,
+                                      data_root=args.data_root, overrides=overrides, backend=backend)
     path = report.write_report(done, Path(args.report or Path(args.out) / "report"), failures=failures)
     print(f"report: {path}")
     return 1 if failures else 0
@@ -295,10 +324,13 @@ def cmd_tune(args) -> int:
     per, search = parse_grid(args.per, "--per"), parse_grid(args.grid, "--grid")
     if not per or not search:
         raise ValueError("tune needs at least one --per field and one --grid field")
-    choices, done, failures = runner.tune(
-        args.method, args.preset, per, search, args.out, metric=args.select, maximize=not args.minimize,
-        search_seeds=parse_seeds(args.search_seeds), final_seeds=parse_seeds(args.seeds),
-        data_root=args.data_root, overrides=parse_overrides(args.overrides))
+    search_seeds, final_seeds = parse_seeds(args.search_seeds), parse_seeds(args.seeds)
+    overrides = parse_overrides(args.overrides)
+    with _open_backend(args) as backend:
+        choices, done, failures = runner.tune(
+            args.method, args.preset, per, search, args.out, metric=args.select, maximize=not args.minimize,
+            search_seeds=search_seeds, final_seeds=final_seeds, data_root=args.data_root,
+            overrides=overrides, backend=backend)
     print(f"selected on {args.select} (mean over search seeds {args.search_seeds}):")
     for c in choices:
         group = ", ".join(f"{k}={v}" for k, v in c.group.items())

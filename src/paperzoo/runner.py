@@ -14,6 +14,7 @@ from paperzoo import registry
 from paperzoo.api import RunResult
 from paperzoo.core import config as cfglib
 from paperzoo.core import io
+from paperzoo.core.dispatch import Backend, Point, run_points
 from paperzoo.core.runs import RunDir, RunFailed, nonfinite_metrics
 
 log = logging.getLogger(__name__)
@@ -136,33 +137,30 @@ def sweep_dir_name(point: Mapping[str, Any]) -> str:
     return "-".join(f"{k}={v}" for k, v in point.items()).replace("/", "_")
 
 
+def sweep_plan(method: str, preset: str, grid: Mapping[str, Sequence[Any]], seeds: Sequence[int],
+               out: str | os.PathLike, *, data_root: str | os.PathLike | None = None,
+               overrides: Mapping[str, Any] | None = None) -> list[Point]:
+    """The runs of a sweep: one :class:`~paperzoo.core.dispatch.Point` per grid point and seed, each in
+    its own folder ``out/<key=value-...>`` (absolute, so that Ray workers write to the same place)."""
+    out = Path(out).absolute()
+    root = str(Path(data_root).absolute()) if data_root else None
+    return [Point(out / sweep_dir_name(point), method, preset, {**dict(overrides or {}), **point}, root)
+            for point in sweep_points(grid, seeds)]
+
+
 def sweep(method: str, preset: str, grid: Mapping[str, Sequence[Any]], seeds: Sequence[int],
           out: str | os.PathLike, *, data_root: str | os.PathLike | None = None,
-          overrides: Mapping[str, Any] | None = None) -> tuple[list[Path], list[tuple[str, str]]]:
+          overrides: Mapping[str, Any] | None = None,
+          backend: Backend | None = None) -> tuple[list[Path], list[tuple[str, str]]]:
     """Run ``method``/``preset`` at every grid point and seed, one run folder each under ``out``.
 
     Restartable: finished points (``metrics.json`` present) are skipped, unfinished ones resume
     from their last checkpoint. A failing point is logged and recorded, the others still run.
-    Returns the finished run folders and ``(folder, error)`` of the failures.
+    ``backend`` runs the points (default: here, one after another; see :mod:`paperzoo.core.dispatch`
+    for Ray). Returns the finished run folders and ``(folder, error)`` of the failures.
     """
-    done, failures = [], []
-    for point in sweep_points(grid, seeds):
-        path = Path(out) / sweep_dir_name(point)
-        if (path / "metrics.json").exists():
-            done.append(path)
-            continue
-        try:
-            if (path / "config.yaml").exists():
-                run_ = prepare(resume=path, data_root=data_root)
-            else:
-                run_ = prepare(method, preset, run_dir=path, data_root=data_root,
-                               overrides={**dict(overrides or {}), **point})
-            execute(run_)
-            done.append(path)
-        except Exception as exc:  # noqa: BLE001 -- one point failing must not lose the others
-            log.error("%s failed: %s", path, exc)
-            failures.append((str(path), f"{exc.__class__.__name__}: {exc}"))
-    return done, failures
+    return run_points(sweep_plan(method, preset, grid, seeds, out, data_root=data_root,
+                                 overrides=overrides), backend)
 
 
 @dataclass
@@ -215,7 +213,8 @@ def select_best(points: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]], p
 def tune(method: str, preset: str, per: Mapping[str, Sequence[Any]], search: Mapping[str, Sequence[Any]],
          out: str | os.PathLike, *, metric: str, maximize: bool = True, search_seeds: Sequence[int] = (100,),
          final_seeds: Sequence[int] = (0, 1, 2, 3, 4), data_root: str | os.PathLike | None = None,
-         overrides: Mapping[str, Any] | None = None) -> tuple[list[Choice], list[Path], list[tuple[str, str]]]:
+         overrides: Mapping[str, Any] | None = None,
+         backend: Backend | None = None) -> tuple[list[Choice], list[Path], list[tuple[str, str]]]:
     """Tune each group separately on a validation metric, then re-run its choice over fresh seeds.
 
     The protocol of fair baseline comparisons (e.g. the HGB benchmark): every value of the ``per``
@@ -223,7 +222,8 @@ def tune(method: str, preset: str, per: Mapping[str, Sequence[Any]], search: Map
     ``out/search``; the settings with the best mean ``metric`` (a validation metric) are chosen per
     group, written to ``out/selected.json``, and run with ``final_seeds`` under ``out/final``. Use
     search seeds disjoint from the final seeds, so that no final run is one the selection saw.
-    Restartable like :func:`sweep`. Returns the choices, the finished final run folders and failures.
+    Restartable like :func:`sweep`; ``backend`` runs both the search and the final runs (all groups'
+    final runs at once). Returns the choices, the finished final run folders and failures.
     """
     overlap = set(search_seeds) & set(final_seeds)
     if overlap:
@@ -235,7 +235,7 @@ def tune(method: str, preset: str, per: Mapping[str, Sequence[Any]], search: Map
     grid = {**per, **search}
     search_dir = Path(out) / "search"
     done, failures = sweep(method, preset, grid, search_seeds, search_dir, data_root=data_root,
-                           overrides=overrides)
+                           overrides=overrides, backend=backend)
     finished = {p.name for p in done}
     points = []
     for point in sweep_points(grid, search_seeds):
@@ -249,10 +249,9 @@ def tune(method: str, preset: str, per: Mapping[str, Sequence[Any]], search: Map
         "choices": [{"group": c.group, "settings": c.settings, "score": c.score,
                      "ranking": [{"settings": s, "score": m, "seeds": n} for s, m, n in c.ranking]}
                     for c in choices]})
-    final_done: list[Path] = []
-    for choice in choices:
-        ran, failed = sweep(method, preset, {k: [v] for k, v in {**choice.group, **choice.settings}.items()},
-                            final_seeds, Path(out) / "final", data_root=data_root, overrides=overrides)
-        final_done += ran
-        failures += failed
-    return choices, final_done, failures
+    final = [point for choice in choices
+             for point in sweep_plan(method, preset,
+                                     {k: [v] for k, v in {**choice.group, **choice.settings}.items()},
+                                     final_seeds, Path(out) / "final", data_root=data_root, overrides=overrides)]
+    final_done, failed = run_points(final, backend)
+    return choices, final_done, failures + failed
