@@ -52,6 +52,8 @@ def test_hanging_provider_times_out_and_fails_over(cpu_catalog, make_broker, db)
     attempts = db.attempts(job)
     assert [a["outcome"] for a in attempts] == ["TIMEOUT", "SUCCEEDED"]
     assert attempts[0]["ended"] is not None and "0.5 s" in attempts[0]["error"]
+    # a timeout blocks the whole region (a:r1), not only its zone: r1-z2 is skipped
+    assert [(a["region"], a["zone"]) for a in attempts] == [("r1", "r1-z1"), ("r2", "r2-z1")]
     assert db.job(job).status == "SUCCEEDED"
 
 
