@@ -8,6 +8,8 @@ from paperzoo.methods.sky_broker.catalog import Catalog, synthetic_catalog
 from paperzoo.methods.sky_broker.optimizer import (
     Block,
     NoFeasiblePlan,
+    PlanTimeout,
+    alternatives,
     build_problem,
     candidates_for,
     optimize,
@@ -15,6 +17,7 @@ from paperzoo.methods.sky_broker.optimizer import (
     solve,
     solve_bruteforce,
     solve_dp,
+    solve_heuristic,
     solve_ilp,
 )
 from paperzoo.methods.sky_broker.spec import parse_dag
@@ -143,3 +146,125 @@ def test_solve_auto_picks_dp_for_chains_and_ilp_for_dags():
     assert not dag.is_chain() and solve(dag).solver == "ilp"
     with pytest.raises(ValueError, match="needs a chain"):
         solve_dp(dag)
+
+
+# ------------------------------------------------------------------ scale: heuristic, time limit, alternatives
+def _layered_dag(n_tasks: int, objective: str, catalog: Catalog, seed: int = 0, candidates: int = 5):
+    """Layers of about sqrt(n) CPU tasks, 1-3 parents each in the previous layer, ``candidates``
+    allowed locations per task (one candidate per location)."""
+    rng = np.random.default_rng(seed)
+    locations = catalog.locations
+    width = max(2, round(n_tasks ** 0.5))
+    tasks, layers = [], []
+    for v in range(n_tasks):
+        if v % width == 0:
+            layers.append([])
+        task = {"name": f"t{v}", "runtime_h": float(rng.uniform(0.2, 3.0)),
+                "resources": {"cpus": 4, "regions": [str(x) for x in rng.choice(locations, candidates, replace=False)]},
+                "outputs": {"size_gb": float(rng.uniform(1, 200))}}
+        if len(layers) > 1:
+            prev = layers[-2]
+            task["depends_on"] = [str(p) for p in rng.choice(prev, int(rng.integers(1, min(3, len(prev)) + 1)),
+                                                            replace=False)]
+        layers[-1].append(f"t{v}")
+        tasks.append(task)
+    return parse_dag({"name": f"layered{n_tasks}", "objective": objective, "tasks": tasks})
+
+
+def test_heuristic_is_feasible_never_below_the_optimum_and_mostly_optimal():
+    catalog = synthetic_catalog(3)
+    rng = np.random.default_rng(17)
+    exact = 0
+    for i in range(60):
+        objective = "cost" if i % 2 else "time"
+        problem = random_problem(rng, catalog, n_tasks=5, max_parents=5, max_candidates=5, objective=objective)
+        truth, ours = solve_bruteforce(problem), solve_heuristic(problem)
+        assert problem.evaluate(ours.assignment) == pytest.approx((ours.cost_usd, ours.time_h))
+        assert ours.value(objective) >= truth.value(objective) - 1e-9
+        assert not ours.optimal and ours.gap is None and ours.solver == "heuristic"
+        exact += _close(ours.value(objective), truth.value(objective))
+    assert exact >= 45, f"heuristic optimal on only {exact} of 60 small DAGs"
+    chain = random_problem(rng, catalog, chain=True)
+    assert solve_heuristic(chain).solver == "dp"  # exact on an unconstrained chain
+
+
+def test_ilp_time_limit_returns_a_plan_with_a_valid_gap():
+    """With a limit HiGHS cannot meet, the warm start is returned, flagged not optimal, and its gap
+    is consistent with the true optimum: value * (1 - gap) <= optimum <= value."""
+    catalog = synthetic_catalog(4)
+    for objective in ("cost", "time"):
+        problem = build_problem(_layered_dag(30, objective, catalog, seed=1), catalog)
+        optimum = solve_ilp(problem).value(objective)
+        quick = solve_ilp(problem, time_limit_s=1e-3)
+        value = quick.value(objective)
+        assert not quick.optimal and quick.gap is not None and 0.0 <= quick.gap < 1.0, quick
+        assert value >= optimum - 1e-6 and value * (1 - quick.gap) <= optimum + 1e-6, (objective, quick, optimum)
+        assert problem.evaluate(quick.assignment) == pytest.approx((quick.cost_usd, quick.time_h))
+
+
+def test_ilp_without_a_warm_start_times_out_with_one_clear_error(monkeypatch):
+    import paperzoo.methods.sky_broker.optimizer as opt
+
+    def no_plan(problem, **kw):
+        raise NoFeasiblePlan("none")
+
+    catalog = synthetic_catalog(4)
+    problem = build_problem(_layered_dag(30, "time", catalog, seed=1), catalog)
+    monkeypatch.setattr(opt, "solve_heuristic", no_plan)
+    with pytest.raises(PlanTimeout, match=r"no plan found within the 0.001 s time limit.*--time-limit"):
+        solve_ilp(problem, time_limit_s=1e-3)
+    assert issubclass(PlanTimeout, NoFeasiblePlan) and issubclass(PlanTimeout, RuntimeError)
+
+
+def test_alternatives_are_the_best_one_task_moves_with_the_rest_kept():
+    catalog = synthetic_catalog(5)
+    rng = np.random.default_rng(3)
+    for objective in ("cost", "time"):
+        problem = random_problem(rng, catalog, n_tasks=8, max_parents=3, max_candidates=5, min_candidates=3,
+                                 objective=objective)
+        solution = solve_ilp(problem)
+        alts = alternatives(problem, solution, k=2)
+        for v, name in enumerate(problem.tasks):
+            moves = []
+            for i in range(problem.sizes[v]):
+                if i != solution.assignment[v]:
+                    moved = list(solution.assignment)
+                    moved[v] = i
+                    cost, hours = problem.evaluate(moved)
+                    moves.append(((cost, hours) if objective == "cost" else (hours, cost), i))
+            expect = sorted(moves)[:2]
+            got = [((a.cost_usd, a.time_h) if objective == "cost" else (a.time_h, a.cost_usd), a.candidate)
+                   for a in alts[name]]
+            assert [g[1] for g in got] == [problem.candidates[v][i] for _, i in expect]
+            assert [x for g in got for x in g[0]] == pytest.approx([x for e in expect for x in e[0]])
+    assert alternatives(problem, solution, k=0) == {}
+
+
+def test_plan_of_100_tasks_returns_within_its_time_limit_and_reports_its_status():
+    """Issue 20: a 100-task DAG with 5 candidates per task plans in seconds in both objectives."""
+    catalog = synthetic_catalog(6, regions_per_cloud=4)
+    for objective in ("cost", "time"):
+        dag = _layered_dag(100, objective, catalog, seed=2)
+        start = time.perf_counter()
+        plan = optimize(dag, catalog, time_limit_s=1.0, n_alternatives=2)
+        wall = time.perf_counter() - start
+        assert wall < 1.0 + 15.0, f"{objective}: {wall:.1f} s"
+        assert len(plan.placements) == 100 and all(len(plan.alternatives[t.name]) == 2 for t in dag.tasks)
+        data = plan.to_dict()
+        assert data["optimal"] == plan.optimal and data["time_limit_s"] == 1.0
+        if plan.optimal:
+            assert plan.mip_gap == 0.0 and "optimal" in plan.table().splitlines()[0]
+        else:
+            assert 0.0 <= plan.mip_gap < 1.0
+            assert "not proven optimal: gap" in plan.table().splitlines()[0]
+
+
+def test_plan_table_says_when_the_plan_is_not_proven_optimal(cpu_catalog):
+    dag = parse_dag({"tasks": [{"name": "a", "resources": {"cpus": 4}, "outputs": {"size_gb": 10}},
+                               {"name": "b", "resources": {"cpus": 4}, "outputs": {"size_gb": 10}},
+                               {"name": "c", "resources": {"cpus": 4}, "depends_on": ["a", "b"]}]})
+    plan = optimize(dag, cpu_catalog, method="heuristic")
+    assert not plan.optimal and plan.mip_gap is None
+    assert "not proven optimal: gap unknown, stopped at the 5 s time limit" in plan.table()
+    exact = optimize(dag, cpu_catalog)
+    assert exact.optimal and exact.mip_gap == 0.0 and ", optimal)" in exact.table().splitlines()[0]
