@@ -32,7 +32,7 @@ from paperzoo.methods.sky_broker.broker import (
     reconcile,
 )
 from paperzoo.methods.sky_broker.catalog import CatalogError, load_catalog
-from paperzoo.methods.sky_broker.optimizer import NoFeasiblePlan, optimize
+from paperzoo.methods.sky_broker.optimizer import DEFAULT_TIME_LIMIT_S, NoFeasiblePlan, optimize
 from paperzoo.methods.sky_broker.spec import SpecError, load_dag
 from paperzoo.methods.sky_broker.state import JOB_TERMINAL, JobBusy, JobDB, JobNotFound, default_home
 
@@ -76,6 +76,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p = sub.add_parser("plan", help="show the optimizer's placement as a table (launches nothing)")
     p.add_argument("job", help="job YAML file")
     p.add_argument("--json", action="store_true", help="print the plan as JSON")
+    p.add_argument("--alternatives", type=_non_negative_int, default=2, metavar="K",
+                   help="next-best placements listed per task, each with the other tasks kept (0: none; default: 2)")
+    p.add_argument("--time-limit", type=_positive_float, default=DEFAULT_TIME_LIMIT_S, metavar="S",
+                   help="seconds the ILP may run; when it stops early the plan is the best found and reports its "
+                        f"optimality gap (default: {DEFAULT_TIME_LIMIT_S:g})")
     _catalog_args(p)
 
     p = sub.add_parser("launch", help="plan and run a job DAG with failover",
@@ -137,10 +142,31 @@ def _load(args):
     return dag
 
 
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {text!r}")
+    return value
+
+
 def cmd_plan(args) -> int:
+    """Print the optimizer's plan: the ILP within ``--time-limit`` s, ``--alternatives`` per task."""
     dag = _load(args)
     catalog = load_catalog(args.catalog, data_root=args.data_root)
-    plan = optimize(dag, catalog)
+    plan = optimize(dag, catalog, n_alternatives=args.alternatives, time_limit_s=args.time_limit)
     print(json.dumps(plan.to_dict(), indent=2) if args.json else plan.table())
     return 0
 
