@@ -58,13 +58,18 @@ def setup(cfg: DeepAlignConfig, run_dir: RunDir) -> tuple[Z.AnyTask, Z.Zoo, dict
     task = Z.load_task(cfg.task, run_dir.data_root, train_limit=cfg.train_limit,
                        test_limit=cfg.eval_examples, seed=cfg.seed, freq_range=freq_range)
     arch = make_arch(cfg, task)
-    settings = Z.ZooSettings(task=cfg.task, arch=Z.arch_to_dict(arch), num_networks=cfg.num_networks,
-                             shard_size=cfg.shard_size, epochs=cfg.zoo_epochs, batch_size=cfg.zoo_batch_size,
-                             lr=cfg.zoo_lr, seed=cfg.seed, store_dtype=cfg.store_dtype,
-                             task_options={"freq_range": list(freq_range)} if cfg.task == "sine" else {})
     folder = Path(cfg.zoo_dir) if cfg.zoo_dir else run_dir.path / "zoo"
-    zoo = Z.build_zoo(folder, arch, task, settings)
+    zoo = Z.build_zoo(folder, arch, task, zoo_settings(cfg, arch))
     return task, zoo, zoo.split(tuple(cfg.split), cfg.seed)  # type: ignore[arg-type]
+
+
+def zoo_settings(cfg: DeepAlignConfig, arch: MLPArch | CNNArch) -> Z.ZooSettings:
+    """The zoo settings of ``cfg`` (stored in ``zoo.json``; a zoo folder built with others is refused)."""
+    freq_range = (cfg.sine_freq[0], cfg.sine_freq[1])
+    return Z.ZooSettings(task=cfg.task, arch=Z.arch_to_dict(arch), num_networks=cfg.num_networks,
+                         shard_size=cfg.shard_size, epochs=cfg.zoo_epochs, batch_size=cfg.zoo_batch_size,
+                         lr=cfg.zoo_lr, seed=cfg.seed, store_dtype=cfg.store_dtype,
+                         task_options={"freq_range": list(freq_range)} if cfg.task == "sine" else {})
 
 
 def pairs_of(indices: list[int], count: int, seed: int) -> list[tuple[int, int]]:

@@ -349,7 +349,8 @@ def read_shard(path: str | Path, arch: Arch) -> tuple[Params, list[dict[str, Any
     try:
         shard = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - truncated / corrupt files raise OSError, EOFError, pickle errors...
-        detail = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ""
+        # the low-level reason, first sentence only (torch's zip reader appends a paragraph of advice)
+        detail = str(exc).strip().splitlines()[0].split(". ")[0][:160] if str(exc).strip() else ""
         raise ZooError(f"zoo shard {path} is truncated or corrupt ({type(exc).__name__}"
                        f"{': ' + detail if detail else ''}); {fix}") from None
     if not isinstance(shard, dict) or not isinstance(shard.get("params"), dict):
