@@ -133,6 +133,26 @@ def test_sigterm_stops_the_running_task_and_cancels_the_job(tmp_path, data_root)
     assert db.job(1).broker_pid is None
 
 
+def test_sigterm_during_a_hanging_launch_exits_at_once(tmp_path, data_root):
+    job = tmp_path / "one.yaml"
+    job.write_text("name: one\nrun: echo never\n")
+    home = tmp_path / "home"
+    broker = launch(job, home, data_root, "--attempt-timeout", "300", "--chaos", '{"hang_first": 1, "hang_s": 300}')
+    try:
+        wait_for(lambda: task_status(home, "one") == "PROVISIONING", "the launch to start")
+        start = time.monotonic()
+        broker.send_signal(signal.SIGTERM)
+        _, err = broker.communicate(timeout=30)
+        seconds = time.monotonic() - start
+    finally:
+        broker.kill()
+    assert broker.returncode == 128 + signal.SIGTERM
+    assert err.strip().splitlines()[-1] == "paperzoo sky: error: job 1 cancelled on SIGTERM; stopped its running tasks: one"
+    assert seconds < 10  # not the 300 s attempt timeout
+    db = JobDB(home / "state.db")
+    assert db.job(1).status == "CANCELLED" and [a["outcome"] for a in db.attempts(1)] == ["CANCELLED"]
+
+
 def test_provider_status_hang_gives_one_line_error_in_bounded_time(tmp_path, data_root):
     job = tmp_path / "one.yaml"
     job.write_text("name: one\nrun: sleep 60\n")

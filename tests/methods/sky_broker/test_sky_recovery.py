@@ -256,3 +256,16 @@ def test_a_transaction_commits_all_or_nothing(db):
         db.set_task(job, "t", status="RUNNING", tx=tx)
         raise RuntimeError("killed half-way")
     assert db.job(job).status == "PENDING" and db.tasks(job)[0]["status"] == "PENDING"
+
+
+def test_recover_after_a_failure_while_the_broker_was_gone_fails_the_job_and_stops_the_rest(
+        cpu_catalog, make_broker, db):
+    dag = dag_of({"name": "bad", "run": "echo boom; exit 3"}, {"name": "live", "run": "sleep 60"},
+                 {"name": "after", "depends_on": ["bad"], "run": "echo never"})
+    job = orphan(make_broker(cpu_catalog), db, dag, {"bad": "done", "live": "running"})
+    live_pid = db.tasks(job)[1]["handle"]["pid"]
+    assert make_broker(cpu_catalog).recover(job) == "FAILED"
+    tasks = {t["task"]: t for t in db.tasks(job)}
+    assert {n: t["status"] for n, t in tasks.items()} == {"bad": "FAILED", "live": "CANCELLED", "after": "FAILED"}
+    assert db.job(job).error.startswith("task 'bad': exited with an error")
+    wait_for(lambda: process_start_time(live_pid) is None)

@@ -76,6 +76,10 @@ class LaunchTimeout(TimeoutError):
     """A provider's launch did not return within the per-attempt timeout."""
 
 
+class LaunchCancelled(RuntimeError):
+    """The job halted (a signal, ``down``, a failed sibling) while a launch was still in progress."""
+
+
 class ProviderUnresponsive(RuntimeError):
     """A provider's ``status()``/``logs()``/``stop()`` did not answer within its timeout, every try."""
 
@@ -139,9 +143,11 @@ def make_router(options: BrokerOptions) -> Router:
 
 
 def call_with_timeout(fn: Callable[[], Any], timeout_s: float,
-                      on_late: Callable[[Any], None] | None = None, what: str = "launch") -> Any:
-    """``fn()`` in a daemon thread; LaunchTimeout after ``timeout_s``. A result that arrives after
-    the timeout is handed to ``on_late`` (to release what it launched)."""
+                      on_late: Callable[[Any], None] | None = None, what: str = "launch",
+                      cancel: threading.Event | None = None) -> Any:
+    """``fn()`` in a daemon thread; LaunchTimeout after ``timeout_s``, LaunchCancelled as soon as
+    ``cancel`` is set. A result that arrives after either is handed to ``on_late`` (to release what
+    it launched)."""
     box: queue.Queue = queue.Queue(maxsize=1)
     abandoned = threading.Event()
 
@@ -161,15 +167,25 @@ def call_with_timeout(fn: Callable[[], Any], timeout_s: float,
         box.put((True, result))
 
     threading.Thread(target=target, daemon=True, name=f"sky-{what.split()[0]}").start()
-    try:
-        ok, value = box.get(timeout=timeout_s)
-    except queue.Empty:
-        abandoned.set()
-        # the result may have landed between the timeout and setting the flag
+    deadline = time.monotonic() + timeout_s
+    while True:
+        remaining = deadline - time.monotonic()
         try:
-            ok, value = box.get_nowait()
+            ok, value = box.get(timeout=max(0.0, min(remaining, 0.1) if cancel is not None else remaining))
+            break
         except queue.Empty:
-            raise LaunchTimeout(f"{what} did not return within {timeout_s:g} s") from None
+            cancelled = cancel is not None and cancel.is_set()
+            if not cancelled and time.monotonic() < deadline:
+                continue
+            abandoned.set()
+            # the result may have landed between the timeout and setting the flag
+            try:
+                ok, value = box.get_nowait()
+                break
+            except queue.Empty:
+                if cancelled:
+                    raise LaunchCancelled(f"{what} abandoned: the job is stopping") from None
+                raise LaunchTimeout(f"{what} did not return within {timeout_s:g} s") from None
     if not ok:
         raise value
     return value
@@ -368,7 +384,8 @@ class Broker:
                     attach[name] = _Attach(last[0]["attempt_id"], last[0]["attempt"], last[0]["handle"], cand,
                                            last[0]["started"])
                     state.fixed[name] = cand
-        if failure:
+        if failure:  # settled while the broker was gone: the job fails, running branches are stopped
+            state.halt_reason = f"task {failure[0]!r} failed"
             state.halt.set()
         started: set[str] = set()
         futures: dict[Future, str] = {}
@@ -383,10 +400,11 @@ class Broker:
                     elif self.db.job(job_id).status == "CANCELLED":
                         state.halt_reason = "the job was cancelled"
                         state.halt.set()
-                if not state.halt.is_set():
-                    for task in dag.tasks:
-                        if task.name in done or task.name in started or not set(task.depends_on) <= done:
-                            continue
+                for task in dag.tasks:
+                    if task.name in done or task.name in started:
+                        continue
+                    # a task found running is always attached (and stopped at once if the job halts)
+                    if task.name in attach or (not state.halt.is_set() and set(task.depends_on) <= done):
                         started.add(task.name)
                         fut = pool.submit(self._run_task, job_id, dag, task, workdir, state, attach.get(task.name),
                                           tasks[task.name]["recoveries"])
@@ -509,7 +527,10 @@ class Broker:
                 log.info("%s attempt %d: %s via %s", what, attempt, cand.label(), provider.name)
                 try:
                     handle = call_with_timeout(functools.partial(provider.launch, request),
-                                               self.options.attempt_timeout_s, on_late=provider.stop)
+                                               self.options.attempt_timeout_s, on_late=provider.stop,
+                                               cancel=state.halt)
+                except LaunchCancelled:
+                    return self._cancel_task(job_id, task, attempt_id, state)
                 except (ProvisionError, LaunchTimeout, OSError, RuntimeError) as exc:
                     outcome = (f"{exc.kind.upper()}_ERROR" if isinstance(exc, ProvisionError)
                                else "TIMEOUT" if isinstance(exc, LaunchTimeout) else "LAUNCH_ERROR")
