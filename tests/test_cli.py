@@ -150,3 +150,21 @@ def test_tune_searches_per_group_then_runs_the_choice_on_fresh_seeds(tmp_path, c
                      "--out", str(tmp_path / "y")]) != 0
     assert "leaks the test set" in capsys.readouterr().err
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+def test_interrupt_and_arithmetic_errors_reach_the_user_as_one_line(capsys, monkeypatch):
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    def divides_by_zero(args):
+        return 1 / 0
+
+    for name in ("run", "eval"):
+        monkeypatch.setitem(cli.COMMANDS, name, interrupted)
+    assert cli.main(["eval", "runs/x"]) == 130
+    assert capsys.readouterr().err == "interrupted\n"  # no --resume advice for eval
+    assert cli.main(["run", "conve"]) == 130
+    assert "paperzoo run --resume RUN_DIR" in capsys.readouterr().err
+    monkeypatch.setitem(cli.COMMANDS, "report", divides_by_zero)
+    assert cli.main(["report", "runs"]) == 2
+    assert capsys.readouterr().err == "paperzoo report: error: division by zero\n"

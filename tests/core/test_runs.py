@@ -1,8 +1,18 @@
+import math
+from dataclasses import replace
+
 import pytest
 import torch
 
 from paperzoo.core.config import ConfigError
-from paperzoo.core.runs import CheckpointError, RunDir
+from paperzoo.core.runs import (
+    CheckpointError,
+    CorruptCheckpointError,
+    NonFiniteCheckpointError,
+    RunDir,
+    RunExistsError,
+    find_nonfinite,
+)
 from paperzoo.methods.conve.config import PRESETS
 
 
@@ -48,3 +58,89 @@ def test_history_and_metrics(tmp_path):
     run.write_metrics({"test/mrr": 0.25})
     assert run.read_history() == [{"epoch": 1.0, "loss": 0.5}]
     assert run.read_metrics() == {"test/mrr": 0.25}
+
+
+@pytest.mark.parametrize("corrupt, reason", [
+    (lambda p: p.write_bytes(p.read_bytes()[:200]), "failed reading zip archive"),
+    (lambda p: p.write_bytes(b""), "the file is empty"),
+    (lambda p: p.write_bytes(b"not a checkpoint at all"), "not a torch.save file"),
+])
+def test_corrupt_checkpoint_message_is_one_line_with_a_short_reason(tmp_path, corrupt, reason):
+    run = _run(tmp_path)
+    run.save_checkpoint({"method": "conve", "w": torch.randn(1000)})
+    corrupt(run.checkpoint_path())
+    with pytest.raises(CorruptCheckpointError) as err:
+        run.load_checkpoint()
+    message = str(err.value)
+    assert message.startswith(f"checkpoint {run.checkpoint_path()} is truncated or corrupt (")
+    assert reason in err.value.reason and "\n" not in message and "Errno" not in message
+    assert len(err.value.reason) <= 120 and f"paperzoo run --resume {run.path}" in message
+
+
+def test_unreadable_checkpoint_advice_depends_on_purpose(tmp_path):
+    run = _run(tmp_path)
+    run.checkpoint_path("best").mkdir(parents=True)  # a folder where the file should be
+    with pytest.raises(CorruptCheckpointError, match=r"best.pt cannot be read \(is a directory\); delete "):
+        run.load_checkpoint("best")
+    evaluating = RunDir.open(run.path, purpose="eval")
+    with pytest.raises(CorruptCheckpointError) as err:
+        evaluating.load_checkpoint("best")
+    assert "`paperzoo eval` needs a readable" in str(err.value) and "--resume" not in str(err.value)
+    with pytest.raises(ValueError, match="purpose"):
+        RunDir.open(run.path, purpose="train")
+
+
+def test_non_finite_tensor_is_named_by_its_key_path(tmp_path):
+    run = _run(tmp_path)
+    bad = torch.ones(2, 3)
+    bad[1, 2] = float("nan")
+    bad[0, 0] = float("-inf")
+    run.save_checkpoint({"method": "conve", "model": {"conv.weight": torch.ones(3)},
+                         "optimizer": {"state": {0: {"step": torch.tensor(3.0)}, 1: {"exp_avg": bad}}},
+                         "loop": {"best": -math.inf}, "rng": [torch.zeros(4, dtype=torch.uint8)]})
+    with pytest.raises(NonFiniteCheckpointError) as err:
+        run.load_checkpoint()
+    assert err.value.key == "optimizer.state.1.exp_avg"
+    assert str(err.value).startswith(f"run {run.path}: checkpoint {run.checkpoint_path()} holds non-finite "
+                                     f"values in tensor optimizer.state.1.exp_avg (1 NaN, 1 Inf of 6 values); ")
+
+
+def test_finite_checkpoint_with_inf_python_floats_and_int_tensors_loads(tmp_path):
+    run = _run(tmp_path)
+    run.save_checkpoint({"method": "conve", "loop": {"best": -math.inf}, "idx": torch.arange(3),
+                         "nested": [{"w": torch.zeros(2)}]})
+    assert run.load_checkpoint()["loop"]["best"] == -math.inf
+    assert find_nonfinite({"a": [torch.zeros(1), {"b": torch.tensor([1.0, math.inf])}]})[0] == "a.1.b"
+
+
+def test_create_or_continue(tmp_path):
+    cfg = PRESETS["tiny"].config
+    run = _run(tmp_path)
+    run.record_failure(ValueError("data/train.txt:3: bad line"))
+    again = RunDir.create_or_continue(run.path, method="conve", preset="tiny", config=cfg, data_root="/data")
+    assert again.read_failure()["error"] == "data/train.txt:3: bad line"
+    assert RunDir.open(run.path).data_root == "/data"  # the new data root is kept for eval/--resume
+    # nothing trained yet: another config restarts the run with it
+    other = replace(cfg, epochs=3)
+    assert RunDir.create_or_continue(run.path, method="conve", preset="quick", config=other).config.epochs == 3
+    assert RunDir.open(run.path).preset == "quick"
+    # with a checkpoint, another config is refused with the commands to use
+    run.save_checkpoint({"method": "conve"})
+    with pytest.raises(RunExistsError, match=rf"epochs: 3 -> 12\); continue it with `paperzoo run --resume {run.path}`"):
+        RunDir.create_or_continue(run.path, method="conve", preset="quick", config=cfg)
+    with pytest.raises(RunExistsError, match="unfinished conve run, not hgt"):
+        RunDir.create_or_continue(run.path, method="hgt", preset="tiny", config=cfg)
+    run.write_metrics({"test/mrr": 0.5})
+    with pytest.raises(RunExistsError, match="already holds a finished conve run; choose another --run-dir"):
+        RunDir.create_or_continue(run.path, method="conve", preset="quick", config=other)
+
+
+def test_failure_record_round_trip(tmp_path):
+    run = _run(tmp_path)
+    assert run.read_failure() is None
+    run.record_failure(RuntimeError("boom"))
+    assert run.read_failure()["type"] == "RuntimeError"
+    run.clear_failure()
+    assert not run.failure_path.exists() and run.read_failure() is None
+    run.failure_path.write_text("{half")
+    assert run.read_failure() is None

@@ -125,11 +125,13 @@ def _is_zip(path: str | os.PathLike) -> bool:
 def load_failure_reason(exc: BaseException, path: str | os.PathLike | None = None) -> str:
     """A short one-line reason for a failed ``torch.load`` (torch's own messages run to paragraphs)."""
     text = str(exc)
-    if isinstance(exc, OSError):  # torch's zip reader reports some truncations as EINVAL
-        return "damaged zip archive" if path is None or _is_zip(path) else "not a torch.save file"
     if isinstance(exc, EOFError) or "Ran out of input" in text:
         empty = path is not None and Path(path).is_file() and Path(path).stat().st_size == 0
         return "the file is empty" if empty else "the file ends early"
+    if path is not None and not _is_zip(path):  # torch.save writes a zip archive
+        return "not a torch.save file"
+    if isinstance(exc, OSError):  # torch's zip reader reports some truncations as EINVAL
+        return "damaged zip archive"
     if "PytorchStreamReader" in text:  # the zip container: truncated or overwritten
         text = text.split(". This is an internal miniz error")[0].replace("PytorchStreamReader ", "")
     elif "WeightsUnpickler error:" in text:  # garbled pickle, or objects weights_only refuses
@@ -138,7 +140,5 @@ def load_failure_reason(exc: BaseException, path: str | os.PathLike | None = Non
         text = f"not loadable with weights_only: {detail}"
     else:
         text = f"{exc.__class__.__name__}: {text}" if text else exc.__class__.__name__
-        if path is not None and not _is_zip(path):
-            text = f"not a torch.save file; {text}"
     text = re.sub(r"\[Errno \d+\]\s*", "", " ".join(text.split()))
     return text if len(text) <= _MAX_REASON else text[: _MAX_REASON - 3].rstrip() + "..."

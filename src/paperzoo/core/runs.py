@@ -275,11 +275,18 @@ class RunDir:
 
     # -- failures ----------------------------------------------------------------------------
     def record_failure(self, exc: BaseException) -> None:
-        """Write why the run failed to ``failed.json`` (read by ``paperzoo report`` and the next attempt)."""
-        io.write_json(self.failure_path, {
-            "error": str(exc) or exc.__class__.__name__, "type": exc.__class__.__name__,
-            "time": _dt.datetime.now().isoformat(timespec="seconds"),
-            "retry": f"fix the cause, then run `paperzoo run --resume {self.path}`"})
+        """Write why the run failed to ``failed.json`` (read by ``paperzoo report`` and the next attempt).
+
+        Never raises: a folder that cannot take the record (gone, read-only, disk full) is logged, so
+        that the error being recorded is the one the caller sees.
+        """
+        try:
+            io.write_json(self.failure_path, {
+                "error": str(exc) or exc.__class__.__name__, "type": exc.__class__.__name__,
+                "time": _dt.datetime.now().isoformat(timespec="seconds"),
+                "retry": f"fix the cause, then run `paperzoo run --resume {self.path}`"})
+        except OSError as err:
+            log.warning("could not record the failure in %s: %s", self.failure_path, err)
 
     def read_failure(self) -> dict[str, Any] | None:
         """The recorded failure of the last attempt, or None (also for an unreadable ``failed.json``)."""
