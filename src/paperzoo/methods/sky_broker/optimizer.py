@@ -55,7 +55,14 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from paperzoo.methods.sky_broker.catalog import Catalog, Network, Offering, egress_usd, transfer_hours
+from paperzoo.methods.sky_broker.catalog import (
+    Catalog,
+    Network,
+    Offering,
+    canonical_accelerator,
+    egress_usd,
+    transfer_hours,
+)
 from paperzoo.methods.sky_broker.spec import Dag, DataSpec, Objective, Task
 
 log = logging.getLogger(__name__)
@@ -139,7 +146,7 @@ def candidates_for(task: Task, catalog: Catalog, blocked: Sequence[Block] = (),
     runtime). Locations outside ``task.resources.prefer`` run ``1 + prefer_penalty`` times longer.
     Raises NoFeasiblePlan explaining what filtered the offerings out."""
     res = task.resources
-    wanted_acc = {(a.name.lower(), a.count) for a in res.accelerators}
+    wanted_acc = {(canonical_accelerator(a.name).lower(), a.count) for a in res.accelerators}
     reasons: dict[str, int] = {}
 
     def reject(reason: str) -> None:
@@ -160,6 +167,8 @@ def candidates_for(task: Task, catalog: Catalog, blocked: Sequence[Block] = (),
             reject("accelerators (task is CPU-only)")
         elif res.use_spot and off.spot_price is None:
             reject("use_spot (no spot price)")
+        elif not res.use_spot and off.price is None:
+            reject("on-demand (spot-only offering)")
         elif res.clouds and off.cloud not in res.clouds:
             reject("clouds")
         elif res.regions and off.location not in res.regions:
