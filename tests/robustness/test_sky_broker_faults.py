@@ -13,6 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from paperzoo.methods.sky_broker.catalog import load_catalog
+from paperzoo.methods.sky_broker.optimizer import optimize
+from paperzoo.methods.sky_broker.spec import load_dag
 from paperzoo.methods.sky_broker.state import JobDB, process_start_time
 
 pytest.importorskip("scipy")
@@ -164,8 +167,7 @@ def test_provider_status_hang_gives_one_line_error_in_bounded_time(tmp_path, dat
     seconds = time.monotonic() - start
     assert proc.returncode == 1
     last = proc.stderr.strip().splitlines()[-1]
-    assert last == ("paperzoo sky: error: job 1 FAILED: task 'one': job 1 task one: local status(): "
-                    "no answer within 0.5 s (2 tries)")
+    assert last == "paperzoo sky: error: job 1 FAILED: task 'one': local status(): no answer within 0.5 s (2 tries)"
     assert seconds < 0.5 * 2 + 10
     db = JobDB(home / "state.db")
     assert [a["outcome"] for a in db.attempts(1)] == ["UNREACHABLE"]
@@ -177,9 +179,8 @@ def test_hanging_region_is_blocked_as_a_whole_after_its_first_timeout(tmp_path, 
     job = tmp_path / "one.yaml"
     job.write_text("name: one\nresources: {cpus: 2}\nrun: echo ran in $SKY_CLOUD:$SKY_REGION\n")
     home = tmp_path / "home"
-    plan = run_cli("plan", str(job), "--json", "--data-root", str(data_root))
-    first = json.loads(plan.stdout)["tasks"][0]
-    region = f"{first['cloud']}:{first['region']}"
+    best = optimize(load_dag(job), load_catalog(None, data_root=data_root)).placement("one").candidate.offering
+    region = f"{best.cloud}:{best.region}"
     start = time.monotonic()
     proc = run_cli("launch", str(job), "--home", str(home), "--data-root", str(data_root), "--attempt-timeout", "0.5",
                    "--chaos", json.dumps({"hang_regions": [region], "hang_s": 120}))

@@ -98,7 +98,7 @@ def test_hanging_status_fails_the_task_within_timeout_times_tries(cpu_catalog, m
     assert time.perf_counter() - start < 0.3 * 2 + 5
     row = db.job(job)
     assert row.status == "FAILED"
-    assert row.error == "task 't': job 1 task t: local status(): no answer within 0.3 s (2 tries)"
+    assert row.error == "task 't': local status(): no answer within 0.3 s (2 tries)"
     assert [a["outcome"] for a in db.attempts(job)] == ["UNREACHABLE"]
     assert chaos.status_calls == 2
 

@@ -605,7 +605,7 @@ class Broker:
         reason (the second value) when it runs past its ``max_runtime_s``."""
         what = f"job {job_id} task {task.name}"
         while True:
-            status = self._call(functools.partial(provider.status, handle), f"{what}: {provider.name} status()")
+            status = self._call(functools.partial(provider.status, handle), f"{provider.name} status()")
             if status.terminal:
                 return status, None
             ran = time.time() - started

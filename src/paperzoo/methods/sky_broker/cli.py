@@ -65,7 +65,7 @@ def _catalog_args(p: argparse.ArgumentParser) -> None:
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    """Add the ``sky`` command (plan | launch | status | logs | down) to ``subparsers``."""
+    """Add the ``sky`` command (plan | launch | status | logs | down | recover) to ``subparsers``."""
     sky = subparsers.add_parser(
         "sky", help="intercloud broker: plan and run job DAGs across clouds (sky_broker)",
         description="Plan a job DAG over the cloud catalog, launch it with failover on this machine, a Ray "
