@@ -86,6 +86,10 @@ def test_run_failed_on_bad_data_reruns_into_the_same_run_dir(tmp_path, capsys):
     failure = json.loads((run_dir / "failed.json").read_text())
     assert "train.txt" in failure["error"] and f"--resume {run_dir}" in failure["retry"]
     config = (run_dir / "config.yaml").read_bytes()
+    assert cli.main(["report", str(tmp_path), "--out", str(tmp_path / "report")]) == 0
+    capsys.readouterr()
+    report = (tmp_path / "report" / "report.md").read_text()
+    assert f"- **{run_dir}**: {failure['type']}: {failure['error']}" in report.split("## Failed")[1]
 
     train.write_text(good)  # the data is fixed: the very same command now finishes the run
     assert cli.main(argv) == 0

@@ -212,7 +212,11 @@ def write_report(run_dirs: Sequence[str | Path], out: str | Path,
         try:
             metrics = run.read_metrics()
         except FileNotFoundError:
-            log.warning("%s has no metrics.json (unfinished); skipped", path)
+            failure = run.read_failure()  # failed.json: why the last attempt stopped
+            if failure is None:
+                log.warning("%s has no metrics.json (unfinished); skipped", path)
+            elif str(path) not in {name for name, _ in failures}:
+                failures = [*failures, (str(path), f"{failure.get('type', 'Error')}: {failure['error']}")]
             continue
         summaries.append(RunSummary(run, metrics, run.read_history()))
 
