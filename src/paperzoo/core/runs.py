@@ -269,6 +269,8 @@ class RunDir:
         lower = " (diverged: consider a lower learning rate, --set lr=...)" if nonfinite else ""
         if name == "last":
             return f"delete it and run {resume} to train again from the start{lower}"
+        if name.startswith("last"):  # one of several processes' training states (dist_gcn)
+            return f"delete {self.checkpoint_dir}/last*.pt and run {resume} to train again from the start{lower}"
         if name == "best":
             return f"delete {self.checkpoint_dir} and run {resume} to train again{lower}"
         return f"delete it and run {resume} to recompute it{lower}"

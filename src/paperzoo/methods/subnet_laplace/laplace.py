@@ -77,7 +77,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, jacfwd, jacrev, vmap
 from torch.nn import functional as F
 
-from paperzoo.core.io import atomic_path
+from paperzoo.core.io import atomic_path, load_failure_reason
 from paperzoo.data.batching import iter_batches
 from paperzoo.methods.subnet_laplace import metrics
 from paperzoo.methods.subnet_laplace.jacobians import (
@@ -1319,7 +1319,8 @@ class SubnetLaplace:
         except FileNotFoundError:
             raise
         except Exception as exc:  # truncated or foreign files raise assorted unpickling errors
-            raise ValueError(f"{path}: not a readable SubnetLaplace checkpoint ({exc})") from exc
+            raise ValueError(f"{path}: not a readable SubnetLaplace checkpoint "
+                             f"({load_failure_reason(exc, path)})") from None
         if not isinstance(state, dict) or state.get("format") != _STATE_FORMAT:
             raise ValueError(f"{path}: not a SubnetLaplace checkpoint (expected format {_STATE_FORMAT!r})")
         layout = parameter_layout(model)
