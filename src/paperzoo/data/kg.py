@@ -72,15 +72,18 @@ def _numbered_triples(path: Path) -> list[tuple[int, tuple[str, str, str]]]:
         data = path.read_bytes()
     except OSError as exc:
         raise TripleFormatError(f"{path}: cannot read the file ({exc.strerror or type(exc).__name__})") from None
+    if data.startswith(b"\xef\xbb\xbf"):  # a UTF-8 byte order mark is not part of the first name
+        data = data[3:]
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        lineno = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise TripleFormatError(f"{path}:{lineno}: not UTF-8 text (byte 0x{data[exc.start]:02x} at column "
+                                f"{column}); save the file as UTF-8") from None
     out = []
-    for lineno, raw in enumerate(data.split(b"\n"), 1):
-        if lineno == 1 and raw.startswith(b"\xef\xbb\xbf"):  # a UTF-8 byte order mark is not part of a name
-            raw = raw[3:]
-        try:
-            line = raw.decode("utf-8").rstrip("\r")
-        except UnicodeDecodeError as exc:
-            raise TripleFormatError(f"{path}:{lineno}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at column "
-                                    f"{exc.start + 1}); save the file as UTF-8") from None
+    for lineno, line in enumerate(text.split("\n"), 1):
+        line = line.rstrip("\r")
         if not line.strip():
             continue
         parts = line.split("\t") if "\t" in line else line.split()
@@ -88,8 +91,8 @@ def _numbered_triples(path: Path) -> list[tuple[int, tuple[str, str, str]]]:
         if len(parts) != 3:
             raise TripleFormatError(f"{path}:{lineno}: expected 'head<TAB>relation<TAB>tail', "
                                     f"got {len(parts)} field(s): {line[:120]!r}")
-        empty = [name for name, p in zip(FIELDS, parts, strict=True) if not p]
-        if empty:
+        if not all(parts):
+            empty = [name for name, p in zip(FIELDS, parts, strict=True) if not p]
             raise TripleFormatError(f"{path}:{lineno}: expected 'head<TAB>relation<TAB>tail', the {empty[0]} "
                                     f"field is empty: {line[:120]!r}")
         out.append((lineno, (parts[0], parts[1], parts[2])))
