@@ -1,7 +1,9 @@
 """The broker's reliability: parallel branches, failure propagation, max_runtime_s, provider call
 timeouts, whole-region blocking, reconciliation after the broker died, recover, the database."""
+import _thread
 import sqlite3
 import subprocess
+import threading
 import time
 
 import pytest
@@ -269,3 +271,38 @@ def test_recover_after_a_failure_while_the_broker_was_gone_fails_the_job_and_sto
     assert {n: t["status"] for n, t in tasks.items()} == {"bad": "FAILED", "live": "CANCELLED", "after": "FAILED"}
     assert db.job(job).error.startswith("task 'bad': exited with an error")
     wait_for(lambda: process_start_time(live_pid) is None)
+
+
+def test_an_abrupt_broker_stop_leaves_the_tasks_running_for_recover(cpu_catalog, make_broker, db, tmp_path):
+    marker, go = tmp_path / "marker", tmp_path / "go"
+    broker = make_broker(cpu_catalog)
+    job = broker.submit(dag_of({"name": "t", "run": f"echo t >> {marker}; while [ ! -f {go} ]; do sleep 0.02; done"}))
+
+    def interrupt_when_running():
+        wait_for(lambda: db.tasks(job)[0]["status"] == "RUNNING")
+        _thread.interrupt_main()  # Ctrl-C in the broker's (main) thread, no handler installed
+
+    threading.Thread(target=interrupt_when_running, daemon=True).start()
+    start = time.perf_counter()
+    with pytest.raises(KeyboardInterrupt):
+        broker.run(job)
+    assert time.perf_counter() - start < 10
+    row = db.job(job)
+    assert row.status == "INTERRUPTED" and row.broker_pid is None and f"sky recover {job}" in row.error
+    task = db.tasks(job)[0]
+    assert task["status"] == "RUNNING" and process_start_time(task["handle"]["pid"]) is not None
+    go.touch()
+    assert make_broker(cpu_catalog).recover(job) == "SUCCEEDED"
+    assert marker.read_text().split() == ["t"]
+    assert [(a["attempt"], a["outcome"]) for a in db.attempts(job)] == [(1, "SUCCEEDED")]
+
+
+def test_bad_chaos_settings_are_one_line_errors_naming_the_field(tmp_path, capsys, data_root):
+    job = tmp_path / "job.yaml"
+    job.write_text("name: one\nrun: echo x\n")
+    args = ["sky", "launch", str(job), "--home", str(tmp_path / "home"), "--data-root", str(data_root)]
+    assert cli.main(cli.standalone_parser().parse_args([*args, "--chaos", '{"hang_first": -1}'])) == 2
+    assert capsys.readouterr().err == "paperzoo sky: error: --chaos.hang_first: expected a number >= 0, got -1\n"
+    assert cli.main(cli.standalone_parser().parse_args([*args, "--chaos", "{nope"])) == 2
+    assert capsys.readouterr().err.startswith("paperzoo sky: error: --chaos: not valid JSON")
+    assert not (tmp_path / "home" / "state.db").exists()  # nothing was submitted

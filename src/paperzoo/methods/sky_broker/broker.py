@@ -280,7 +280,14 @@ class _RunState:
     halt: threading.Event = field(default_factory=threading.Event)
     """Set when the job must stop: a task failed, the job was cancelled, or the broker got a signal."""
     halt_reason: str = ""
+    detached: bool = False
+    """Set (before ``halt``) when the broker itself stops abruptly: task threads then leave their
+    tasks running and the database as it is, for ``recover``."""
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class _Detach(Exception):
+    """Raised in a task thread when the broker detaches from the job."""
 
 
 class Broker:
@@ -430,8 +437,13 @@ class Broker:
                         if not state.halt.is_set():
                             state.halt_reason = f"task {name!r} failed"
                             state.halt.set()
+        except BaseException:
+            # the broker is going down abruptly (a second Ctrl-C, a bug): leave the tasks running
+            state.detached = True
+            state.halt.set()
+            raise
         finally:
-            pool.shutdown(wait=True)
+            pool.shutdown(wait=True, cancel_futures=True)
         return self._finish(job_id, dag, done, failure, cancelled or self._stop.is_set(), outcome, state)
 
     def _finish(self, job_id: int, dag: Dag, done: set[str], failure: tuple[str, str] | None, cancelled: bool,
@@ -507,7 +519,7 @@ class Broker:
                 log.info("%s: re-attached to attempt %d (%s)", what, attempt, handle.get("pid", handle))
             else:
                 if state.halt.is_set():
-                    return self._cancel_task(job_id, task, None, state)
+                    return ("DETACHED", None) if state.detached else self._cancel_task(job_id, task, None, state)
                 attempt += 1
                 with state.lock:
                     blocked, fixed = list(state.blocked), dict(state.fixed)
@@ -530,6 +542,8 @@ class Broker:
                                                self.options.attempt_timeout_s, on_late=provider.stop,
                                                cancel=state.halt)
                 except LaunchCancelled:
+                    if state.detached:  # the attempt stays LAUNCHING: reconcile looks for its handle file
+                        return "DETACHED", None
                     return self._cancel_task(job_id, task, attempt_id, state)
                 except (ProvisionError, LaunchTimeout, OSError, RuntimeError) as exc:
                     outcome = (f"{exc.kind.upper()}_ERROR" if isinstance(exc, ProvisionError)
@@ -553,6 +567,8 @@ class Broker:
                     state.fixed[task.name] = cand  # siblings re-optimise around where this one runs
             try:
                 status, reason = self._wait(job_id, provider, handle, task, started, state)
+            except _Detach:
+                return "DETACHED", None
             except ProviderUnresponsive as exc:
                 self._stop_quietly(provider, handle, what)
                 self.db.end_attempt(attempt_id, "UNREACHABLE", str(exc))
@@ -616,6 +632,8 @@ class Broker:
             if not state.halt.is_set() and self.db.job(job_id).status == "CANCELLED":
                 state.halt_reason = state.halt_reason or "the job was cancelled"
                 state.halt.set()
+            if state.detached:
+                raise _Detach
             if state.halt.is_set() or self._stop.is_set():
                 self._stop_quietly(provider, handle, what)
                 return JobStatus.STOPPED, None

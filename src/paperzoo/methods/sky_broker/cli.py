@@ -33,6 +33,7 @@ from paperzoo.methods.sky_broker.broker import (
 )
 from paperzoo.methods.sky_broker.catalog import CatalogError, load_catalog
 from paperzoo.methods.sky_broker.optimizer import DEFAULT_TIME_LIMIT_S, NoFeasiblePlan, optimize
+from paperzoo.methods.sky_broker.providers import check_chaos
 from paperzoo.methods.sky_broker.spec import SpecError, load_dag
 from paperzoo.methods.sky_broker.state import JOB_TERMINAL, JobBusy, JobDB, JobNotFound, default_home
 
@@ -178,19 +179,23 @@ def _chaos(text: str | None) -> dict | None:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ValueError(f"--chaos: not valid JSON ({exc})") from None
+    check_chaos(value, "--chaos")
     return value
 
 
 @contextmanager
 def _stop_on_signals(broker: Broker) -> Iterator[None]:
     """SIGTERM and SIGINT make the broker stop the job's running tasks and cancel the job (instead of
-    dying half-way); the previous handlers come back afterwards. SIGKILL cannot be caught:
+    dying half-way); a second one gives up at once (KeyboardInterrupt: the job is left INTERRUPTED,
+    its tasks running). The previous handlers come back afterwards. SIGKILL cannot be caught:
     ``paperzoo sky recover`` continues such a job."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def handler(signum, frame) -> None:
+        if broker.stop_reason is not None:
+            raise KeyboardInterrupt
         broker.request_stop(signal.Signals(signum).name)
 
     old = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
@@ -353,6 +358,10 @@ def main(args) -> int:
     """Run a parsed ``sky`` command; user errors print one line to stderr and return 2."""
     try:
         return COMMANDS[args.sky_command](args)
+    except KeyboardInterrupt:
+        print("paperzoo sky: interrupted; the job's state is kept (paperzoo sky status, paperzoo sky recover JOB)",
+              file=sys.stderr)
+        return 130
     except (SpecError, CatalogError, NoFeasiblePlan, DataNotFoundError, JobNotFound, JobBusy, NothingToRecover,
             ConfigError, KeyError, ValueError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
