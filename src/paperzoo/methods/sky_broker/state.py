@@ -140,11 +140,18 @@ class JobDB:
             conn.executescript(SCHEMA)  # idempotent (IF NOT EXISTS)
         finally:
             conn.close()
-        with self.transaction() as conn:
-            for table, column, kind in _ADDED_COLUMNS:
-                have = {r["name"] for r in conn.execute(f"PRAGMA table_info({table})")}
-                if column not in have:
+        if self._missing_columns(None):  # an older database: add them (once, under the write lock)
+            with self.transaction() as conn:
+                for table, column, kind in self._missing_columns(conn):
                     conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+
+    def _missing_columns(self, conn: sqlite3.Connection | None) -> list[tuple[str, str, str]]:
+        if conn is None:
+            with self._connect() as read:
+                return self._missing_columns(read)
+        have = {table: {r["name"] for r in conn.execute(f"PRAGMA table_info({table})")}
+                for table in {t for t, _, _ in _ADDED_COLUMNS}}
+        return [(t, c, k) for t, c, k in _ADDED_COLUMNS if c not in have[t]]
 
     def _open(self) -> sqlite3.Connection:
         # autocommit mode: transactions are explicit (BEGIN IMMEDIATE ... COMMIT)
