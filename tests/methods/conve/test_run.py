@@ -44,8 +44,10 @@ def test_tiny_learns_the_planted_rules(tmp_path):
 
 
 def test_distmult_baseline_trains(tmp_path):
-    result = runner.run("conve", "tiny", run_dir=tmp_path / "r", model="distmult", epochs=4)
-    assert 0 < result.metrics["test/mrr"] <= 1
+    result = runner.run("conve", "tiny", run_dir=tmp_path / "r", model="distmult", epochs=20, lr=0.01)
+    # 60 entities: a random scorer has MRR about 0.08 (and 4 epochs at lr 0.003 stayed there, 0.073);
+    # measured 0.53
+    assert result.metrics["test/mrr"] > 0.3
     assert result.metrics["num_parameters"] == 60 * 32 + 18 * 32
 
 

@@ -204,7 +204,12 @@ def test_multilabel_imdb_run(tmp_path, data_root):
     losses = [row["valid/loss"] for row in res.history]
     assert res.metrics["best_epoch"] == 1 + losses.index(min(losses))
     assert res.metrics["valid/loss"] == pytest.approx(min(losses), rel=1e-5)
-    for key in ("test/macro_f1", "test/micro_f1", "test/accuracy"):
-        assert 0.0 <= res.metrics[key] <= 1.0
     graph = load_graph(cfg, str(data_root))
+    # better than the best constant guess: every genre predicted iff it is the majority in training
+    # (measured: micro-F1 .474 vs .405, macro-F1 .236 vs .142)
+    y_train, y_test = graph.y[graph.splits["train"]], graph.y[graph.splits["test"]]
+    constant = (y_train.double().mean(0) > 0.5).double() * 2 - 1
+    baseline = multilabel_metrics(constant.expand(len(y_test), -1).clone(), y_test)
+    assert res.metrics["test/micro_f1"] > baseline["micro_f1"] + 0.03
+    assert res.metrics["test/macro_f1"] > baseline["macro_f1"] + 0.03
     assert graph.multilabel and build_model(cfg, graph).head.out_features == 5
