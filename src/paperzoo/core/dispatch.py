@@ -151,7 +151,8 @@ class LocalBackend(Backend):
 def _ray_task(point: Point, threads: int) -> tuple[str, str | None]:
     """The body of one Ray task: run ``point`` on the worker; return ``(folder, error or None)``."""
     if not logging.getLogger().handlers:  # a fresh worker: show the run's log in the driver's output
-        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+        logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("paperzoo").setLevel(logging.INFO)  # and in the run folder's run.log
     try:
         run_point(point, threads=threads)
         return str(point.path), None
@@ -189,8 +190,9 @@ def probe(host: str, port: int, timeout_s: float) -> None:
 
 
 def _init_with_timeout(timeout_s: float, what: str, **kwargs: Any) -> None:
-    """``ray.init(**kwargs)``, giving up after ``timeout_s``: Ray itself retries an address that does not
-    answer for minutes, so the call runs in a helper thread that is abandoned on time-out."""
+    """``ray.init(**kwargs)`` joining a running cluster, giving up after ``timeout_s``: Ray itself retries an
+    address that does not answer for minutes, so the call runs in a helper thread that is abandoned on
+    time-out. (Never use this to start Ray: the processes it starts die with the thread that started them.)"""
     import ray
 
     box: dict[str, BaseException] = {}
@@ -250,8 +252,8 @@ class RayBackend(Backend):
             log.info("using the Ray instance this process is already connected to")
         else:
             common = {"log_to_driver": True, "configure_logging": False}
-            if kind == "local":
-                _init_with_timeout(connect_timeout_s, "this machine", include_dashboard=False, **common)
+            if kind == "local":  # in this thread: Ray ties the processes it starts to the starting thread
+                ray.init(include_dashboard=False, **common)
             else:
                 if hostport:
                     probe(*hostport, timeout_s=connect_timeout_s)
