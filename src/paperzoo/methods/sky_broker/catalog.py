@@ -14,9 +14,9 @@ SkyPilot's own catalogs (``skypilot-org/skypilot-catalog``, ``catalogs/v5`` to `
 - accelerator names are matched case-insensitively and common aliases are normalised to
   SkyPilot's names (``nvidia-tesla-v100`` and ``Tesla V100`` -> ``V100``, ``a100-40gb`` ->
   ``A100``, see :data:`ACCELERATOR_ALIASES`). When the folder has SkyPilot's list of accelerators,
-  ``<dir>/common/accelerators.csv``, every name must be in it (TPU slices such as ``tpu-v6e-8`` by
-  their family ``tpu-v6e``) and any other spelling is an error; without that list unknown names
-  are kept as written (a catalog of new hardware still loads);
+  ``<dir>/common/accelerators.csv``, every name must be in it or in :data:`KNOWN_ACCELERATORS`
+  (TPU slices such as ``tpu-v6e-8`` by their family ``tpu-v6e``) and any other spelling is an
+  error; without that list unknown names are kept as written (a catalog of new hardware loads);
 - every malformed row (fewer or more fields than the header, a non-numeric or negative number, a
   fractional or missing accelerator count, an empty region, an unknown accelerator) raises one
   :class:`CatalogError` naming the file and line: ``.../gcp/vms.csv:42: vCPUs is not a number``.
@@ -84,8 +84,9 @@ ACCELERATOR_ALIASES = {
     "nvidia-l4": "L4", "nvidia-a10g": "A10G", "nvidia-a10": "A10", "nvidia-l40s": "L40S",
 }
 #: Accelerators every catalog may name without a list of its own (SkyPilot's spelling).
-KNOWN_ACCELERATORS = ("A10", "A100", "A100-80GB", "A10G", "A40", "H100", "H100-MEGA", "H200", "K80", "L4", "L40S",
-                      "M60", "P100", "P4", "T4", "T4g", "V100", "V100-32GB")
+KNOWN_ACCELERATORS = ("A10", "A100", "A100-80GB", "A10G", "A40", "Gaudi HL-205", "H100", "H100-MEGA", "H200",
+                      "Inferentia", "Inferentia2", "K80", "L4", "L40S", "M60", "P100", "P4", "Radeon Pro V520", "T4",
+                      "T4g", "Trainium", "Trainium2", "V100", "V100-32GB")
 
 
 class CatalogError(ValueError):
@@ -351,9 +352,10 @@ def canonical_accelerator(name: str, known: Mapping[str, str] | None = None) -> 
     """SkyPilot's spelling of an accelerator name (case-insensitive, aliases resolved).
 
     ``known`` maps lower-case names to their spelling (a catalog's ``common/accelerators.csv``);
-    with it, a name that is neither in it nor an alias of one returns None (unknown). TPU slices
-    (``tpu-v6e-8``) are known when their family (``tpu-v6e``) is. Without ``known`` every name is
-    accepted: aliases and :data:`KNOWN_ACCELERATORS` are normalised, others returned as written.
+    with it, a name that is neither in it, nor in :data:`KNOWN_ACCELERATORS`, nor an alias of
+    either returns None (unknown). TPU slices (``tpu-v6e-8``) are known when their family
+    (``tpu-v6e``) is. Without ``known`` every name is accepted: aliases and
+    :data:`KNOWN_ACCELERATORS` are normalised, others returned as written.
     """
     text = " ".join(name.split())
     lower = text.lower()
@@ -362,12 +364,12 @@ def canonical_accelerator(name: str, known: Mapping[str, str] | None = None) -> 
         if known is None or lower in known or family in known:
             return lower
         return None
-    table = known if known is not None else {a.lower(): a for a in KNOWN_ACCELERATORS}
+    table = {a.lower(): a for a in KNOWN_ACCELERATORS} | dict(known or {})
     if lower in table:
         return table[lower]
     alias = ACCELERATOR_ALIASES.get(lower)
-    if alias is not None and (known is None or alias.lower() in known):
-        return known[alias.lower()] if known is not None else alias
+    if alias is not None:
+        return table.get(alias.lower(), alias)
     return text if known is None else None
 
 
@@ -448,7 +450,7 @@ def _offering(row: Mapping[str, str], cloud: str, path: Path, line: int,
     acc = None if not raw_acc or raw_acc.upper() == "CPU-ONLY" else canonical_accelerator(raw_acc, known)
     if raw_acc and raw_acc.upper() != "CPU-ONLY" and acc is None:
         raise CatalogError(f"{path}:{line}: unknown accelerator {raw_acc!r} (not in the catalog's "
-                           f"common/accelerators.csv, and not an alias of a name there)")
+                           f"common/accelerators.csv nor a known name or alias)")
     count = _count(row["AcceleratorCount"], path, line, raw_acc) if acc else 0
     region = row["Region"]
     if not region:

@@ -459,10 +459,11 @@ def _local_search(problem: Problem, start: list[int], stop_at: float) -> list[in
     return current
 
 
-def solve_heuristic(problem: Problem, *, time_limit_s: float | None = None) -> Solution:
-    """A good plan fast, without an optimality guarantee: the greedy pass of the module docstring
-    (the exact DP on an unconstrained chain), then local search for at most ``time_limit_s``
-    (default 1 s). Raises NoFeasiblePlan when neither greedy plan meets the budget/deadline."""
+def solve_heuristic(problem: Problem, *, time_limit_s: float | None = None, descend: bool = True) -> Solution:
+    """A good plan fast, without an optimality guarantee: the best greedy / co-located start of the
+    module docstring (the exact DP on an unconstrained chain), then (``descend``) local search for
+    at most ``time_limit_s`` (default 1 s). Raises NoFeasiblePlan when no start meets the
+    budget/deadline."""
     start = time.perf_counter()
     if problem.is_chain() and problem.deadline_h is None and problem.budget_usd is None:
         return solve_dp(problem)
@@ -473,6 +474,10 @@ def solve_heuristic(problem: Problem, *, time_limit_s: float | None = None) -> S
         raise NoFeasiblePlan("the greedy heuristic found no plan within the budget/deadline")
     prim, sec = (cost, hours) if problem.objective == "cost" else (hours, cost)
     order = [int(i) for i in np.lexsort((sec, prim)) if ok[i]]
+    if not descend:
+        i = order[0]
+        return Solution(tuple(int(a) for a in starts[i]), float(cost[i]), float(hours[i]), "heuristic",
+                        optimal=False, gap=None)
     stop_at = start + (1.0 if time_limit_s is None else time_limit_s)
     best, best_key = None, None
     for n, i in enumerate(order[:2]):  # descend from the two best starts (time permitting)
@@ -510,12 +515,14 @@ def _colocated(problem: Problem, limit: int = 32) -> list[list[int]]:
 def solve_ilp(problem: Problem, *, time_limit_s: float | None = None, warm_start: bool = True) -> Solution:
     """The mixed-integer program of the module docstring, solved with scipy's HiGHS ``milp``.
 
-    ``time_limit_s`` bounds the whole call (None: solve to optimality); the time objective's first
-    solve gets 75 % of it and its tie-breaking second solve the rest. When HiGHS stops at the limit
-    the best plan found (HiGHS's or the warm start's) is returned with ``optimal=False`` and its
-    relative gap to HiGHS's bound. ``warm_start`` computes :func:`solve_heuristic` first and uses it
-    as a cutoff and fallback. Raises NoFeasiblePlan when no plan meets the budget/deadline and
-    PlanTimeout when none was found within the limit.
+    ``time_limit_s`` bounds the whole call (None: solve to optimality). With ``warm_start`` a
+    :func:`solve_heuristic` plan comes first: for the time objective with its local search (up to
+    15 % of the limit), since its finish time is the makespan cutoff; for cost only its best start
+    (milliseconds), the fallback. HiGHS then gets 80 % of what is left (the time objective's
+    tie-breaking second solve 80 % of the rest). When HiGHS stops at the limit, the best plan found
+    (HiGHS's or the warm start's) is polished by local search in the remaining time and returned
+    with ``optimal=False`` and its relative gap (see :func:`_gap`). Raises NoFeasiblePlan when no
+    plan meets the budget/deadline and PlanTimeout when none was found within the limit.
     """
     from scipy.optimize import milp  # noqa: F401 - import (seconds, once) before the clock starts
 
@@ -523,8 +530,9 @@ def solve_ilp(problem: Problem, *, time_limit_s: float | None = None, warm_start
     stop_at = None if time_limit_s is None else start + time_limit_s
     incumbent = None
     if warm_start:
+        budget = 1.0 if time_limit_s is None else 0.15 * time_limit_s
         try:
-            incumbent = solve_heuristic(problem, time_limit_s=1.0 if time_limit_s is None else 0.2 * time_limit_s)
+            incumbent = solve_heuristic(problem, time_limit_s=budget, descend=problem.objective == "time")
         except NoFeasiblePlan:
             incumbent = None
 
@@ -533,20 +541,40 @@ def solve_ilp(problem: Problem, *, time_limit_s: float | None = None, warm_start
             return None
         return max(0.05 * time_limit_s, fraction * (stop_at - time.perf_counter()))
 
-    first = _solve_with_incumbent(problem, problem.objective, incumbent,
-                                  left(0.75 if problem.objective == "time" else 1.0), time_limit_s)
+    best = _solve_with_incumbent(problem, problem.objective, incumbent, left(0.8), time_limit_s)
+    settled = best.optimal
     if problem.objective == "time":
         # cheapest plan among the fastest ones (the bound leaves room for HiGHS's 1e-7 tolerances)
-        bound = first.time_h * (1 + 1e-7) + 1e-7
+        bound = best.time_h * (1 + 1e-7) + 1e-7
         limited = replace(problem, deadline_h=min(bound, problem.deadline_h or float("inf")))
         try:
-            second = _solve_with_incumbent(limited, "cost", first, left(), time_limit_s)
+            second = _solve_with_incumbent(limited, "cost", best, left(0.8), time_limit_s)
         except NoFeasiblePlan:
-            return first
-        if second.time_h <= bound and second.cost_usd <= first.cost_usd:
+            second = None
+        settled = settled and second is not None and second.optimal
+        if second is not None and second.time_h <= bound and second.cost_usd <= best.cost_usd:
             # the makespan's optimality (gap) is the objective's; the tie-break only lowers cost
-            return replace(second, solver=first.solver, optimal=first.optimal, gap=first.gap)
-    return first
+            best = replace(second, solver=best.solver, optimal=best.optimal, gap=best.gap)
+    if not settled and stop_at is not None:  # local search on (objective, then the other measure)
+        best = _polish(problem, best, max(stop_at, time.perf_counter() + 0.05 * time_limit_s))
+    return best
+
+
+def _polish(problem: Problem, solution: Solution, stop_at: float) -> Solution:
+    """``solution`` improved by local search until ``stop_at``; its gap rescaled to the new value
+    (the bound behind it, ``value * (1 - gap)``, still holds)."""
+    end = _local_search(problem, list(solution.assignment), stop_at)
+    cost, hours = problem.evaluate(end)
+    old, new = solution.value(problem.objective), (cost if problem.objective == "cost" else hours)
+    key_new = (cost, hours) if problem.objective == "cost" else (hours, cost)
+    key_old = (solution.cost_usd, solution.time_h) if problem.objective == "cost" else (solution.time_h,
+                                                                                        solution.cost_usd)
+    if not _better(key_new, key_old):
+        return solution
+    gap = solution.gap
+    if gap is not None:
+        gap = max(0.0, 1.0 - old * (1.0 - gap) / new) if abs(new) > 1e-12 else 0.0
+    return replace(solution, assignment=tuple(end), cost_usd=cost, time_h=hours, gap=gap)
 
 
 def lower_bound(problem: Problem, objective: Objective) -> float:
@@ -602,8 +630,8 @@ def _solve_with_incumbent(problem: Problem, objective: Objective, incumbent: Sol
         value = incumbent.value(objective)
         gap = 0.0 if proven else _gap(problem, objective, value, dual_bound)
         if not proven:
-            log.info("ILP stopped at its %.3g s time limit; keeping the heuristic plan (gap %.2f%%)",
-                     time_limit_s, 100 * gap)
+            log.info("ILP (%s) stopped at its %.3g s time limit; keeping the plan it started from (gap %.2f%%)",
+                     objective, time_limit_s, 100 * gap)
         return replace(incumbent, solver="ilp" if proven else "heuristic", optimal=proven, gap=gap)
     limits = []
     if problem.budget_usd is not None:
