@@ -1,5 +1,6 @@
 """The placement optimizer: DP and ILP equal brute force; constraints; the plan table."""
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -268,3 +269,22 @@ def test_plan_table_says_when_the_plan_is_not_proven_optimal(cpu_catalog):
     assert "not proven optimal: gap unknown, stopped at the 5 s time limit" in plan.table()
     exact = optimize(dag, cpu_catalog)
     assert exact.optimal and exact.mip_gap == 0.0 and ", optimal)" in exact.table().splitlines()[0]
+
+
+def test_cli_plan_passes_alternatives_and_time_limit(data_root, capsys):
+    import json
+
+    from paperzoo.methods.sky_broker.cli import main, standalone_parser
+
+    job = Path(__file__).resolve().parents[3] / "examples" / "sky" / "train.yaml"
+    argv = ["sky", "plan", str(job), "--json", "--data-root", str(data_root)]
+    assert main(standalone_parser().parse_args([*argv, "--alternatives", "0", "--time-limit", "2.5"])) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["time_limit_s"] == 2.5 and data["optimal"] is True
+    assert all(t["alternatives"] == [] for t in data["tasks"])
+    assert main(standalone_parser().parse_args([*argv, "--alternatives", "1"])) == 0
+    assert all(len(t["alternatives"]) == 1 for t in json.loads(capsys.readouterr().out)["tasks"])
+    for bad in (["--alternatives", "-1"], ["--time-limit", "0"], ["--time-limit", "soon"]):
+        with pytest.raises(SystemExit) as exit_:
+            standalone_parser().parse_args([*argv, *bad])
+        assert exit_.value.code == 2

@@ -630,7 +630,7 @@ def _solve_with_incumbent(problem: Problem, objective: Objective, incumbent: Sol
         value = incumbent.value(objective)
         gap = 0.0 if proven else _gap(problem, objective, value, dual_bound)
         if not proven:
-            log.info("ILP (%s) stopped at its %.3g s time limit; keeping the plan it started from (gap %.2f%%)",
+            log.debug("ILP (%s) stopped at its %.3g s time limit; keeping the plan it started from (gap %.2f%%)",
                      objective, time_limit_s, 100 * gap)
         return replace(incumbent, solver="ilp" if proven else "heuristic", optimal=proven, gap=gap)
     limits = []
