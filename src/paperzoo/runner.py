@@ -54,7 +54,7 @@ def execute(run: RunDir) -> RunResult:
     A method's ``num_threads`` setting applies to its run only: torch's intra-op thread count is put back
     afterwards, so runs in one process (a sweep, a test session, a notebook) do not inherit it.
 
-    A failure is recorded in ``failed.json`` (removed once the run finishes) and re-raised; arithmetic
+    A failure is recorded in ``failed.json`` (a new attempt removes the last one's) and re-raised; arithmetic
     failures (a diverged loss, a NaN score) and a NaN headline metric become :class:`RunFailed`, one
     line naming the run folder. Other non-finite metrics are written but logged as a warning.
     """
@@ -62,6 +62,7 @@ def execute(run: RunDir) -> RunResult:
 
     spec = registry.get(run.method)
     log.info("running %s (preset %s) in %s", run.method, run.preset, run.path)
+    run.clear_failure()  # from here on failed.json describes this attempt (a killed one leaves none)
     threads = torch.get_num_threads()
     try:
         try:
@@ -82,7 +83,6 @@ def execute(run: RunDir) -> RunResult:
     if bad:
         log.warning("run %s: non-finite metrics %s", run.path, _fmt_metrics(bad))
     run.write_metrics(result.metrics)
-    run.clear_failure()
     return result
 
 
