@@ -31,10 +31,11 @@ def tiny_runs(tmp_path_factory):
 
 @pytest.mark.parametrize("name", METHODS)
 def test_tiny_preset_finishes_with_finite_metrics(name, tiny_runs):
-    result, _, _ = tiny_runs[name]
+    result, _, base = tiny_runs[name]
     spec = registry.get(name)
     assert spec.headline in result.metrics
-    assert result.metrics, "no metrics"
+    # what the run returned is what it wrote to metrics.json
+    assert RunDir.open(base / "a").read_metrics() == dict(result.metrics)
     for key, value in result.metrics.items():
         assert math.isfinite(float(value)), f"{key} = {value}"
 
@@ -86,6 +87,7 @@ def test_crash_then_resume_matches_uninterrupted(name, tiny_runs, monkeypatch):
 def test_eval_reproduces_final_metrics(name, tiny_runs):
     reference, _, base = tiny_runs[name]
     metrics = registry.get(name).evaluate(RunDir.open(base / "a"))
+    assert registry.get(name).headline in metrics  # otherwise the loop below could check nothing
     for key, value in metrics.items():
         assert reference.metrics[key] == pytest.approx(value), key
 
