@@ -389,7 +389,8 @@ COMMANDS = {"list": cmd_list, "show": cmd_show, "run": cmd_run, "eval": cmd_eval
 
 
 _INTERRUPT_HINTS = {"run": "; resume with `paperzoo run --resume RUN_DIR`",
-                    **dict.fromkeys(("reproduce", "sweep", "tune"), "; run the same command again to continue")}
+                    **dict.fromkeys(("reproduce", "sweep", "tune"),
+                                    "; run the same command again to continue")}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -101,8 +101,9 @@ def test_non_finite_tensor_is_named_by_its_key_path(tmp_path):
     with pytest.raises(NonFiniteCheckpointError) as err:
         run.load_checkpoint()
     assert err.value.key == "optimizer.state.1.exp_avg"
-    assert str(err.value).startswith(f"run {run.path}: checkpoint {run.checkpoint_path()} holds non-finite "
-                                     f"values in tensor optimizer.state.1.exp_avg (1 NaN, 1 Inf of 6 values); ")
+    assert str(err.value).startswith(
+        f"run {run.path}: checkpoint {run.checkpoint_path()} holds non-finite values in tensor "
+        f"optimizer.state.1.exp_avg (1 NaN, 1 Inf of 6 values); ")
 
 
 def test_finite_checkpoint_with_inf_python_floats_and_int_tensors_loads(tmp_path):
@@ -122,11 +123,13 @@ def test_create_or_continue(tmp_path):
     assert RunDir.open(run.path).data_root == "/data"  # the new data root is kept for eval/--resume
     # nothing trained yet: another config restarts the run with it
     other = replace(cfg, epochs=3)
-    assert RunDir.create_or_continue(run.path, method="conve", preset="quick", config=other).config.epochs == 3
+    restarted = RunDir.create_or_continue(run.path, method="conve", preset="quick", config=other)
+    assert restarted.config.epochs == 3
     assert RunDir.open(run.path).preset == "quick"
     # with a checkpoint, another config is refused with the commands to use
     run.save_checkpoint({"method": "conve"})
-    with pytest.raises(RunExistsError, match=rf"epochs: 3 -> 12\); continue it with `paperzoo run --resume {run.path}`"):
+    refused = rf"epochs: 3 -> 12\); continue it with `paperzoo run --resume {run.path}`"
+    with pytest.raises(RunExistsError, match=refused):
         RunDir.create_or_continue(run.path, method="conve", preset="quick", config=cfg)
     with pytest.raises(RunExistsError, match="unfinished conve run, not hgt"):
         RunDir.create_or_continue(run.path, method="hgt", preset="tiny", config=cfg)

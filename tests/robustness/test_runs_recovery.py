@@ -38,7 +38,8 @@ def error_lines(err: str, command: str) -> list[str]:
 
 def snapshot(run_dir: Path) -> dict[str, bytes]:
     """The files a failure must leave untouched."""
-    return {name: (run_dir / name).read_bytes() for name in ("config.yaml", "log.csv") if (run_dir / name).exists()}
+    names = ("config.yaml", "log.csv")
+    return {name: (run_dir / name).read_bytes() for name in names if (run_dir / name).exists()}
 
 
 @pytest.fixture(scope="module")

@@ -92,8 +92,8 @@ def train(run_dir: RunDir, *, model: torch.nn.Module, optimizer: torch.optim.Opt
         if state["epoch"] % schedule.eval_every == 0 or state["epoch"] == schedule.epochs:
             score, metrics = validate()
             if math.isnan(score):
-                raise FloatingPointError(f"validation score became nan at epoch {state['epoch']} (training loss "
-                                         f"{loss:.4g}); the model's outputs are not finite")
+                raise FloatingPointError(f"validation score became nan at epoch {state['epoch']} (training "
+                                         f"loss {loss:.4g}); the model's outputs are not finite")
             row.update(metrics)
             if score > state["best"]:
                 state.update(best=score, best_epoch=state["epoch"], bad_evals=0)

@@ -148,11 +148,12 @@ class RunDir:
             return cls.create(path, method=method, preset=preset, config=config, data_root=data_root)
         old = cls.open(path)
         if old.finished:
-            raise RunExistsError(f"{path} already holds a finished {old.method} run; choose another --run-dir "
-                                 f"(or train it further with `paperzoo run --resume {path} --set epochs=N`)")
+            raise RunExistsError(f"{path} already holds a finished {old.method} run; choose another "
+                                 f"--run-dir (or train it further with `paperzoo run --resume {path} "
+                                 f"--set epochs=N`)")
         if old.method != method:
-            raise RunExistsError(f"{path} holds an unfinished {old.method} run, not {method}; continue it with "
-                                 f"`paperzoo run --resume {path}`, or choose another --run-dir")
+            raise RunExistsError(f"{path} holds an unfinished {old.method} run, not {method}; continue it "
+                                 f"with `paperzoo run --resume {path}`, or choose another --run-dir")
         changes = config_changes(old.config, config)
         if old.preset != preset:
             changes.insert(0, f"preset: {old.preset} -> {preset}")
@@ -165,10 +166,10 @@ class RunDir:
                 old.save_config()  # later `paperzoo eval` / --resume read the data from the same place
             return old
         if old.has_training_state():
-            raise RunExistsError(f"{path} holds an unfinished {method} run with another config "
-                                 f"({'; '.join(changes[:3])}{'; ...' if len(changes) > 3 else ''}); continue it "
-                                 f"with `paperzoo run --resume {path}` (add --set KEY=VALUE to change fields), "
-                                 f"or choose another --run-dir")
+            listed = "; ".join(changes[:3]) + ("; ..." if len(changes) > 3 else "")
+            raise RunExistsError(f"{path} holds an unfinished {method} run with another config ({listed}); "
+                                 f"continue it with `paperzoo run --resume {path}` (add --set KEY=VALUE to "
+                                 f"change fields), or choose another --run-dir")
         log.info("restarting the run in %s, which saved no training state, with the new config (%s)%s",
                  path, "; ".join(changes), earlier)
         run = cls(path, method=method, preset=preset, config=config, data_root=data_root or old.data_root)
@@ -241,12 +242,12 @@ class RunDir:
             return None
         except io.UnreadableFileError as exc:
             problem = "is truncated or corrupt" if exc.corrupt else "cannot be read"
-            raise CorruptCheckpointError(f"checkpoint {path} {problem} ({exc.reason}); "
-                                         f"{self.checkpoint_advice(name)}", path=path, reason=exc.reason) from None
+            message = f"checkpoint {path} {problem} ({exc.reason}); {self.checkpoint_advice(name)}"
+            raise CorruptCheckpointError(message, path=path, reason=exc.reason) from None
         if not isinstance(state, dict):
             reason = f"holds a {type(state).__name__}, not a paperzoo checkpoint"
-            raise CorruptCheckpointError(f"checkpoint {path} is corrupt ({reason}); {self.checkpoint_advice(name)}",
-                                         path=path, reason=reason)
+            raise CorruptCheckpointError(f"checkpoint {path} is corrupt ({reason}); "
+                                         f"{self.checkpoint_advice(name)}", path=path, reason=reason)
         if state.get("method") not in (None, self.method):
             raise CheckpointError(f"{path} belongs to method {state.get('method')!r}, not {self.method!r}",
                                   path=path)
@@ -270,7 +271,8 @@ class RunDir:
         if name == "last":
             return f"delete it and run {resume} to train again from the start{lower}"
         if name.startswith("last"):  # one of several processes' training states (dist_gcn)
-            return f"delete {self.checkpoint_dir}/last*.pt and run {resume} to train again from the start{lower}"
+            return (f"delete {self.checkpoint_dir}/last*.pt and run {resume} to train again from the "
+                    f"start{lower}")
         if name == "best":
             return f"delete {self.checkpoint_dir} and run {resume} to train again{lower}"
         return f"delete it and run {resume} to recompute it{lower}"
