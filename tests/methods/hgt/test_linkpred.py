@@ -152,6 +152,7 @@ def test_tiny_link_run_finishes_and_eval_reproduces(tmp_path, model):
     assert res.metrics["valid/f1_tuned"] >= res.metrics["valid/f1"]
     assert len(res.history) == 4 and "valid/auc" in res.history[0]
     again = linkpred.evaluate(RunDir.open(tmp_path / "r"))
+    assert {f"{s}/{k}" for s in ("valid", "test") for k in linkpred.METRICS} <= set(again)
     for key, value in again.items():
         assert res.metrics[key] == pytest.approx(value), key
 
