@@ -28,7 +28,7 @@ if mode == "child":
     open(os.environ["CHILD_PID_FILE"], "w").write(str(p.pid))
 beat()
 start = time.monotonic()
-while True:
+while os.getppid() == int(os.environ["PAPERZOO_LAUNCHER_PID"]):  # never outlive the test
     if mode != "silent":
         beat()
     if mode.startswith("exit") and time.monotonic() - start > 0.3:
@@ -68,7 +68,7 @@ def _beating(group: AgentGroup) -> bool:
     return all(a.heartbeat.exists() for a in group.agents)
 
 
-def _fail(group: AgentGroup, timeout: float | None = None) -> tuple[AgentProcessFailure, float]:
+def _fail(group: AgentGroup, timeout: float = 20.0) -> tuple[AgentProcessFailure, float]:
     tic = time.monotonic()
     with pytest.raises(AgentProcessFailure) as info:
         group.wait(timeout)
@@ -165,7 +165,7 @@ def test_interrupt_while_waiting_ends_the_group(tmp_path):
     timer = threading.Timer(0.3, lambda: os.kill(os.getpid(), signal.SIGTERM))
     with worker.terminate_as_interrupt(), pytest.raises(worker.LauncherTerminated):
         timer.start()
-        group.wait()
+        group.wait(timeout=20)
     assert all(_gone(pid) for pid in group.pids)
 
 

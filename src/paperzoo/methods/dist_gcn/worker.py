@@ -432,6 +432,8 @@ class AgentGroup:
             time.sleep(0.02)
         for agent in self.agents:  # the leaders, and anything they started that outlived them
             _signal_group(agent.pid, signal.SIGKILL)
+            if agent.proc.poll() is None:  # not a group leader after all (it cannot be, but never hang)
+                agent.proc.kill()
         return [a.proc.wait() for a in self.agents]
 
 
