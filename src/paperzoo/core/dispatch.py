@@ -189,10 +189,16 @@ def probe(host: str, port: int, timeout_s: float) -> None:
                               f"fix --ray-address") from None
 
 
-def _init_with_timeout(timeout_s: float, what: str, **kwargs: Any) -> None:
-    """``ray.init(**kwargs)`` joining a running cluster, giving up after ``timeout_s``: Ray itself retries an
-    address that does not answer for minutes, so the call runs in a helper thread that is abandoned on
-    time-out. (Never use this to start Ray: the processes it starts die with the thread that started them.)"""
+def _not_main_thread_notice(record: logging.LogRecord) -> bool:
+    """Drop Ray's notice that a driver connecting from a helper thread sets no SIGTERM handler: the CLI
+    keeps Python's own handling of SIGTERM, so the notice would only be noise."""
+    return "SIGTERM handler is not set" not in record.getMessage()
+
+
+def _init_with_timeout(timeout_s: float, what: str, *, wait_s: float | None = None, **kwargs: Any) -> None:
+    """``ray.init(**kwargs)`` joining a running cluster, giving up after ``wait_s`` (default: ``timeout_s``,
+    the limit the error names): Ray itself retries an address that does not answer for minutes, so the
+    call runs in a helper thread that is abandoned on time-out. (Never use this to start Ray: the processes it starts die with the thread that started them.)"""
     import ray
 
     box: dict[str, BaseException] = {}
@@ -203,9 +209,12 @@ def _init_with_timeout(timeout_s: float, what: str, **kwargs: Any) -> None:
         except BaseException as exc:  # noqa: BLE001 -- handed to the caller's thread
             box["error"] = exc
 
+    ray_log = logging.getLogger("ray._private.worker")
+    ray_log.addFilter(_not_main_thread_notice)
     thread = threading.Thread(target=init, name="paperzoo-ray-init", daemon=True)
     thread.start()
-    thread.join(timeout_s)
+    thread.join(timeout_s if wait_s is None else wait_s)
+    ray_log.removeFilter(_not_main_thread_notice)
     if thread.is_alive():
         raise RayConnectError(f"the Ray cluster at {what} did not answer within {timeout_s:g} s "
                               f"(is it a Ray head's GCS port? raise --ray-connect-timeout on a busy cluster)")
@@ -255,9 +264,11 @@ class RayBackend(Backend):
             if kind == "local":  # in this thread: Ray ties the processes it starts to the starting thread
                 ray.init(include_dashboard=False, **common)
             else:
+                deadline = time.monotonic() + connect_timeout_s
                 if hostport:
                     probe(*hostport, timeout_s=connect_timeout_s)
-                _init_with_timeout(connect_timeout_s, address, address=address, **common)
+                _init_with_timeout(connect_timeout_s, address, wait_s=max(1.0, deadline - time.monotonic()),
+                                   address=address, **common)
             self.owns_connection = True
         cpus = ray.cluster_resources().get("CPU", 0.0)
         nodes = [n for n in ray.nodes() if n.get("Alive")]
