@@ -153,6 +153,21 @@ def test_agent_hung(run):
     print(f"\nFAULT agent hung -> {line} -> {after_fault:.1f} s after its last heartbeat")
 
 
+@pytest.mark.slow  # ~15 s; an agent's error exit is also tested on stand-in agents in test_dgcn_launcher.py
+def test_agent_crashed(run):
+    r = run(fault="1:12:crash")  # test hook: agent 1 raises at its 12th consensus round
+    pids = r.training()
+    code, err, _ = r.finish(timeout=150)
+    exited = time.time()
+    after_fault = exited - (r.path / "workers" / "rank1.heartbeat").stat().st_mtime
+    line = _error_line(err)
+    assert code == 2, err[-3000:]
+    assert line.startswith(f"paperzoo run: error: agent 1 (pid {pids[1]}) exited with code 1: RuntimeError: "
+                           f"test hook: agent 1 crashed at consensus round 12; log: "), line
+    r.check_clean(err)
+    print(f"\nFAULT agent crashed -> {line} -> {after_fault:.1f} s after its last heartbeat")
+
+
 @pytest.mark.slow  # ~20 s; the handler is also tested on stand-in agents in test_dgcn_launcher.py
 def test_launcher_terminated_ends_its_agents(run):
     r = run()

@@ -29,6 +29,7 @@ import datetime as _dt
 import json
 import logging
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -224,7 +225,8 @@ def _last_line(path: Path) -> str:
     except OSError:
         return ""
     lines = [ln.strip() for ln in text.replace("\r", "\n").splitlines() if ln.strip()]
-    return lines[-1][:300] if lines else ""
+    # torch.distributed prefixes an uncaught exception's lines with "[rank<r>]: "
+    return re.sub(r"^\[rank\d+\]:\s*", "", lines[-1])[:300] if lines else ""
 
 
 def _describe_exit(code: int) -> tuple[str, str]:
