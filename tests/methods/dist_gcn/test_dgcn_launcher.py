@@ -130,7 +130,7 @@ def test_agent_that_gave_up_points_at_the_silent_peer(tmp_path):
     group = _start(tmp_path, ["beat", "silent", f"exit{worker.EXIT_AGENT_FAILURE}"], progress_timeout=30)
     failure, seconds = _fail(group)
     assert (failure.rank, failure.cause) == (1, "hung")
-    assert "(agents 2 gave up waiting for it)" in str(failure)
+    assert "(agent 2 gave up waiting for it)" in str(failure)
     assert seconds < 10 and all(_gone(pid) for pid in group.pids)
 
 

@@ -332,10 +332,13 @@ class AgentGroup:
     def _silence(self, agent: AgentProcess, now: float) -> tuple[float, float]:
         """(seconds without a heartbeat, the limit that applies)."""
         assert self.progress_timeout is not None
-        try:
-            return time.time() - agent.heartbeat.stat().st_mtime, self.progress_timeout + HANG_SLACK_SECONDS
-        except (FileNotFoundError, AttributeError):
-            return now - self.started, max(self.startup_timeout, self.progress_timeout + HANG_SLACK_SECONDS)
+        limit = self.progress_timeout + HANG_SLACK_SECONDS
+        if agent.heartbeat is not None:
+            try:
+                return time.time() - agent.heartbeat.stat().st_mtime, limit
+            except FileNotFoundError:
+                pass
+        return now - self.started, max(self.startup_timeout, limit)  # not joined yet
 
     def _blame(self, agent: AgentProcess, cause: str, what: str) -> AgentProcessFailure:
         return AgentProcessFailure(f"agent {agent.rank} (pid {agent.pid}) {what}; log: {agent.log}",
@@ -377,7 +380,7 @@ class AgentGroup:
             self._gave_up_since = self._gave_up_since or now
             if now - self._gave_up_since < 0.5 and alive:
                 return None
-            waiters = ", ".join(str(a.rank) for a in gave_up)
+            waiters = ("agent " if len(gave_up) == 1 else "agents ") + ", ".join(str(a.rank) for a in gave_up)
             if alive:
                 if self.progress_timeout is not None:
                     agent = max(alive, key=lambda a: self._silence(a, now)[0])
@@ -386,12 +389,12 @@ class AgentGroup:
                     agent, what = alive[0], "stopped responding"
                 if agent.stopped_since is not None:
                     what = "was stopped (SIGSTOP/SIGTSTP)"
-                return self._blame(agent, "hung", f"{what} (agents {waiters} gave up waiting for it)")
+                return self._blame(agent, "hung", f"{what} ({waiters} gave up waiting for it)")
             agent = gave_up[0]
             return self._blame(agent, "gave up", f"gave up on its peers: {_last_line(agent.log)}")
         if deadline is not None and now > deadline and alive:
-            return self._blame(alive[0], "timeout", f"was still running after the {deadline - self.started:.0f} s "
-                                                    f"time limit")
+            return self._blame(alive[0], "timeout", f"was still running at the time limit, "
+                                                    f"{now - self.started:.0f} s after the start")
         return None
 
     def _hung_text(self, agent: AgentProcess, silent: float) -> str:
