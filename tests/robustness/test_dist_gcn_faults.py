@@ -114,8 +114,10 @@ def test_agent_killed(run):
     pids = r.training()
     beats = [r.path / "workers" / f"rank{i}.heartbeat" for i in range(3)]
     before = [b.stat().st_mtime_ns for b in beats]
-    time.sleep(1.5)  # healthy agents beat (every communication, at most every 0.25 s) while training
-    assert all(b.stat().st_mtime_ns > t for b, t in zip(beats, before))
+    end = time.monotonic() + 10  # healthy agents beat (every communication, at most every 0.25 s) while training
+    while not all(b.stat().st_mtime_ns > t for b, t in zip(beats, before)):
+        assert time.monotonic() < end, "the heartbeats stopped moving while training"
+        time.sleep(0.1)
     os.kill(pids[1], signal.SIGKILL)
     code, err, seconds = r.finish()
     line = _error_line(err)

@@ -3,7 +3,8 @@
 ``cfg.nprocs == 0``: all agents are simulated in this process (:class:`SimComm`). ``cfg.nprocs = N``:
 N processes are launched on loopback (:func:`paperzoo.methods.dist_gcn.worker.launch`), each running
 :func:`train` with a :class:`DistComm`; rank 0 writes the run folder. The same :func:`train` runs in
-both cases.
+both cases. The launcher supervises the processes: one that dies, is stopped or hangs ends the run
+within about ``comm_timeout`` seconds, with one error naming it (see the worker module).
 
 Run folder: ``config.yaml``, ``log.csv`` (one row per iteration: loss, train accuracy, consensus
 error, norm of the average gradient, bytes sent per agent; valid/test metrics every ``eval_every``),
