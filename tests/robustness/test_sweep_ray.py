@@ -145,9 +145,27 @@ def test_silent_ray_address_gives_up_after_the_connect_timeout(tmp_path):
         elapsed = time.monotonic() - start
     assert proc.returncode == 2
     errors = [line for line in proc.stderr.splitlines() if "error" in line]
-    assert errors[-1] == (f"paperzoo sweep: error: the Ray cluster at 127.0.0.1:{port} did not answer within "
-                          f"3 s (is it a Ray head's GCS port? raise --ray-connect-timeout on a busy cluster)")
+    assert errors[-1].startswith(f"paperzoo sweep: error: the Ray cluster at 127.0.0.1:{port} did not answer "
+                                 f"within 3 s (is it a Ray head's GCS port? raise --ray-connect-timeout on a busy "
+                                 f"cluster)")
     assert elapsed < 3 + 10
+    assert not (tmp_path / "sw").exists()
+
+
+def test_token_cluster_without_auth_mode_names_the_fix(ray_head, tmp_path):
+    if os.environ.get("RAY_AUTH_MODE") != "token":
+        pytest.skip("the test head runs without token authentication (RAY_AUTH_MODE set otherwise)")
+    env = {k: v for k, v in _env().items() if k != "RAY_AUTH_MODE"}
+    start = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "paperzoo.cli", "sweep", "conve", "--preset", "tiny", "--grid",
+                           "model=conve", "--ray-address", ray_head, "--ray-connect-timeout", "5", "--out",
+                           str(tmp_path / "sw")], capture_output=True, text=True, timeout=60, env=env, check=False)
+    assert proc.returncode == 2
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("paperzoo sweep: error:")]
+    assert len(errors) == 1 and errors[0].endswith(
+        "; a cluster with token authentication also needs RAY_AUTH_MODE=token and its token in $RAY_AUTH_TOKEN "
+        "or ~/.ray/auth_token"), proc.stderr[-2000:]
+    assert time.monotonic() - start < 5 + 10
     assert not (tmp_path / "sw").exists()
 
 

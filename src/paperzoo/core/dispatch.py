@@ -21,6 +21,7 @@ Open a backend with :func:`open_backend` and use it as a context manager::
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import threading
 import time
@@ -195,6 +196,15 @@ def _not_main_thread_notice(record: logging.LogRecord) -> bool:
     return "SIGTERM handler is not set" not in record.getMessage()
 
 
+def _auth_hint() -> str:
+    """Ray clusters started by Ray >= 2.52 require a token by default; a driver only sends one when
+    ``RAY_AUTH_MODE=token`` is set, and otherwise retries as if the cluster did not answer."""
+    if os.environ.get("RAY_AUTH_MODE"):
+        return ""
+    return ("; a cluster with token authentication also needs RAY_AUTH_MODE=token and its token in "
+            "$RAY_AUTH_TOKEN or ~/.ray/auth_token")
+
+
 def _init_with_timeout(timeout_s: float, what: str, *, wait_s: float | None = None, **kwargs: Any) -> None:
     """``ray.init(**kwargs)`` joining a running cluster, giving up after ``wait_s`` (default: ``timeout_s``,
     the limit the error names): Ray itself retries an address that does not answer for minutes, so the
@@ -217,11 +227,14 @@ def _init_with_timeout(timeout_s: float, what: str, *, wait_s: float | None = No
     ray_log.removeFilter(_not_main_thread_notice)
     if thread.is_alive():
         raise RayConnectError(f"the Ray cluster at {what} did not answer within {timeout_s:g} s "
-                              f"(is it a Ray head's GCS port? raise --ray-connect-timeout on a busy cluster)")
+                              f"(is it a Ray head's GCS port? raise --ray-connect-timeout on a busy cluster)"
+                              f"{_auth_hint()}")
     if "error" in box:
         exc = box["error"]
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
-        raise RayConnectError(f"cannot connect to the Ray cluster at {what}: {first}") from None
+        refused = "failed to connect" in first.lower() or "auth" in first.lower()
+        raise RayConnectError(f"cannot connect to the Ray cluster at {what}: {first}"
+                              f"{_auth_hint() if refused else ''}") from None
 
 
 class RayBackend(Backend):
@@ -322,11 +335,13 @@ class RayBackend(Backend):
                 ray.cancel(ref, force=True)
         return failures
 
-    def _wait_s(self, running: Mapping[Any, tuple[Point, float]]) -> float | None:
+    def _wait_s(self, running: Mapping[Any, tuple[Point, float]]) -> float:
+        """How long to wait for a task: until the oldest point's timeout, at most a second (so that Ctrl-C
+        is acted on at once whatever Ray does with signals while it waits)."""
         if self.point_timeout_s is None:
-            return None
+            return 1.0
         oldest = min(started for _, started in running.values())
-        return max(0.05, oldest + self.point_timeout_s - time.monotonic())
+        return min(1.0, max(0.05, oldest + self.point_timeout_s - time.monotonic()))
 
     def close(self) -> None:
         if self.owns_connection:
