@@ -275,7 +275,7 @@ class RayBackend(Backend):
         else:
             common = {"log_to_driver": True, "configure_logging": False}
             if kind == "local":  # in this thread: Ray ties the processes it starts to the starting thread
-                ray.init(include_dashboard=False, **common)
+                ray.init(address="local", include_dashboard=False, **common)  # never a `ray start` cluster
             else:
                 deadline = time.monotonic() + connect_timeout_s
                 if hostport:
