@@ -101,6 +101,29 @@ def test_killed_ray_sweep_resumes_to_the_same_run_folders_and_metrics_as_local(r
         (local / "report" / "report.md").read_text().count("\n")
 
 
+def test_ctrl_c_cancels_the_running_points_and_exits_130(ray_head, tmp_path):
+    out, log = tmp_path / "sw", tmp_path / "stderr.txt"
+    with log.open("w") as stderr:  # a file, not a pipe: the workers' forwarded logs could fill a pipe
+        driver = subprocess.Popen([sys.executable, "-m", "paperzoo.cli", "sweep", "conve", "--preset", "tiny",
+                                   "--grid", "model=conve,distmult", "--seeds", "0-1", "--set", "epochs=40",
+                                   "--ray-address", ray_head, "--out", str(out)], stdout=subprocess.DEVNULL,
+                                  stderr=stderr, env=_env())
+    deadline = time.monotonic() + RUN_TIMEOUT_S
+    while not list(out.glob("*/checkpoints/last.pt")):  # a point is running
+        assert driver.poll() is None and time.monotonic() < deadline, "no point started in time"
+        time.sleep(0.05)
+    start = time.monotonic()
+    driver.send_signal(signal.SIGINT)
+    driver.wait(timeout=60)
+    assert driver.returncode == 130
+    assert time.monotonic() - start < 10
+    assert log.read_text().strip().splitlines()[-1] == "interrupted; run the same command again to continue"
+    unfinished = [p for p in out.glob("*/config.yaml") if not (p.parent / "metrics.json").exists()]
+    assert unfinished
+    time.sleep(3)  # cancelled tasks do not go on writing
+    assert all(not (p.parent / "metrics.json").exists() for p in unfinished)
+
+
 def test_tune_and_reproduce_fan_out_over_ray(ray_head, tmp_path, capsys):
     # In this process, which is connected to the head already: the backend reuses that connection.
     out = tmp_path / "tune"
