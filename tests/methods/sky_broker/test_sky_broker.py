@@ -167,3 +167,43 @@ def test_cli_errors_are_one_line_with_exit_code_2(tmp_path, capsys):
     assert err.startswith("paperzoo sky: error:") and "tasks[0].resources.cpu: unknown field" in err
     assert _cli("status", "99", "--home", str(tmp_path)) == 2
     assert "no job 99" in capsys.readouterr().err
+
+
+class _BusyThenReadyClient:
+    """A stand-in for Ray's JobSubmissionClient whose job agent answers "try again later" at first."""
+
+    def __init__(self, busy: int, error: str = "Request failed with status code 500: No available agent to "
+                                               "submit job, please try again later."):
+        self.busy, self.error, self.calls = busy, error, 0
+
+    def submit_job(self, **kwargs):
+        self.calls += 1
+        if self.calls <= self.busy:
+            raise RuntimeError(self.error)
+        return "raysubmit_test"
+
+
+def _ray_request(tmp_path, cpu_catalog):
+    from paperzoo.methods.sky_broker.optimizer import Candidate
+    from paperzoo.methods.sky_broker.providers import LaunchRequest
+
+    cand = Candidate(cpu_catalog.offerings[0], False, 1, 1.0)
+    return LaunchRequest(1, "t", 1, cand, "", "true", {}, tmp_path / "t", tmp_path / "t" / "log")
+
+
+def test_ray_launch_waits_out_a_busy_job_agent_but_not_a_refusal(tmp_path, cpu_catalog, monkeypatch):
+    from paperzoo.methods.sky_broker.providers import RayProvider
+
+    monkeypatch.setattr(time, "sleep", lambda s: None)
+    provider = RayProvider("127.0.0.1:1")
+    provider._client = _BusyThenReadyClient(busy=3)
+    assert provider.launch(_ray_request(tmp_path, cpu_catalog))["submission_id"] == "raysubmit_test"
+    assert provider._client.calls == 4
+    provider._client = _BusyThenReadyClient(busy=1, error="Request failed with status code 400: bad runtime_env")
+    with pytest.raises(RuntimeError, match="400"):
+        provider.launch(_ray_request(tmp_path, cpu_catalog))
+    assert provider._client.calls == 1
+    provider.busy_retry_s = 0.0  # still busy at the deadline: the error reaches the broker (failover)
+    provider._client = _BusyThenReadyClient(busy=10)
+    with pytest.raises(RuntimeError, match="try again later"):
+        provider.launch(_ray_request(tmp_path, cpu_catalog))

@@ -217,10 +217,20 @@ class LocalProvider:
 
 
 # --------------------------------------------------------------------------------------- ray
+def is_busy_answer(error: BaseException) -> bool:
+    """Whether a Ray job-submission error is the cluster's "try again later" (HTTP 500/503 while its
+    job agent starts or is overloaded) rather than a refusal of the job."""
+    text = str(error).lower()
+    return "try again later" in text or "no available agent" in text
+
+
 class RayProvider:
     """Submits each task as a Ray job (``ray.job_submission.JobSubmissionClient``)."""
 
     name = "ray"
+
+    busy_retry_s: float = 60.0
+    """Seconds to keep resubmitting while the cluster answers "try again later"."""
 
     def __init__(self, address: str):
         if not address.startswith(("http://", "https://")):
@@ -239,11 +249,26 @@ class RayProvider:
         return self._client
 
     def launch(self, request: LaunchRequest) -> Handle:
+        """Submit the task as a Ray job. A cluster that answers "try again later" (its job agent is
+        still starting, or busy) is asked again with backoff for up to ``busy_retry_s`` seconds: that is
+        the cluster warming up, not a failed placement, and must not block the offering."""
         request.workdir.mkdir(parents=True, exist_ok=True)
-        submission = self.client.submit_job(
-            entrypoint=f"bash -c {shlex.quote(request.script())}",
-            runtime_env={"env_vars": dict(request.env)},
-            metadata={"paperzoo_job": str(request.job_id), "task": request.task, "attempt": str(request.attempt)})
+        deadline = time.monotonic() + self.busy_retry_s
+        delay = 0.25
+        while True:
+            try:
+                submission = self.client.submit_job(
+                    entrypoint=f"bash -c {shlex.quote(request.script())}",
+                    runtime_env={"env_vars": dict(request.env)},
+                    metadata={"paperzoo_job": str(request.job_id), "task": request.task,
+                              "attempt": str(request.attempt)})
+                break
+            except RuntimeError as exc:
+                if not is_busy_answer(exc) or time.monotonic() + delay > deadline:
+                    raise
+                log.info("Ray at %s is busy (%s); submitting again in %.2g s", self.address, exc, delay)
+                time.sleep(delay)
+                delay = min(2 * delay, 5.0)
         return {"provider": self.name, "address": self.address, "submission_id": submission}
 
     def status(self, handle: Handle) -> JobStatus:
