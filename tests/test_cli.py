@@ -173,3 +173,25 @@ def test_interrupt_and_arithmetic_errors_reach_the_user_as_one_line(capsys, monk
     monkeypatch.setitem(cli.COMMANDS, "report", divides_by_zero)
     assert cli.main(["report", "runs"]) == 2
     assert capsys.readouterr().err == "paperzoo report: error: division by zero\n"
+
+
+def test_os_errors_reach_the_user_as_one_line(tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    code = cli.main(["run", "conve", "--preset", "tiny", "--run-dir", str(blocker / "run")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "Traceback" not in err[0]
+    assert err[0].startswith("paperzoo run: error:") and "Not a directory" in err[0] and str(blocker) in err[0]
+    assert blocker.read_text() == "not a folder"
+
+
+def test_a_closed_output_pipe_ends_the_command_quietly():
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "paperzoo.cli", "list"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    proc.stdout.close()  # the reader is gone before the command writes (`paperzoo list | head -0`)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 141, err.decode()
+    assert err.decode().strip() == ""

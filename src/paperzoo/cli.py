@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -402,12 +403,20 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "sky":
             from paperzoo.methods.sky_broker import cli as sky_cli
 
-            return sky_cli.main(args)
-        return COMMANDS[args.command](args)
+            code = sky_cli.main(args)
+        else:
+            code = COMMANDS[args.command](args)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
+        return code
     except KeyboardInterrupt:
         print(f"interrupted{_INTERRUPT_HINTS.get(args.command, '')}", file=sys.stderr)
         return 130
-    except (FileNotFoundError, FileExistsError, KeyError, ValueError, RuntimeError, ArithmeticError) as exc:
+    except BrokenPipeError:
+        # the reader went away (`paperzoo sky plan ... | head`): stop quietly, like a command killed by
+        # SIGPIPE, and keep Python from failing again while it flushes stdout at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    except (OSError, KeyError, ValueError, RuntimeError, ArithmeticError) as exc:
         if args.verbose:
             raise
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
