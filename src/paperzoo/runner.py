@@ -57,7 +57,16 @@ def execute(run: RunDir) -> RunResult:
     A failure is recorded in ``failed.json`` (a new attempt removes the last one's) and re-raised; arithmetic
     failures (a diverged loss, a NaN score) and a NaN headline metric become :class:`RunFailed`, one
     line naming the run folder. Other non-finite metrics are written but logged as a warning.
+
+    The run folder is held for the whole run (:meth:`RunDir.lock`): a second process asked to train the
+    same folder meanwhile (a repeated command, a sweep re-run while an orphaned worker still trains a
+    point) fails at once with :class:`~paperzoo.core.runs.RunBusy` instead of training it twice.
     """
+    with run.lock():  # RunBusy at once if another live process trains this folder
+        return _execute_locked(run)
+
+
+def _execute_locked(run: RunDir) -> RunResult:
     import torch
 
     spec = registry.get(run.method)

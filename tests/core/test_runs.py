@@ -147,3 +147,33 @@ def test_failure_record_round_trip(tmp_path):
     assert not run.failure_path.exists() and run.read_failure() is None
     run.failure_path.write_text("{half")
     assert run.read_failure() is None
+
+
+def test_a_run_folder_is_trained_by_one_process_at_a_time(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from paperzoo import runner
+    from paperzoo.core.runs import RunBusy
+
+    run = _run(tmp_path)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom paperzoo.core.runs import RunDir\n"
+         "run = RunDir(sys.argv[1], method='conve', preset='tiny', config=None)\n"
+         "with run.lock():\n    print('held', flush=True)\n    time.sleep(120)\n", str(run.path)],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(RunBusy, match=f"process {holder.pid} on "):
+            runner.execute(run)  # refused before anything runs or is recorded
+        assert not run.failure_path.exists() and not run.metrics_path.exists()
+        assert not run.checkpoint_dir.exists()
+    finally:
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.wait(timeout=30)
+    with run.lock():  # the kernel released the killed holder's lock: no stale lock to clear by hand
+        with pytest.raises(RunBusy):  # and this process's own hold excludes other openers
+            with RunDir(run.path, method="conve", preset="tiny", config=None).lock():
+                pass

@@ -67,12 +67,19 @@ tasks:
     run: echo a >> {marker}
   - name: b
     depends_on: [a]
-    run: echo b >> {marker}; while [ ! -f {go} ]; do sleep 0.02; done; echo b-done
+    run: echo b >> {marker}; n=0; while [ ! -f {go} ] && [ $n -lt 6000 ]; do sleep 0.02; n=$((n+1)); done; echo b-done
   - name: c
     depends_on: [b]
     run: echo c >> {marker}
 """)
     home = tmp_path / "home"
+    try:
+        _killed_then_recovered(job, home, data_root, marker, go)
+    finally:
+        go.touch()  # a failing test must not leave task b waiting (it also gives up after 2 minutes)
+
+
+def _killed_then_recovered(job, home, data_root, marker, go):
     broker = launch(job, home, data_root)
     try:
         wait_for(lambda: task_status(home, "b") == "RUNNING", "task b to run")

@@ -6,6 +6,7 @@ Layout of ``runs/<name>/``::
     log.csv            one row per epoch (rewritten atomically from the checkpointed history)
     metrics.json       final metrics, written once the run finishes
     failed.json        why the last attempt failed (removed when the run finishes)
+    run.lock           held (flock) by the process training the run; stale once that process is gone
     checkpoints/       last.pt (full training state), best.pt (model weights for evaluation)
     run.log            the CLI's log
 
@@ -16,11 +17,14 @@ the run is being trained or evaluated (``RunDir.purpose``).
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import logging
 import math
+import os
 import platform
+import socket
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -59,6 +63,10 @@ class NonFiniteCheckpointError(CheckpointError):
 
 class RunFailed(RuntimeError):
     """A run stopped on an error of its own making (divergence, a NaN score); the message names the run."""
+
+
+class RunBusy(RuntimeError):
+    """Another live process is training the run (it holds ``run.lock``)."""
 
 
 class RunExistsError(FileExistsError):
@@ -276,6 +284,37 @@ class RunDir:
         if name == "best":
             return f"delete {self.checkpoint_dir} and run {resume} to train again{lower}"
         return f"delete it and run {resume} to recompute it{lower}"
+
+    # -- exclusive use -----------------------------------------------------------------------
+    @property
+    def lock_path(self) -> Path:
+        return self.path / "run.lock"
+
+    @contextlib.contextmanager
+    def lock(self):
+        """Hold the run folder for training: a second process that tries while this one holds it gets
+        :class:`RunBusy` at once (no waiting), naming the holder. The lock is an ``flock`` on
+        ``run.lock``, so the kernel releases it when the holder dies, however it dies: a killed run is
+        never locked out. (Where ``fcntl`` does not exist, the folder is not locked.)"""
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows
+            yield
+            return
+        self.path.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "another process"
+                raise RunBusy(f"{self.path} is being trained by {holder}; wait for it to finish (or stop it), "
+                              f"then run the same command again") from None
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"process {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
+            yield
+        finally:
+            os.close(fd)  # closing the descriptor releases the flock
 
     # -- failures ----------------------------------------------------------------------------
     def record_failure(self, exc: BaseException) -> None:
