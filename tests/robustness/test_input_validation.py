@@ -22,14 +22,6 @@ from paperzoo.methods.deep_align.nets import MLPArch, unbatch
 da_run = importlib.import_module("paperzoo.methods.deep_align.run")  # the module, not the `run` it exports
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def one_error_line(capsys, argv: list[str]) -> str:
     """Run the CLI: exit status 2, exactly one ``paperzoo <cmd>: error:`` line on stderr, no traceback."""
     assert cli.main(argv) == 2

@@ -22,14 +22,6 @@ conve_run = importlib.import_module("paperzoo.methods.conve.run")  # the module,
 RUN = ["run", "conve", "--preset", "tiny", "--set", "epochs=1"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def error_lines(err: str, command: str) -> list[str]:
     """The CLI's error lines (log lines may surround them); asserts no traceback reached the user."""
     assert "Traceback" not in err
