@@ -52,6 +52,38 @@ class RunResult:
 
 
 @dataclass(frozen=True)
+class Figure:
+    """A picture a method contributes to the report (the report copies it next to itself)."""
+
+    path: Path
+    """The PNG, usually inside a run folder."""
+    caption: str
+    """One sentence: what the figure shows and what to look for."""
+
+
+VERDICTS = ("reproduced", "ordering reproduced", "not reproduced")
+"""How a report section judges a run against the paper (``not reproduced`` always says why)."""
+
+
+@dataclass(frozen=True)
+class ReportSection:
+    """A method's part of the report, built from its finished runs (``MethodSpec.report_section``).
+
+    The core report renders it to Markdown and HTML alike; it never names a method.
+    """
+
+    claim: str = ""
+    """What the paper claims, in one or two sentences, with the paper's number."""
+    verdict: str = ""
+    """One line starting with one of :data:`VERDICTS`, e.g. ``ordering reproduced: ...`` or
+    ``not reproduced: the quick preset trains 3 epochs; preset paper_x shows it (README)``."""
+    markdown: str = ""
+    """Body: tables and text (Markdown; keep to tables, lists, emphasis and code)."""
+    figures: tuple[Figure, ...] = ()
+    """The method's own figures (none rather than an empty or meaningless one)."""
+
+
+@dataclass(frozen=True)
 class MethodSpec:
     """Everything the CLI, the registry-driven tests and the report need to know about a method."""
 
@@ -77,8 +109,9 @@ class MethodSpec:
     table_metrics: tuple[str, ...] = ()
     """Metrics (without the ``test/`` prefix) of the report's across-seeds table; default: the
     headline."""
-    report_section: Callable[[list["RunDir"]], str] | None = None
-    """Optional extra Markdown for reports that include this method's runs (e.g. a dataset audit)."""
+    report_section: Callable[[list["RunDir"]], "ReportSection | str"] | None = None
+    """The method's section of reports that include its runs: a :class:`ReportSection` (claim,
+    verdict, body, figures), or plain Markdown."""
 
     def __post_init__(self) -> None:
         if "tiny" not in self.presets:
