@@ -200,6 +200,33 @@ def plot_bars(summaries: Sequence[RunSummary], path: Path) -> Path | None:
     return path
 
 
+def section_markdown(section: Any, out: Path) -> str:
+    """A method's report section as Markdown: plain text as it is; a :class:`~paperzoo.api.ReportSection`
+    as claim, verdict, body and its figures, each copied into ``out/figures`` and linked relatively."""
+    if isinstance(section, str):
+        return section
+    import shutil
+
+    parts = []
+    if section.claim:
+        parts.append(f"*Claim:* {section.claim}")
+    if section.verdict:
+        parts.append(f"**Verdict: {section.verdict}**")
+    if section.markdown:
+        parts.append(section.markdown)
+    figures = out / "figures"
+    for fig in section.figures:
+        src = Path(fig.path)
+        if not src.is_file():
+            log.warning("figure %s does not exist; left out of the report", src)
+            continue
+        figures.mkdir(parents=True, exist_ok=True)
+        dest = figures / f"{src.parent.name}-{src.name}"
+        shutil.copyfile(src, dest)
+        parts.append(f"![{fig.caption}](figures/{dest.name})\n\n*{fig.caption}*")
+    return "\n\n".join(parts)
+
+
 def write_report(run_dirs: Sequence[str | Path], out: str | Path,
                  failures: Sequence[tuple[str, str]] = ()) -> Path:
     """Write ``out/report.md`` (+ ``out/plots/*.png``) for the given run folders; returns its path."""
@@ -243,7 +270,7 @@ def write_report(run_dirs: Sequence[str | Path], out: str | Path,
             except Exception as exc:  # a broken extra must not lose the main table
                 log.warning("report section of %s failed: %s", method, exc)
                 section = f"(report section failed: {exc})"
-            lines += ["", f"## {method}", "", section]
+            lines += ["", f"## {method}", "", section_markdown(section, out)]
     if failures:
         lines += ["", "## Failed", ""] + [f"- **{name}**: {msg}" for name, msg in failures]
     bars = plot_bars(summaries, plots / "headline.png")
