@@ -37,7 +37,7 @@ from paperzoo.methods.sky_broker.providers import (
                                                    QuotaError,
                                                    RayProvider,
 )
-from paperzoo.methods.sky_broker.run import evaluate, run
+from paperzoo.methods.sky_broker.run import evaluate, report_section, run
 from paperzoo.methods.sky_broker.spec import Dag, SpecError, load_dag, parse_dag
 from paperzoo.methods.sky_broker.state import JobDB
 
@@ -63,6 +63,7 @@ SPEC = MethodSpec(
     headline="plan/cost_usd",
     table_metrics=("plan/cost_usd", "plan/time_h", "savings/single_cloud_best_x", "agree/cost_frac"),
     extras={"sky": ("ray",)},
+    report_section=report_section,
 )
 
 __all__ = [

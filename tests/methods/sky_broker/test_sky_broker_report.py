@@ -1,0 +1,54 @@
+"""sky_broker's report section: claim, a computed verdict, the placement table and non-empty bars."""
+import importlib
+import json
+
+import pytest
+
+from paperzoo import runner
+from paperzoo.api import VERDICTS
+from paperzoo.methods.sky_broker import SPEC
+
+sky_run = importlib.import_module("paperzoo.methods.sky_broker.run")  # the module, not run()
+
+pytest.importorskip("scipy")
+
+
+def assert_drawn_png(path):
+    """The file is a PNG whose pixels are not one flat colour, and most of it is not background."""
+    import matplotlib.image
+
+    assert path.is_absolute() and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    img = matplotlib.image.imread(path)[..., :3]
+    assert img.std() > 0.02
+    assert (img.mean(-1) < 0.9).mean() > 0.02  # more than a few axis lines are drawn
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    rd = runner.prepare("sky_broker", "tiny", run_dir=tmp_path_factory.mktemp("sky") / "run",
+                        overrides={"num_dags": 4})
+    runner.execute(rd)
+    return rd
+
+
+def test_section_has_claim_verdict_table_and_drawn_bars(tiny_run):
+    section = SPEC.report_section([tiny_run])
+    assert "2x" in section.claim
+    assert section.verdict.startswith(VERDICTS)
+    # the tiny catalog's plan saves nothing over one cloud: ordering, not the paper's saving
+    assert section.verdict.startswith("ordering reproduced: the optimizer equals brute force on 4/4")
+    plan = json.loads((tiny_run.path / "plan.json").read_text())["cost"]
+    for task in plan["tasks"]:
+        assert f"| {task['task']} | {task['cloud']}:" in section.markdown
+    assert "| cost-optimal | " in section.markdown
+    assert [f.path.name for f in section.figures] == ["placement.png"]
+    for fig in section.figures:
+        assert_drawn_png(fig.path)
+
+
+def test_verdict_follows_the_metrics(tiny_run):
+    m = tiny_run.read_metrics()
+    assert sky_run._verdict([(tiny_run, {**m, "savings/single_cloud_best_x": 2.1})]).startswith("reproduced:")
+    assert sky_run._verdict([(tiny_run, {**m, "agree/cost_frac": 0.75})]).startswith(
+        "not reproduced: the optimizer missed the brute-force optimum on 1 of 4")
+    assert sky_run._verdict([(tiny_run, {**m, "savings/data_region_x": 0.9})]).startswith("not reproduced")
