@@ -282,11 +282,12 @@ def report_section(run_dirs: list[RunDir]) -> ReportSection:
     for rd, m in finished:
         plan_file = rd.path / "plan.json"
         plan = json.loads(plan_file.read_text(encoding="utf-8")).get("cost") if plan_file.is_file() else None
-        parts += [f"**{rd.path.name}** (catalog {rd.config.catalog}, {rd.config.data_gb:g} GB of data in "
-                  f"{rd.config.data_location or 'the first region'}): optimizer = brute force on "
-                  f"{m.get('agree/cost_frac', float('nan')):.0%} (cost) / {m.get('agree/time_frac', float('nan')):.0%}"
-                  f" (time) of {m.get('agree/dags', 0):.0f} random DAGs, largest gap "
-                  f"{m.get('agree/max_rel_gap', float('nan')):.1e}.", "",
+        nan = float("nan")
+        parts += [(f"**{rd.path.name}** (catalog {rd.config.catalog}, {rd.config.data_gb:g} GB of data in "
+                   f"{rd.config.data_location or 'the first region'}): optimizer = brute force on "
+                   f"{m.get('agree/cost_frac', nan):.0%} (cost) / {m.get('agree/time_frac', nan):.0%} (time) of "
+                   f"{m.get('agree/dags', 0):.0f} random DAGs, largest gap {m.get('agree/max_rel_gap', nan):.1e}."),
+                  "",
                   "| plan | $ | h | saving vs data region | vs best region | vs data's cloud | vs best cloud |",
                   "|---|---:|---:|---:|---:|---:|---:|"]
         for prefix, ratio in (("plan", "savings"), ("plan_fast", "speedup")):
