@@ -27,7 +27,8 @@ def test_list_and_show(capsys):
 
 def test_run_eval_report(tmp_path, capsys):
     run_dir = tmp_path / "run"
-    assert cli.main(["run", "conve", "--preset", "tiny", "--set", "epochs=2", "--run-dir", str(run_dir)]) == 0
+    # three epochs: the report draws training curves only from at least three
+    assert cli.main(["run", "conve", "--preset", "tiny", "--set", "epochs=3", "--run-dir", str(run_dir)]) == 0
     metrics = json.loads(capsys.readouterr().out)
     for name in ("config.yaml", "log.csv", "metrics.json", "checkpoints/last.pt", "checkpoints/best.pt", "run.log"):
         assert (run_dir / name).exists(), name
