@@ -1,4 +1,5 @@
 """sky_broker's report section: claim, a computed verdict, the placement table and non-empty bars."""
+import contextlib
 import importlib
 import json
 
@@ -23,16 +24,38 @@ def assert_drawn_png(path):
     assert (img.mean(-1) < 0.9).mean() > 0.02  # more than a few axis lines are drawn
 
 
+@contextlib.contextmanager
+def drawn_axes():
+    """Record, for every figure saved inside the block, the data artists of each visible axes."""
+    from matplotlib.figure import Figure
+
+    seen: list[list[int]] = []
+    original = Figure.savefig
+
+    def savefig(self, *args, **kwargs):
+        seen.append([len(ax.lines) + len(ax.patches) + len(ax.collections) + len(ax.images)
+                     for ax in self.axes if ax.get_visible()])
+        return original(self, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(Figure, "savefig", savefig)
+        yield seen
+
+
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     rd = runner.prepare("sky_broker", "tiny", run_dir=tmp_path_factory.mktemp("sky") / "run",
                         overrides={"num_dags": 4})
-    runner.execute(rd)
+    with drawn_axes() as seen:
+        runner.execute(rd)
+    assert all(n > 0 for fig in seen for n in fig), seen  # no empty axes in what the run draws
     return rd
 
 
 def test_section_has_claim_verdict_table_and_drawn_bars(tiny_run):
-    section = SPEC.report_section([tiny_run])
+    with drawn_axes() as seen:
+        section = SPEC.report_section([tiny_run])
+    assert len(seen) == 1 and all(n > 0 for n in seen[0]), seen  # the placement bars, no empty panel
     assert "2x" in section.claim
     assert section.verdict.startswith(VERDICTS)
     # the tiny catalog's plan saves nothing over one cloud: ordering, not the paper's saving

@@ -17,7 +17,7 @@ from paperzoo.api import MethodSpec
 from paperzoo.methods.deep_align import interp, matching, nets, perm, zoo
 from paperzoo.methods.deep_align.config import PRESETS, DeepAlignConfig
 from paperzoo.methods.deep_align.model import DeepAlign
-from paperzoo.methods.deep_align.run import evaluate, run
+from paperzoo.methods.deep_align.run import evaluate, report_section, run
 
 CITATION = """@inproceedings{navon2024equivariant,
   title     = {Equivariant Deep Weight Space Alignment},
@@ -39,6 +39,7 @@ SPEC = MethodSpec(
     headline="test/barrier/deep_align",
     variant_fields=("methods", "loss_weights", "arch"),
     table_metrics=("barrier/deep_align", "barrier/weight_matching"),
+    report_section=report_section,
 )
 
 __all__ = ["SPEC", "DeepAlign", "DeepAlignConfig", "evaluate", "interp", "matching", "nets", "perm", "run",
