@@ -10,6 +10,14 @@ Quick start::
 """
 __version__ = "0.1.0"
 
-from paperzoo.runner import run  # noqa: E402
+__all__ = ["__version__", "run"]
 
-__all__ = ["run", "__version__"]
+
+def __getattr__(name: str):
+    """``paperzoo.run`` is imported on first use, so that importing any part of paperzoo (e.g.
+    ``paperzoo.core.runs``) does not pull in the runner, the registry and the method contract."""
+    if name == "run":
+        from paperzoo.runner import run
+
+        return run
+    raise AttributeError(f"module 'paperzoo' has no attribute {name!r}")

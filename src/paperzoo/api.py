@@ -5,12 +5,15 @@ A method is a folder under ``paperzoo/methods/<name>/`` whose ``__init__`` expos
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import Any
 
-if TYPE_CHECKING:  # pragma: no cover
-    from paperzoo.core.runs import RunDir
+# The contract imports nothing else of paperzoo: the registry imports it, and ``paperzoo.core.runs`` (which
+# may look a method up in the registry) must not be imported back from here, not even for type checking.
+# Where a signature below says ``RunDir`` it means a ``paperzoo.core.runs.RunDir``.
+RunDir = Any
 
 
 @dataclass(frozen=True)
@@ -95,9 +98,9 @@ class MethodSpec:
     url: str
     config_cls: type
     presets: Mapping[str, Preset]
-    run: Callable[[Any, "RunDir"], RunResult]
+    run: Callable[[Any, RunDir], RunResult]
     """Train (resuming from ``run_dir`` when it holds a checkpoint) and evaluate."""
-    evaluate: Callable[["RunDir"], Mapping[str, float]]
+    evaluate: Callable[[RunDir], Mapping[str, float]]
     """Re-evaluate a finished run folder from its saved config and best checkpoint."""
     headline: str
     """The metric the report leads with (e.g. ``test/mrr``)."""
@@ -109,7 +112,7 @@ class MethodSpec:
     table_metrics: tuple[str, ...] = ()
     """Metrics (without the ``test/`` prefix) of the report's across-seeds table; default: the
     headline."""
-    report_section: Callable[[list["RunDir"]], "ReportSection | str"] | None = None
+    report_section: Callable[[list[RunDir]], ReportSection | str] | None = None
     """The method's section of reports that include its runs: a :class:`ReportSection` (claim,
     verdict, body, figures), or plain Markdown."""
 

@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 
 from paperzoo import registry
@@ -267,13 +268,59 @@ def cmd_reproduce(args) -> int:
     for point in points:
         if point.finished:
             log.info("%s: %s already finished, reusing it", point.method, point.path)
+    started = time.monotonic()
+    done, failed = [], []
     with _open_backend(args) as backend:
-        done, failed = backend.run(points)
+        if backend.name == "local":  # one point at a time: a progress line as each starts and ends
+            for i, point in enumerate(points, 1):
+                reused = point.finished
+                if not reused:
+                    print(f"[{i}/{len(points)}] {point.method} {point.preset}: running", flush=True)
+                t0 = time.monotonic()
+                ok, bad = backend.run([point])
+                done += ok
+                failed += bad
+                print(_progress_line(i, len(points), point, time.monotonic() - t0, bad, reused=reused),
+                      flush=True)
+        else:  # the cluster runs them side by side: one line per point once all are back
+            for i, point in enumerate(points, 1):
+                print(f"[{i}/{len(points)}] {point.method} {point.preset}: submitted", flush=True)
+            done, failed = backend.run(points)
+            for i, point in enumerate(points, 1):
+                bad = [f for f in failed if f[0] == str(point.path)]
+                print(_progress_line(i, len(points), point, None, bad), flush=True)
+    total = time.monotonic() - started
     by_path = {str(p.path): p.method for p in points}
     failures = [(by_path[path], error) for path, error in failed]
-    path = report.write_report(done, out, failures=failures)
-    print(f"report: {path}")
+    path = report.write_report(done, out, failures=failures, total_seconds=total)
+    print(f"total time: {report.format_seconds(total)} for {len(points)} method(s)"
+          f"{f', {len(failures)} failed' if failures else ''}")
+    print(f"report: {path} (and {path.with_suffix('.html')})")
     return 1 if failures else 0
+
+
+def _progress_line(i: int, n: int, point, seconds: float | None, failed: list, *, reused: bool = False) -> str:
+    """``[2/6] hgt quick: done in 41 s (test/macro_f1 .83)``. ``seconds`` is the wall time of the point; where
+    it is not known (Ray) the run's own ``train_seconds`` is given instead."""
+    from paperzoo.core import report
+
+    head = f"[{i}/{n}] {point.method} {point.preset}"
+    if failed:
+        return f"{head}: FAILED ({failed[0][1]})"
+    try:
+        metrics = json.loads((point.path / "metrics.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        metrics = {}
+    key = registry.get(point.method).headline
+    value = metrics.get(key)
+    score = f" ({key} {report._fmt(float(value))})" if isinstance(value, (int, float)) else ""
+    trained = metrics.get("train_seconds")
+    if reused:
+        when = f"reused, trained in {report.format_seconds(trained)}" if trained is not None else "reused"
+        return f"{head}: {when}{score}"
+    if seconds is None:
+        return f"{head}: done, trained in {report.format_seconds(trained or 0.0)}{score}"
+    return f"{head}: done in {report.format_seconds(seconds)}{score}"
 
 
 def parse_seeds(text: str) -> list[int]:

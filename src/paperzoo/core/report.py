@@ -332,13 +332,23 @@ class _Figures:
             return None
         folder = self.out / "figures"
         folder.mkdir(parents=True, exist_ok=True)
-        rel, n = f"figures/{src.parent.name}-{src.name}", 1
-        while rel in self.copied.values():  # another file of the same folder and name
+        stem, n = _figure_name(src), 1
+        rel = f"figures/{stem}{src.suffix}"
+        while rel in self.copied.values():  # another file of the same name
             n += 1
-            rel = f"figures/{src.parent.name}-{src.stem}-{n}{src.suffix}"
+            rel = f"figures/{stem}-{n}{src.suffix}"
         shutil.copyfile(src, self.out / rel)
         self.copied[src] = rel
         return rel
+
+
+def _figure_name(src: Path) -> str:
+    """``<run folder>-<path inside it>`` (``deep_align-quick-plots-barrier_curves``) for a file inside a run
+    folder, else ``<parent>-<stem>``; without the suffix."""
+    for parent in src.parents:
+        if (parent / "config.yaml").is_file():
+            return "-".join((parent.name, *src.relative_to(parent).with_suffix("").parts))
+    return f"{src.parent.name}-{src.stem}"
 
 
 _IMAGE = re.compile(r"!\[([^\]]*)\]\(([^)\s]+)\)")

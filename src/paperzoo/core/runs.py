@@ -25,8 +25,9 @@ import math
 import os
 import platform
 import socket
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
@@ -131,7 +132,7 @@ class RunDir:
     # -- construction ------------------------------------------------------------------------
     @classmethod
     def create(cls, path: str | Path, *, method: str, preset: str, config: Any,
-               data_root: str | None = None) -> "RunDir":
+               data_root: str | None = None) -> RunDir:
         path = Path(path)
         if (path / "config.yaml").exists():
             raise FileExistsError(f"{path} already holds a run; pass --resume {path} to continue it, "
@@ -186,13 +187,14 @@ class RunDir:
 
     @classmethod
     def open(cls, path: str | Path, *, data_root: str | None = None,
-             overrides: Mapping[str, Any] | None = None, purpose: str = "run") -> "RunDir":
+             overrides: Mapping[str, Any] | None = None, purpose: str = "run",
+             config_cls: Callable[[str], type] | None = None) -> RunDir:
         """Reopen a run folder; its config is re-validated against the method's config class.
 
+        ``config_cls`` maps the saved method name to its config class; by default the method is looked up
+        in :mod:`paperzoo.registry` (imported only then: this module itself depends on no method).
         ``purpose="eval"`` tailors checkpoint errors to ``paperzoo eval`` (see :class:`RunDir`).
         """
-        from paperzoo import registry
-
         path = Path(path)
         cfg_path = path / "config.yaml"
         if not cfg_path.exists():
@@ -203,11 +205,12 @@ class RunDir:
             raise cfglib.ConfigError(f"{cfg_path}: not valid YAML ({exc})") from None
         if not isinstance(saved, dict) or not {"method", "preset", "config"} <= set(saved):
             raise cfglib.ConfigError(f"{cfg_path}: expected keys method, preset, config")
-        spec = registry.get(saved["method"])
+        cls_of = config_cls or _registered_config_cls
+        config_type = cls_of(saved["method"])
         try:
-            config = cfglib.from_dict(spec.config_cls, saved["config"])
+            config = cfglib.from_dict(config_type, saved["config"])
             if overrides:
-                config = cfglib.from_dict(spec.config_cls, dict(overrides), base=config)
+                config = cfglib.from_dict(config_type, dict(overrides), base=config)
         except cfglib.ConfigError as exc:
             raise cfglib.ConfigError(f"{cfg_path}: {exc}") from None
         run = cls(path, method=saved["method"], preset=saved["preset"], config=config,
@@ -364,6 +367,14 @@ class RunDir:
 
     def __repr__(self) -> str:
         return f"RunDir({str(self.path)!r}, method={self.method!r}, preset={self.preset!r})"
+
+
+def _registered_config_cls(method: str) -> type:
+    """The config class of a registered method (the registry is imported here, on first use, so that
+    ``paperzoo.core.runs`` never imports it at import time: the registry imports the method contract)."""
+    from paperzoo import registry
+
+    return registry.get(method).config_cls
 
 
 def find_nonfinite(state: Any, prefix: str = "") -> tuple[str, Any] | None:
