@@ -31,14 +31,14 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from paperzoo.api import RunResult
+from paperzoo.api import Figure, ReportSection, RunResult
 from paperzoo.core import io, loop
 from paperzoo.core import seed as seedlib
 from paperzoo.core.runs import RunDir
 from paperzoo.methods.subnet_laplace import metrics as M
 from paperzoo.methods.subnet_laplace import networks
 from paperzoo.methods.subnet_laplace.baselines import MAP, DeepEnsemble, DiagLaplace, MCDropout
-from paperzoo.methods.subnet_laplace.config import SubnetLaplaceConfig
+from paperzoo.methods.subnet_laplace.config import PRESETS, SubnetLaplaceConfig
 from paperzoo.methods.subnet_laplace.laplace import SubnetLaplace
 from paperzoo.methods.subnet_laplace.selection import (
     LargestMagnitude,
@@ -563,19 +563,61 @@ def evaluate(run_dir: RunDir) -> dict[str, float]:
 
 
 # ------------------------------------------------------------------------------------------ report
-def report_section(run_dirs: list[RunDir]) -> str:
-    """Per run: a method x level table of NLL (and ECE / RMSE), and the run's plots."""
-    parts = []
+CLAIM = ("A linearized Laplace posterior over a small subnetwork (the weights of largest marginal variance), "
+         "with full covariance, predicts better-calibrated uncertainty than a diagonal Laplace over all weights "
+         "and comes close to the full-network Laplace; on rotated MNIST at 60 degrees (ResNet-18, 5K-weight "
+         "subnetwork) log-likelihood -2.93 vs the MAP's -3.43, ECE .423 vs .459.")
+#: An NLL at most this fraction of another's magnitude (and at least 0.005 nats) above it still counts as
+#: "not worse" in the verdict's ordering.
+NLL_TOLERANCE = 0.05
+#: ``reproduced`` also needs the paper's level within this relative distance of ours.
+PAPER_RELATIVE_TOLERANCE = 0.1
+#: The README's ordering on the 1D regression (test NLL over 5 seeds, ``paper_regression_1d``).
+README_ORDERING = "test NLL subnet 1,300 0.73 < full 1.14 < diagonal 8.93 < MAP 14.37 (README, 5 seeds)"
+
+
+def verdict(run_dir: RunDir, m: dict[str, float]) -> str:
+    """The paper's ordering on the run's test NLL: the (largest) subnetwork at or below the diagonal
+    Laplace and the MAP (``NLL_TOLERANCE``); ``reproduced`` where the preset stores the paper's numbers
+    and ours are within ``PAPER_RELATIVE_TOLERANCE`` of them."""
+    if "test/subnet/nll" not in m:
+        return "not reproduced: the run fitted no subnetwork"
+    sub = m["test/subnet/nll"]
+    baselines = {name: m[f"test/{name}/nll"] for name in ("diag", "map") if f"test/{name}/nll" in m}
+    if not baselines:
+        return "not reproduced: the run has neither a diagonal Laplace nor a MAP to compare with"
+    label = {"diag": "diagonal", "map": "MAP"}
+    facts = f"test NLL subnetwork {sub:.3f} vs " + ", ".join(f"{label[k]} {v:.3f}" for k, v in baselines.items())
+    worse = [label[k] for k, v in baselines.items() if sub > v + max(NLL_TOLERANCE * abs(v), 0.005)]
+    where = f" on {run_dir.config.experiment}"
+    if worse:
+        hint = f"; preset paper_regression_1d shows it: {README_ORDERING}" if run_dir.preset != \
+            "paper_regression_1d" else ""
+        return f"not reproduced in the {run_dir.preset} preset{where}: {facts} (above {', '.join(worse)}){hint}"
+    preset = PRESETS.get(run_dir.preset)
+    paper = dict(preset.paper.metrics) if preset is not None and preset.paper is not None else {}
+    close = [k for k, v in paper.items() if k in m and abs(m[k] - v) <= PAPER_RELATIVE_TOLERANCE * abs(v)]
+    if paper and len(close) == len(paper):
+        return f"reproduced{where}: {facts}; paper " + ", ".join(f"{k} {v:g}" for k, v in paper.items())
+    return f"ordering reproduced{where}: {facts}" + ("; the paper's levels not reached" if paper else "")
+
+
+def report_section(run_dirs: list[RunDir]) -> ReportSection:
+    """Per run: a method x level table of NLL (and ECE / RMSE) and the run's figures (predictive bands,
+    NLL/ECE under shift, reliability of the MAP and the subnetwork); the verdict is the paper's
+    ordering on test NLL."""
+    parts, verdicts, figures = [], [], []
     for rd in run_dirs:
         try:
             m = rd.read_metrics()
         except FileNotFoundError:
             continue
+        verdicts.append((rd.path.name, verdict(rd, m)))
         names = list(dict.fromkeys(k.split("/")[1] for k in m if k.startswith("test/") and k.count("/") == 2
                                    and k.split("/")[1] != "subnet"))
         levels = list(dict.fromkeys(k.split("/")[0] for k in m if k.count("/") == 2))
         second = "rmse" if rd.config.regression else "ece"
-        parts += [f"### {rd.path.name} ({rd.config.experiment})", "",
+        parts += [f"**{rd.path.name}** ({rd.config.experiment}, {m.get('num_weights', 0):.0f} weights)", "",
                   "| method | " + " | ".join(f"{lv} NLL / {second.upper()}" for lv in levels) + " |",
                   "|---|" + "---|" * len(levels)]
         for name in names:
@@ -584,7 +626,19 @@ def report_section(run_dirs: list[RunDir]) -> str:
                 a, b = m.get(f"{lv}/{name}/nll"), m.get(f"{lv}/{name}/{second}")
                 cells.append("–" if a is None else f"{a:.3f} / {b:.3f}")
             parts.append(f"| {name} | " + " | ".join(cells) + " |")
-        for png in sorted((rd.path / "plots").glob("*.png")):
-            parts += ["", f"![{png.stem}]({png.resolve()})"]
         parts.append("")
-    return "\n".join(parts)
+        plots = rd.path / "plots"
+        primary = next((n for n in names if n.startswith("subnet")), None)
+        captions = {
+            "predictive.png": "predictive mean ± 2 std of every method on the 1D toy; the grey band is the gap "
+                              "between the two clusters, where a good posterior widens",
+            "shift.png": "test NLL and ECE as the inputs shift further from the training data, per method",
+            "reliability-map.png": "reliability diagram of the MAP network",
+            f"reliability-{primary}.png": f"reliability diagram of the {primary} Laplace",
+        }
+        for file, caption in captions.items():
+            if (plots / file).is_file():
+                figures.append(Figure((plots / file).resolve(), f"{rd.path.name}: {caption}"))
+    verdict_line = verdicts[0][1] if len(verdicts) == 1 else "; ".join(f"{n}: {v}" for n, v in verdicts)
+    return ReportSection(claim=CLAIM, verdict=verdict_line or "not reproduced: no finished run",
+                         markdown="\n".join(parts).strip(), figures=tuple(figures))
