@@ -53,4 +53,4 @@ def test_tiny_run_metrics_keys_and_report(tmp_path):
     assert (rd.path / "plots" / "shift.png").is_file()
     rd.write_metrics(m)
     section = report_section([RunDir.open(tmp_path / "r")])
-    assert "| subnet40 |" in section and "shift4 NLL / ECE" in section
+    assert "| subnet40 |" in section.markdown and "shift4 NLL / ECE" in section.markdown
