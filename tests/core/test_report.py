@@ -1,5 +1,6 @@
 """The report finds each method's headline metric, whatever prefix it carries."""
 import types
+from pathlib import Path
 
 import pytest
 
@@ -62,14 +63,180 @@ def test_no_import_circle_between_run_folders_the_registry_and_the_contract(tmp_
     import sys
 
     done = subprocess.run([sys.executable, "-c", IMPORTS, str(tmp_path / "run")], capture_output=True,
-                          text=True, timeout=120)
+                          text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     # nor under TYPE_CHECKING: the contract names no paperzoo module at all
     import ast
 
     import paperzoo.api
 
-    tree = ast.parse(open(paperzoo.api.__file__, encoding="utf-8").read())
+    tree = ast.parse(Path(paperzoo.api.__file__).read_text(encoding="utf-8"))
     imported = [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
     imported += [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
     assert not [m for m in imported if m and m.startswith("paperzoo")], imported
+
+
+# -- the report: one content, two renderings ---------------------------------------------------------
+def fake_run(path, method, metrics, history=(), preset="tiny"):
+    """A finished run folder of ``method``'s preset without training: config, metrics and log only."""
+    from paperzoo import registry
+    from paperzoo.core.runs import RunDir
+
+    run = RunDir.create(path, method=method, preset=preset, config=registry.get(method).presets[preset].config)
+    run.write_history([dict(r) for r in history])
+    run.write_metrics(metrics)
+    return run
+
+
+def png(path, *, width_in=2.0):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(width_in, 1.5))
+    ax.plot([0, 1], [1, 0])
+    fig.savefig(path, dpi=50)
+    plt.close(fig)
+    return path
+
+
+def png_width(path) -> int:
+    import struct
+
+    return struct.unpack(">I", path.read_bytes()[16:20])[0]
+
+
+def test_training_curves_only_where_they_mean_something(tmp_path):
+    one = fake_run(tmp_path / "one", "conve", {"test/mrr": 0.5}, [{"epoch": 1, "loss": 0.9, "valid/mrr": 0.3}])
+    summary = report.RunSummary(one, one.read_metrics(), one.read_history())
+    assert report.plot_curves(summary, tmp_path / "one.png") is None  # one epoch: no curve, no empty axes
+    assert not (tmp_path / "one.png").exists()
+    rows = [{"epoch": e, "loss": 1.0 / e, "valid/mrr": float("nan")} for e in range(1, 5)]
+    four = fake_run(tmp_path / "four", "conve", {"test/mrr": 0.5}, rows)
+    summary = report.RunSummary(four, four.read_metrics(), four.read_history())
+    path = report.plot_curves(summary, tmp_path / "four.png")
+    assert path is not None and png_width(path) == 500  # the loss panel alone: no empty validation panel
+    rows = [{**r, "valid/mrr": 0.1 * r["epoch"]} for r in rows]
+    both = fake_run(tmp_path / "both", "conve", {"test/mrr": 0.5}, rows)
+    summary = report.RunSummary(both, both.read_metrics(), both.read_history())
+    assert png_width(report.plot_curves(summary, tmp_path / "both.png")) == 1000
+
+
+def test_headline_figure_puts_each_metric_on_its_own_axes():
+    comps = [report.Comparison("hgt/quick", "ACM", "macro_f1", 0.8, 0.9, {"pyg": 0.85}),
+             report.Comparison("subnet_laplace/quick", "UCI", "nll", 0.3, 0.25, {}),
+             report.Comparison("broken/quick", "x", "mrr", None, 0.4, {})]  # no number of ours: no panel
+    fig = report.headline_figure(comps)
+    axes = fig.axes
+    assert [ax.get_ylabel() for ax in axes] == ["macro_f1", "nll"]
+    assert "higher is better" in axes[0].get_title() and "ACM" in axes[0].get_title()
+    assert "lower is better" in axes[1].get_title()
+    assert [p.get_height() for p in axes[0].patches] == [0.8, 0.9, 0.85]  # ours, paper, peer
+    assert [t.get_text() for t in axes[0].get_xticklabels()] == ["ours", "paper", "pyg"]
+    assert [p.get_height() for p in axes[1].patches] == [0.3, 0.25]
+    assert report.headline_figure(comps[2:]) is None
+
+
+def test_markdown_subset_renders_to_escaped_html():
+    text = ("Intro with **bold**, *em*, `a<b>` and [a link](https://x.org/?a=1&b=2).\n\n"
+            "| method | NLL |\n|---|---|\n| <script> | 0.5 |\n\n- one\n- two **2**\n\n1. first\n\n### Sub")
+    out = report.markdown_html(text)
+    assert ("<p>Intro with <strong>bold</strong>, <em>em</em>, <code>a&lt;b&gt;</code> and "
+            '<a href="https://x.org/?a=1&amp;b=2">a link</a>.</p>') in out
+    assert "<thead><tr><th>method</th><th>NLL</th></tr></thead>" in out
+    assert "<td>&lt;script&gt;</td><td>0.5</td>" in out and "<script>" not in out
+    assert "<ul><li>one</li><li>two <strong>2</strong></li></ul>" in out and "<ol><li>first</li></ol>" in out
+    assert "<h4>Sub</h4>" in out
+
+
+def _with_sections(monkeypatch, sections):
+    """Give methods the report sections ``{method: function}`` for this test."""
+    import dataclasses
+
+    from paperzoo import registry
+
+    real = registry.get
+
+    def get(name):
+        spec = real(name)
+        return dataclasses.replace(spec, report_section=sections[name]) if name in sections else spec
+
+    monkeypatch.setattr(registry, "get", get)
+
+
+def test_report_md_and_html_share_one_content_and_copy_every_figure(tmp_path, monkeypatch):
+    from paperzoo.api import Figure, ReportSection
+
+    rows = [{"epoch": e, "loss": 1.0 / e} for e in range(1, 5)]
+    conve = fake_run(tmp_path / "runs" / "conve", "conve", {"test/mrr": 0.25, "train_seconds": 3.0}, rows)
+    sky = fake_run(tmp_path / "runs" / "sky", "sky_broker", {"plan/cost_usd": 12.5}, [{"epoch": 1, "loss": 1}])
+    curve = png(conve.path / "plots" / "barriers.png")
+    loose = png(tmp_path / "elsewhere" / "placement.png")
+    _with_sections(monkeypatch, {
+        "conve": lambda runs: ReportSection(claim="ConvE beats <DistMult> & co", verdict="reproduced: yes",
+                                            markdown="| a | b |\n|---|---|\n| 1 | 2 |",
+                                            figures=(Figure(curve, "barrier curves"),)),
+        "sky_broker": lambda runs: f"plain section\n\n![placement]({loose.resolve()})"})
+    out = tmp_path / "report"
+    md_path = report.write_report([conve.path, sky.path], out, total_seconds=75)
+    md, page = md_path.read_text(), (out / "report.html").read_text()
+    assert "**Total time: 1 min 15 s**" in md and "<strong>Total time: 1 min 15 s</strong>" in page
+    for text in ("| conve/tiny | synthetic | mrr | 0.250 | – | – |", "*Claim:* ConvE beats <DistMult> & co",
+                 "**Verdict: reproduced: yes**", "plain section", "## conve", "## sky_broker"):
+        assert text in md, text
+    for text in ("<td>conve/tiny</td><td>synthetic</td><td>mrr</td><td>0.250</td>",
+                 "ConvE beats &lt;DistMult&gt; &amp; co", "<strong>Verdict: reproduced: yes</strong>",
+                 "<td>1</td><td>2</td>", "<p>plain section</p>", "<h2>conve</h2>", "<h2>sky_broker</h2>"):
+        assert text in page, text
+    section = md[md.index("## conve"):md.index("## sky_broker")]  # per method: claim, numbers, figures, verdict
+    assert section.index("*Claim:*") < section.index("| conve/tiny |") < section.index("barriers.png") \
+        < section.index("**Verdict")
+    # every image is beside the report, linked relatively, in both renderings
+    images = {"plots/headline.png", "plots/conve-curves.png", "figures/conve-plots-barriers.png",
+              "figures/elsewhere-placement.png"}
+    for rel in images:
+        assert (out / rel).is_file() and f"]({rel})" in md and f'src="{rel}"' in page, rel
+    assert (out / "figures" / "conve-plots-barriers.png").read_bytes() == curve.read_bytes()
+    assert md.count("](") == page.count("<img ") + md.count("[paper](")  # no other image links
+    assert not (out / "plots" / "sky-curves.png").exists()  # one epoch: no curves figure
+    assert str(loose.parent) not in md and str(loose.parent) not in page
+
+
+def test_a_broken_report_section_loses_nothing_else(tmp_path, monkeypatch):
+    run = fake_run(tmp_path / "conve", "conve", {"test/mrr": 0.25})
+
+    def broken(runs):
+        raise ValueError("no plots today")
+
+    _with_sections(monkeypatch, {"conve": broken})
+    md = report.write_report([run.path], tmp_path / "report").read_text()
+    assert "(report section failed: no plots today)" in md and "| conve/tiny | synthetic | mrr | 0.250 |" in md
+
+
+def test_reproduce_prints_a_line_per_method_and_the_total_time(tmp_path, monkeypatch, capsys):
+    import re
+
+    from paperzoo import cli
+    from paperzoo.core import dispatch
+
+    def fake_point(point, *, threads=None):
+        if point.method == "sky_broker":
+            raise RuntimeError("broker down")
+        fake_run(point.path, point.method, {"test/mrr": 0.5, "train_seconds": 2.0})
+        return point.path
+
+    monkeypatch.setattr(dispatch, "run_point", fake_point)
+    _with_sections(monkeypatch, {"conve": lambda runs: "section"})  # not the leakage audit: a fast test
+    out = tmp_path / "rep"
+    assert cli.main(["reproduce", "conve", "sky_broker", "--preset", "tiny", "--out", str(out)]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "[1/2] conve tiny: running"
+    assert re.fullmatch(r"\[1/2\] conve tiny: done in \d+ s \(test/mrr 0\.500\)", lines[1]), lines[1]
+    assert lines[2] == "[2/2] sky_broker tiny: running"
+    assert lines[3] == "[2/2] sky_broker tiny: FAILED (RuntimeError: broker down)"
+    assert re.fullmatch(r"total time: \d+ s for 2 method\(s\), 1 failed", lines[4]), lines[4]
+    assert "**Total time: " in (out / "report.md").read_text() and (out / "report.html").is_file()
+    assert cli.main(["reproduce", "conve", "--preset", "tiny", "--out", str(out)]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == "[1/1] conve tiny: reused, trained in 2 s (test/mrr 0.500)"

@@ -283,6 +283,12 @@ def plot_curves(summary: RunSummary, path: Path) -> Path | None:
 def plot_headline(comps: Sequence[Comparison], path: Path) -> Path | None:
     """Small multiples, one panel per run and metric, each on its own scale: our number vs the paper's vs
     the peers', the metric as the axis label; panels of metrics where lower is better say so."""
+    fig = headline_figure(comps)
+    return None if fig is None else _save(fig, path)
+
+
+def headline_figure(comps: Sequence[Comparison]):
+    """The matplotlib figure of :func:`plot_headline`, or None when no run has a finite number."""
     comps = [c for c in comps if c.ours is not None and math.isfinite(c.ours)]
     if not comps:
         return None
@@ -306,7 +312,7 @@ def plot_headline(comps: Sequence[Comparison], path: Path) -> Path | None:
     for ax in list(axes.flat)[len(comps):]:
         ax.remove()
     fig.tight_layout()
-    return _save(fig, path)
+    return fig
 
 
 def plot_bars(summaries: Sequence[RunSummary], path: Path) -> Path | None:
