@@ -13,7 +13,7 @@ from paperzoo.api import MethodSpec
 from paperzoo.methods.dist_gcn.comm import AgentFailure, Comm, DistComm, SimComm, halo_exchange
 from paperzoo.methods.dist_gcn.config import PRESETS, DistGCNConfig
 from paperzoo.methods.dist_gcn.model import ParamLayout, dist_forward, gcn_forward
-from paperzoo.methods.dist_gcn.run import evaluate, run
+from paperzoo.methods.dist_gcn.run import evaluate, report_section, run
 from paperzoo.methods.dist_gcn.topology import Topology, build_topology
 
 CITATION = """@article{scardapane2021distributed,
@@ -37,6 +37,7 @@ SPEC = MethodSpec(
     headline="test/accuracy",
     table_metrics=("accuracy",),
     variant_fields=("algorithm", "num_agents", "partition", "topology", "links", "mixing"),
+    report_section=report_section,
 )
 
 __all__ = [
