@@ -124,19 +124,28 @@ def test_training_curves_only_where_they_mean_something(tmp_path):
     assert png_width(report.plot_curves(summary, tmp_path / "both.png")) == 1000
 
 
-def test_headline_figure_puts_each_metric_on_its_own_axes():
-    comps = [report.Comparison("hgt/quick", "ACM", "macro_f1", 0.8, 0.9, {"pyg": 0.85}),
-             report.Comparison("subnet_laplace/quick", "UCI", "nll", 0.3, 0.25, {}),
-             report.Comparison("broken/quick", "x", "mrr", None, 0.4, {})]  # no number of ours: no panel
-    fig = report.headline_figure(comps)
+def test_headline_figure_puts_each_run_on_its_own_axes_with_the_published_numbers(tmp_path):
+    barriers = {"test/barrier/naive": 1.5, "test/barrier/weight_matching": 0.2, "test/barrier/deep_align": 0.1}
+    align = fake_run(tmp_path / "align", "deep_align", barriers, preset="quick")
+    hgt = fake_run(tmp_path / "hgt", "hgt", {"test/macro_f1": 0.85, "test/micro_f1": 0.86}, preset="quick")
+    sky = fake_run(tmp_path / "sky", "sky_broker", {"plan/cost_usd": 12.5, "plan/time_h": 3.0})
+    none = fake_run(tmp_path / "none", "conve", {"test/hits@1": 0.5})  # no headline number: no panel
+    runs = [report.RunSummary(r, r.read_metrics(), []) for r in (align, hgt, sky, none)]
+    panels = report.headline_panels(runs)
+    assert [p.ylabel for p in panels] == ["barrier", "macro_f1", "plan/cost_usd"]  # never two units on one axis
+    barrier = {c.key: (c.ours, c.paper) for c in panels[0].comps}  # every method's barrier beside Deep-Align's
+    assert barrier["barrier/deep_align"] == (0.1, 0.005) and barrier["barrier/weight_matching"] == (0.2, 0.047)
+    assert "barrier/sinkhorn" not in barrier  # no number of ours: not drawn
+    assert [(c.ours, c.paper) for c in panels[1].comps] == [(0.85, 0.9112)]  # HGT's published number on ACM
+    assert [(c.ours, c.paper) for c in panels[2].comps] == [(12.5, None)]
+    fig = report.headline_figure(panels)
     axes = fig.axes
-    assert [ax.get_ylabel() for ax in axes] == ["macro_f1", "nll"]
-    assert "higher is better" in axes[0].get_title() and "ACM" in axes[0].get_title()
-    assert "lower is better" in axes[1].get_title()
-    assert [p.get_height() for p in axes[0].patches] == [0.8, 0.9, 0.85]  # ours, paper, peer
-    assert [t.get_text() for t in axes[0].get_xticklabels()] == ["ours", "paper", "pyg"]
-    assert [p.get_height() for p in axes[1].patches] == [0.3, 0.25]
-    assert report.headline_figure(comps[2:]) is None
+    assert [ax.get_ylabel() for ax in axes] == ["barrier", "macro_f1", "plan/cost_usd"]
+    assert "lower is better" in axes[0].get_title() and "mnist" in axes[0].get_title()
+    assert "higher is better" in axes[1].get_title() and "lower is better" in axes[2].get_title()
+    assert sorted(p.get_height() for p in axes[0].patches) == sorted([1.5, 0.2, 0.1, 2.007, 0.047, 0.005])
+    assert [p.get_height() for p in axes[1].patches] == [0.85, 0.9112]  # ours, paper
+    assert report.headline_figure([]) is None
 
 
 def test_markdown_subset_renders_to_escaped_html():

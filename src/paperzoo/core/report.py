@@ -280,36 +280,92 @@ def plot_curves(summary: RunSummary, path: Path) -> Path | None:
     return _save(fig, path)
 
 
-def plot_headline(comps: Sequence[Comparison], path: Path) -> Path | None:
-    """Small multiples, one panel per run and metric, each on its own scale: our number vs the paper's vs
-    the peers', the metric as the axis label; panels of metrics where lower is better say so."""
-    fig = headline_figure(comps)
+@dataclass(frozen=True)
+class Panel:
+    """One panel of the headline figure: a run's comparisons that share one unit."""
+
+    title: str
+    ylabel: str
+    comps: tuple[Comparison, ...]
+
+    @property
+    def lower_is_better(self) -> bool:
+        return self.comps[0].lower_is_better
+
+
+_UNIT = re.compile(r"(_usd|_h|_s|_ms|seconds|_bytes|%)$")
+
+
+def _family(key: str) -> tuple[str, str]:
+    """``("barrier", "")`` for ``barrier/deep_align``; ``("plan", "_usd")`` for ``plan/cost_usd``: keys of one
+    family (same prefix, same unit suffix) are numbers of one kind that can share an axis."""
+    key = key.removeprefix("test/")
+    prefix = key.rsplit("/", 1)[0] if "/" in key else key
+    unit = _UNIT.search(key)
+    return prefix, unit.group(1) if unit else ""
+
+
+def headline_panels(summaries: Sequence[RunSummary]) -> list[Panel]:
+    """One panel per run: its headline metric, with the other metrics of the same family (e.g. every
+    method's ``barrier/*``) beside it, each next to the paper's and the peers' number for the same data."""
+    panels = []
+    for s in summaries:
+        head = _headline_key(registry.get(s.run.method))
+        comps = comparisons(s)
+        family = _family(head)
+        same = [c for c in comps if _family(c.key) == family and "/" in head.removeprefix("test/")
+                or c.key.removeprefix("test/") == head]
+        if not same:
+            same = [Comparison(s.label, comps[0].dataset if comps else "?", head, _lookup(s.metrics, head),
+                               None, {})]
+        same = [c for c in same if c.ours is not None and math.isfinite(c.ours)]
+        if same:
+            ylabel = family[0] if len(same) > 1 else same[0].key.removeprefix("test/")
+            panels.append(Panel(f"{s.label} on {same[0].dataset}", ylabel, tuple(same)))
+    return panels
+
+
+def plot_headline(panels: Sequence[Panel], path: Path) -> Path | None:
+    """Small multiples, one panel per run, each on its own scale: our numbers vs the paper's vs the peers',
+    the metric as the axis label; panels of metrics where lower is better say so."""
+    fig = headline_figure(panels)
     return None if fig is None else _save(fig, path)
 
 
-def headline_figure(comps: Sequence[Comparison]):
-    """The matplotlib figure of :func:`plot_headline`, or None when no run has a finite number."""
-    comps = [c for c in comps if c.ours is not None and math.isfinite(c.ours)]
-    if not comps:
+def headline_figure(panels: Sequence[Panel]):
+    """The matplotlib figure of :func:`plot_headline`, or None without panels."""
+    if not panels:
         return None
     plt = _pyplot()
-    cols = min(3, len(comps))
-    rows = math.ceil(len(comps) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.0 * rows), squeeze=False)
-    for ax, c in zip(axes.flat, comps):
-        names = ["ours", *(["paper"] if c.paper is not None else []), *c.peers]
-        values = [c.ours, *([c.paper] if c.paper is not None else []), *c.peers.values()]
-        colors = ["tab:blue", *(["tab:orange"] if c.paper is not None else []), *["tab:gray"] * len(c.peers)]
-        bars = ax.bar(range(len(values)), values, color=colors)
-        ax.set_xticks(range(len(values)), names, fontsize=8)
-        for bar, v in zip(bars, values):
-            ax.annotate(_fmt(v), (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center",
-                        va="bottom", fontsize=7)
-        ax.set_ylabel(c.key, fontsize=8)
-        better = "lower is better" if c.lower_is_better else "higher is better"
-        ax.set_title(f"{c.label}\n{c.dataset} · {better}", fontsize=8)
+    cols = min(3, len(panels))
+    rows = math.ceil(len(panels) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.4 * cols, 3.2 * rows), squeeze=False)
+    for ax, panel in zip(axes.flat, panels):
+        sources = ["ours", *(["paper"] if any(c.paper is not None for c in panel.comps) else []),
+                   *dict.fromkeys(name for c in panel.comps for name in c.peers)]
+        colors = {"ours": "tab:blue", "paper": "tab:orange"}
+        width = 0.8 / len(sources)
+        for j, source in enumerate(sources):
+            xs, values = [], []
+            for i, c in enumerate(panel.comps):
+                v = c.ours if source == "ours" else c.paper if source == "paper" else c.peers.get(source)
+                if v is not None and math.isfinite(v):
+                    xs.append(i + (j - (len(sources) - 1) / 2) * width)
+                    values.append(v)
+            bars = ax.bar(xs, values, width=width, label=source, color=colors.get(source, "tab:gray"))
+            for bar, v in zip(bars, values):
+                ax.annotate(_fmt(v), (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center",
+                            va="bottom", fontsize=6)
+        names = [c.key.removeprefix("test/").removeprefix(panel.ylabel + "/") for c in panel.comps]
+        ax.set_xticks(range(len(names)), names, fontsize=7, rotation=30 if len(names) > 2 else 0,
+                      ha="right" if len(names) > 2 else "center")
+        ax.set_ylabel(panel.ylabel, fontsize=8)
+        better = "lower is better" if panel.lower_is_better else "higher is better"
+        ax.set_title(f"{panel.title}\n{better}", fontsize=8)
         ax.margins(y=0.15)
-    for ax in list(axes.flat)[len(comps):]:
+        if len(sources) > 1:
+            ax.legend(fontsize=6)
+    for ax in list(axes.flat)[len(panels):]:
         ax.remove()
     fig.tight_layout()
     return fig
@@ -317,7 +373,7 @@ def headline_figure(comps: Sequence[Comparison]):
 
 def plot_bars(summaries: Sequence[RunSummary], path: Path) -> Path | None:
     """The headline figure for ``summaries`` (see :func:`plot_headline`)."""
-    return plot_headline([c for s in summaries for c in comparisons(s)], path)
+    return plot_headline(headline_panels(summaries), path)
 
 
 # ------------------------------------------------------------------------------------------ sections
@@ -600,7 +656,7 @@ def build_report(run_dirs: Sequence[str | Path], out: str | Path, failures: Sequ
     blocks: list[Any] = [Heading(1, "paperzoo report"), Text(intro)]
     comps = {id(s): comparisons(s) for s in summaries}
     overview: list[Any] = [Table(COMPARISON_HEADER, tuple(tuple(r) for s in summaries for r in _rows(s)))]
-    headline = plot_headline([c for s in summaries for c in comps[id(s)]], plots / "headline.png")
+    headline = plot_bars(summaries, plots / "headline.png")
     if headline:
         overview.append(Image(f"plots/{headline.name}", "Each method on its own scale: our number (blue) vs "
                               "the paper's (orange) vs peer libraries' (gray) on the same dataset."))
