@@ -249,3 +249,28 @@ def test_reproduce_prints_a_line_per_method_and_the_total_time(tmp_path, monkeyp
     assert "**Total time: " in (out / "report.md").read_text() and (out / "report.html").is_file()
     assert cli.main(["reproduce", "conve", "--preset", "tiny", "--out", str(out)]) == 0
     assert capsys.readouterr().out.splitlines()[0] == "[1/1] conve tiny: reused, trained in 2 s (test/mrr 0.500)"
+
+
+def test_reproduce_on_a_cluster_backend_submits_all_points_at_once(tmp_path, monkeypatch, capsys):
+    from paperzoo import cli
+    from paperzoo.core import dispatch
+
+    calls = []
+
+    class Cluster(dispatch.Backend):  # stands in for RayBackend: every point in one call
+        name = "ray"
+
+        def _run(self, points):
+            calls.append([p.method for p in points])
+            for point in points:
+                fake_run(point.path, point.method, {"test/mrr": 0.25, "train_seconds": 61.0})
+            return []
+
+    monkeypatch.setattr(cli, "_open_backend", lambda args: Cluster())
+    _with_sections(monkeypatch, {"conve": lambda runs: "section", "hgt": lambda runs: "section"})
+    assert cli.main(["reproduce", "conve", "hgt", "--preset", "tiny", "--out", str(tmp_path / "rep")]) == 0
+    assert calls == [["conve", "hgt"]]
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[:4] == ["[1/2] conve tiny: submitted", "[2/2] hgt tiny: submitted",
+                         "[1/2] conve tiny: done, trained in 1 min 1 s (test/mrr 0.250)",
+                         "[2/2] hgt tiny: done, trained in 1 min 1 s"]  # hgt's headline is macro_f1
