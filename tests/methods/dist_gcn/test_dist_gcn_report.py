@@ -93,3 +93,9 @@ def test_verdict_follows_accuracy_and_consensus():
     assert dg_run.verdict(run, m, ref).startswith("reproduced: GT with 4 agents: test accuracy 0.820 vs 0.825")
     assert dg_run.verdict(run, {**m, "test/accuracy": 0.80}, ref).endswith("(more than 0.01 below)")
     assert "agents did not agree" in dg_run.verdict(run, {**m, "final/consensus_error": 0.3}, ref)
+
+
+def test_several_runs_lead_with_the_strongest_verdict():
+    line = dg_run.overall_verdict([("a", "not reproduced: x"), ("b", "reproduced: y"), ("c", "ordering reproduced: z")])
+    assert line == "reproduced: y (b); c: ordering reproduced: z; a: not reproduced: x"
+    assert dg_run.overall_verdict([]) == "not reproduced: no finished run"

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from paperzoo.api import Figure, ReportSection, RunResult
+from paperzoo.api import VERDICTS, Figure, ReportSection, RunResult
 from paperzoo.core import loop
 from paperzoo.core import seed as seedlib
 from paperzoo.core.io import write_json
@@ -341,6 +341,17 @@ def verdict(run_dir: RunDir, m: dict[str, float], paper: dict[str, float]) -> st
     return f"ordering reproduced: {facts} (difference {diff:+.3f} ± {se:.3f}){gap}"
 
 
+def overall_verdict(verdicts: list[tuple[str, str]]) -> str:
+    """One verdict line for several runs: the strongest run's verdict (named) first, then the others."""
+    if not verdicts:
+        return "not reproduced: no finished run"
+    if len(verdicts) == 1:
+        return verdicts[0][1]
+    ranked = sorted(verdicts, key=lambda nv: next(i for i, w in enumerate(VERDICTS) if nv[1].startswith(w)))
+    (name, best), rest = ranked[0], ranked[1:]
+    return f"{best} ({name}); " + "; ".join(f"{n}: {v}" for n, v in rest)
+
+
 def report_section(run_dirs: list[RunDir]) -> ReportSection:
     """The report's Deep-Align section: the paper's claim, a verdict per run, the barrier / AUC / time
     table of every method against the paper, and the run's barrier curves and training curves."""
@@ -377,6 +388,5 @@ def report_section(run_dirs: list[RunDir]) -> ReportSection:
             if training is not None:
                 figures.append(Figure(training.resolve(), f"{rd.path.name}: Deep-Align's training loss and the "
                                                           f"validation pairs' barrier (best.pt circled)"))
-    verdict_line = verdicts[0][1] if len(verdicts) == 1 else "; ".join(f"{name}: {v}" for name, v in verdicts)
-    return ReportSection(claim=claim, verdict=verdict_line or "not reproduced: no finished run",
+    return ReportSection(claim=claim, verdict=overall_verdict(verdicts),
                          markdown="\n".join(parts).strip(), figures=tuple(figures))

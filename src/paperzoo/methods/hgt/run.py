@@ -23,7 +23,7 @@ from typing import Dict, Optional
 import torch
 from torch.nn import functional as F
 
-from paperzoo.api import Figure, ReportSection, RunResult
+from paperzoo.api import VERDICTS, Figure, ReportSection, RunResult
 from paperzoo.core import loop
 from paperzoo.core import seed as seedlib
 from paperzoo.core.runs import RunDir
@@ -361,6 +361,17 @@ def plot_validation(rd: RunDir, path: Path) -> Path | None:
     return path
 
 
+def overall_verdict(verdicts: list[tuple[str, str]]) -> str:
+    """One verdict line for several runs: the strongest run's verdict (named) first, then the others."""
+    if not verdicts:
+        return "not reproduced: no finished run"
+    if len(verdicts) == 1:
+        return verdicts[0][1]
+    ranked = sorted(verdicts, key=lambda nv: next(i for i, w in enumerate(VERDICTS) if nv[1].startswith(w)))
+    (name, best), rest = ranked[0], ranked[1:]
+    return f"{best} ({name}); " + "; ".join(f"{n}: {v}" for n, v in rest)
+
+
 def report_section(run_dirs: list[RunDir]) -> ReportSection:
     """The report's HGT section: claim, verdict (HGT vs the best baseline of the same data, then the
     paper), a table of every run's test scores and each run's validation curves."""
@@ -394,6 +405,5 @@ def report_section(run_dirs: list[RunDir]) -> ReportSection:
     notes = sorted({PRESETS[rd.preset].paper.source for rd, _ in finished
                     if rd.preset in PRESETS and PRESETS[rd.preset].paper is not None})
     body = "\n".join(parts) + "".join(f"\n\nPaper numbers: {n}." for n in notes)
-    verdict_line = verdicts[0][1] if len(verdicts) == 1 else "; ".join(f"{n}: {v}" for n, v in verdicts)
-    return ReportSection(claim=CLAIM, verdict=verdict_line or "not reproduced: no finished run",
+    return ReportSection(claim=CLAIM, verdict=overall_verdict(verdicts),
                          markdown=body if finished else "", figures=tuple(figures))

@@ -31,7 +31,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from paperzoo.api import Figure, ReportSection, RunResult
+from paperzoo.api import VERDICTS, Figure, ReportSection, RunResult
 from paperzoo.core import io, loop
 from paperzoo.core import seed as seedlib
 from paperzoo.core.runs import RunDir
@@ -602,6 +602,17 @@ def verdict(run_dir: RunDir, m: dict[str, float]) -> str:
     return f"ordering reproduced{where}: {facts}" + ("; the paper's levels not reached" if paper else "")
 
 
+def overall_verdict(verdicts: list[tuple[str, str]]) -> str:
+    """One verdict line for several runs: the strongest run's verdict (named) first, then the others."""
+    if not verdicts:
+        return "not reproduced: no finished run"
+    if len(verdicts) == 1:
+        return verdicts[0][1]
+    ranked = sorted(verdicts, key=lambda nv: next(i for i, w in enumerate(VERDICTS) if nv[1].startswith(w)))
+    (name, best), rest = ranked[0], ranked[1:]
+    return f"{best} ({name}); " + "; ".join(f"{n}: {v}" for n, v in rest)
+
+
 def report_section(run_dirs: list[RunDir]) -> ReportSection:
     """Per run: a method x level table of NLL (and ECE / RMSE) and the run's figures (predictive bands,
     NLL/ECE under shift, reliability of the MAP and the subnetwork); the verdict is the paper's
@@ -639,6 +650,5 @@ def report_section(run_dirs: list[RunDir]) -> ReportSection:
         for file, caption in captions.items():
             if (plots / file).is_file():
                 figures.append(Figure((plots / file).resolve(), f"{rd.path.name}: {caption}"))
-    verdict_line = verdicts[0][1] if len(verdicts) == 1 else "; ".join(f"{n}: {v}" for n, v in verdicts)
-    return ReportSection(claim=CLAIM, verdict=verdict_line or "not reproduced: no finished run",
+    return ReportSection(claim=CLAIM, verdict=overall_verdict(verdicts),
                          markdown="\n".join(parts).strip(), figures=tuple(figures))
