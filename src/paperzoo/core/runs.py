@@ -202,11 +202,17 @@ class RunDir:
         try:
             saved = yaml.safe_load(cfg_path.read_text(encoding="utf-8"))
         except yaml.YAMLError as exc:
-            raise cfglib.ConfigError(f"{cfg_path}: not valid YAML ({exc})") from None
+            mark = getattr(exc, "problem_mark", None)
+            where = f":{mark.line + 1}" if mark is not None else ""
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise cfglib.ConfigError(f"{cfg_path}{where}: not valid YAML ({problem})") from None
         if not isinstance(saved, dict) or not {"method", "preset", "config"} <= set(saved):
             raise cfglib.ConfigError(f"{cfg_path}: expected keys method, preset, config")
         cls_of = config_cls or _registered_config_cls
-        config_type = cls_of(saved["method"])
+        try:
+            config_type = cls_of(saved["method"])
+        except KeyError as exc:  # a method this installation does not know
+            raise cfglib.ConfigError(f"{cfg_path}: {exc.args[0] if exc.args else exc}") from None
         try:
             config = cfglib.from_dict(config_type, saved["config"])
             if overrides:
