@@ -393,7 +393,7 @@ def cmd_report(args) -> int:
     from paperzoo.core import report
 
     path = report.write_report(report.find_runs(args.runs), Path(args.out))
-    print(f"report: {path}")
+    print(f"report: {path} (and {path.with_suffix('.html')})")
     return 0
 
 
