@@ -180,7 +180,7 @@ def test_report_md_and_html_share_one_content_and_copy_every_figure(tmp_path, mo
 
     rows = [{"epoch": e, "loss": 1.0 / e} for e in range(1, 5)]
     conve = fake_run(tmp_path / "runs" / "conve", "conve", {"test/mrr": 0.25, "train_seconds": 3.0}, rows)
-    sky = fake_run(tmp_path / "runs" / "sky", "sky_broker", {"plan/cost_usd": 12.5}, [{"epoch": 1, "loss": 1}])
+    sky = fake_run(tmp_path / "runs" / "sky", "sky_broker", {"plan/cost_usd": 12.5}, rows)
     curve = png(conve.path / "plots" / "barriers.png")
     loose = png(tmp_path / "elsewhere" / "placement.png")
     _with_sections(monkeypatch, {
@@ -203,13 +203,13 @@ def test_report_md_and_html_share_one_content_and_copy_every_figure(tmp_path, mo
     assert section.index("*Claim:*") < section.index("| conve/tiny |") < section.index("barriers.png") \
         < section.index("**Verdict")
     # every image is beside the report, linked relatively, in both renderings
-    images = {"plots/headline.png", "plots/conve-curves.png", "figures/conve-plots-barriers.png",
+    images = {"plots/headline.png", "plots/sky-curves.png", "figures/conve-plots-barriers.png",
               "figures/elsewhere-placement.png"}
     for rel in images:
         assert (out / rel).is_file() and f"]({rel})" in md and f'src="{rel}"' in page, rel
     assert (out / "figures" / "conve-plots-barriers.png").read_bytes() == curve.read_bytes()
     assert md.count("](") == page.count("<img ") + md.count("[paper](")  # no other image links
-    assert not (out / "plots" / "sky-curves.png").exists()  # one epoch: no curves figure
+    assert not (out / "plots" / "conve-curves.png").exists()  # conve brings its own figures: no generic curves
     assert str(loose.parent) not in md and str(loose.parent) not in page
 
 

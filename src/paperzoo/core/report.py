@@ -626,7 +626,8 @@ def build_report(run_dirs: Sequence[str | Path], out: str | Path, failures: Sequ
     """The report's blocks for the given run folders; its plots and copied figures are written under ``out``.
 
     Per method: the paper's claim, a table of ours vs the paper vs the peers with the dataset each was
-    measured on, the method's figures, meaningful training curves, and the verdict. A failing
+    measured on, the method's figures, and the verdict. Generic training curves (:func:`plot_curves`) are
+    drawn only for methods whose section brings no figures of its own. A failing
     ``report_section`` is logged and noted, never losing the rest of the report.
     """
     out = Path(out)
@@ -684,7 +685,8 @@ def build_report(run_dirs: Sequence[str | Path], out: str | Path, failures: Sequ
         if sources:
             body.append(Text("Paper numbers: " + "; ".join(sources) + "."))
         body += rest
-        for s in mine:
+        owns_figures = bool(getattr(section, "figures", ()))  # a method that draws its own curves gets no generic ones
+        for s in [] if owns_figures else mine:
             png = plot_curves(s, plots / f"{s.run.path.name}-curves.png")
             if png:
                 body.append(Image(f"plots/{png.name}", f"{s.label}: training loss and validation metrics "
