@@ -344,11 +344,16 @@ def plot_validation(rd: RunDir, path: Path) -> Path | None:
     series = {k: v for k, v in series.items() if len(v) >= MIN_CURVE_POINTS}
     if not series:
         return None
+    labels: dict[str, str] = {}  # one line per distinct series (micro-F1 is accuracy for single labels)
+    for key, pts in series.items():
+        same = next((k for k in labels if series[k] == pts), None)
+        name = key.removeprefix("valid/")
+        labels[same or key] = f"{labels[same]} = {name}" if same else name
     fig = MplFigure(figsize=(6, 3.6))
     FigureCanvasAgg(fig)
     ax = fig.subplots()
-    for key, pts in series.items():
-        ax.plot(*zip(*pts), marker="o", markersize=2, label=key.removeprefix("valid/"))
+    for key, label in labels.items():
+        ax.plot(*zip(*series[key]), marker="o", markersize=2, label=label)
     select = f"valid/{rd.config.select_metric}" if rd.config.task == "node" else "valid/auc"
     if select in series:
         best = max(series[select], key=lambda p: p[1])
