@@ -7,6 +7,7 @@ import pytest
 
 from paperzoo import runner
 from paperzoo.api import VERDICTS
+from paperzoo.core.runs import RunDir
 from paperzoo.methods.sky_broker import SPEC
 
 sky_run = importlib.import_module("paperzoo.methods.sky_broker.run")  # the module, not run()
@@ -75,3 +76,17 @@ def test_verdict_follows_the_metrics(tiny_run):
     assert sky_run._verdict([(tiny_run, {**m, "agree/cost_frac": 0.75})]).startswith(
         "not reproduced: the optimizer missed the brute-force optimum on 1 of 4")
     assert sky_run._verdict([(tiny_run, {**m, "savings/data_region_x": 0.9})]).startswith("not reproduced")
+
+
+@pytest.mark.parametrize("content", ["{not json", '{"cost": {"tasks": [{"task": "train"}]}}'])
+def test_an_unreadable_plan_leaves_out_the_table_not_the_section(tiny_run, tmp_path, caplog, content):
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(tiny_run.path, copy)
+    (copy / "plan.json").write_text(content)
+    section = SPEC.report_section([RunDir.open(copy)])
+    assert section.verdict.startswith(VERDICTS) and "| cost-optimal | " in section.markdown
+    assert "| task | placement |" not in section.markdown
+    assert_drawn_png(section.figures[0].path)
+    assert f"{copy / 'plan.json'}: not a plan written by sky_broker" in caplog.text

@@ -243,6 +243,27 @@ def plot_placement(metrics: dict[str, float], plan: dict[str, Any] | None, path:
     return path
 
 
+_PLAN_TASK_KEYS = ("task", "cloud", "region", "zone", "instance_type", "accelerator", "use_spot", "hourly_usd",
+                   "runtime_h", "egress_usd", "cost_usd")
+
+
+def _read_plan(path: Path) -> dict[str, Any] | None:
+    """The cost-optimal plan of ``plan.json``; ``None`` (logged with the file name) when it is missing or
+    unreadable, so the rest of the section is still shown."""
+    if not path.is_file():
+        return None
+    try:
+        plan = json.loads(path.read_text(encoding="utf-8"))["cost"]
+        missing = [key for task in plan["tasks"] for key in _PLAN_TASK_KEYS if key not in task]
+        if missing:
+            raise KeyError(f"a task has no {missing[0]!r}")
+        return plan
+    except (ValueError, KeyError, TypeError) as exc:
+        log.warning("%s: not a plan written by sky_broker (%s: %s); placement table left out", path,
+                    type(exc).__name__, exc)
+        return None
+
+
 def _verdict(finished: list[tuple[RunDir, dict[str, float]]]) -> str:
     dags = sum(m.get("agree/dags", 0.0) for _, m in finished)
     agreed = sum(min(m.get("agree/cost_frac", 0.0), m.get("agree/time_frac", 0.0)) * m.get("agree/dags", 0.0)
@@ -280,8 +301,7 @@ def report_section(run_dirs: list[RunDir]) -> ReportSection:
             continue
     parts, figures = [], []
     for rd, m in finished:
-        plan_file = rd.path / "plan.json"
-        plan = json.loads(plan_file.read_text(encoding="utf-8")).get("cost") if plan_file.is_file() else None
+        plan = _read_plan(rd.path / "plan.json")
         nan = float("nan")
         parts += [(f"**{rd.path.name}** (catalog {rd.config.catalog}, {rd.config.data_gb:g} GB of data in "
                    f"{rd.config.data_location or 'the first region'}): optimizer = brute force on "
