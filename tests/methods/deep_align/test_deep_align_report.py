@@ -88,3 +88,12 @@ def test_verdict_follows_the_barriers(tmp_path):
     assert da_run.verdict(_fake_run(tmp_path), tie, paper).startswith("ordering reproduced: ")
     near_paper = {**tie, "test/barrier/deep_align": 0.01}
     assert da_run.verdict(_fake_run(tmp_path), near_paper, paper).startswith("reproduced: ")
+
+
+def test_an_unreadable_test_pairs_file_falls_back_to_the_means(tmp_path, caplog):
+    (tmp_path / "test_pairs.json").write_text('{"barrier": {"deep_align": [0.1]}}')
+    m = {"test/barrier/deep_align": 0.10, "test/barrier/weight_matching": 0.14, "test/num_pairs": 4.0,
+         "test/barrier_std/deep_align": 0.03, "test/barrier_std/weight_matching": 0.04, "epochs_run": 6}
+    line = da_run.verdict(_fake_run(tmp_path), m, {})
+    assert line.startswith("ordering reproduced: ") and "(difference -0.040 ± 0.025)" in line
+    assert f"{tmp_path / 'test_pairs.json'}: unreadable (KeyError" in caplog.text

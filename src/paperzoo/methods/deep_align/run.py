@@ -311,11 +311,16 @@ def _paired_difference(run_dir: RunDir, m: dict[str, float]) -> tuple[float, flo
     (from ``test_pairs.json``; from the two means and stds when the file is missing)."""
     saved = run_dir.path / "test_pairs.json"
     if saved.is_file():
-        bars = json.loads(saved.read_text(encoding="utf-8"))["barrier"]
-        diffs = torch.tensor(bars["deep_align"], dtype=torch.float64) - torch.tensor(bars["weight_matching"],
-                                                                                      dtype=torch.float64)
-        se = float(diffs.std() / math.sqrt(len(diffs))) if len(diffs) > 1 else 0.0
-        return float(diffs.mean()), se, len(diffs)
+        try:
+            bars = json.loads(saved.read_text(encoding="utf-8"))["barrier"]
+            diffs = torch.tensor(bars["deep_align"], dtype=torch.float64) - torch.tensor(
+                bars["weight_matching"], dtype=torch.float64)
+        except (ValueError, KeyError, TypeError, RuntimeError) as exc:
+            log.warning("%s: unreadable (%s: %s); the verdict uses the mean barriers and their stds", saved,
+                        type(exc).__name__, exc)
+        else:
+            se = float(diffs.std() / math.sqrt(len(diffs))) if len(diffs) > 1 else 0.0
+            return float(diffs.mean()), se, len(diffs)
     n = int(m.get("test/num_pairs", 1))
     se = math.hypot(m.get("test/barrier_std/deep_align", 0.0), m.get("test/barrier_std/weight_matching", 0.0))
     return m["test/barrier/deep_align"] - m["test/barrier/weight_matching"], se / math.sqrt(max(n, 1)), n
