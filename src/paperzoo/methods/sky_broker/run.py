@@ -234,6 +234,7 @@ def plot_placement(metrics: dict[str, float], plan: dict[str, Any] | None, path:
                color="tab:orange")
         ax.set_xticks(range(len(tasks)), labels, fontsize=7)
         ax.set_title("placement of the cost-optimal plan: $ per task", fontsize=9)
+        ax.margins(y=0.12)
         ax.legend(fontsize=7)
     if title:
         fig.suptitle(title, fontsize=10)
