@@ -68,6 +68,25 @@ VERDICTS = ("reproduced", "ordering reproduced", "not reproduced")
 """How a report section judges a run against the paper (``not reproduced`` always says why)."""
 
 
+def overall_verdict(verdicts: list[tuple[str, str]]) -> str:
+    """One verdict line for several runs, from ``(run name, verdict)`` pairs: the strongest run's verdict
+    (named) first, then the others', so that the line always starts with one of :data:`VERDICTS`."""
+    if not verdicts:
+        return "not reproduced: no finished run"
+    if len(verdicts) == 1:
+        return verdicts[0][1]
+
+    def strength(item: tuple[str, str]) -> int:
+        # "ordering reproduced" must not match "reproduced" first: try the longer words first
+        for word in sorted(VERDICTS, key=len, reverse=True):
+            if item[1].startswith(word):
+                return VERDICTS.index(word)
+        raise ValueError(f"verdict of {item[0]!r} starts with none of {VERDICTS}: {item[1]!r}")
+
+    (name, best), *rest = sorted(verdicts, key=strength)
+    return f"{best} ({name}); " + "; ".join(f"{n}: {v}" for n, v in rest)
+
+
 @dataclass(frozen=True)
 class ReportSection:
     """A method's part of the report, built from its finished runs (``MethodSpec.report_section``).

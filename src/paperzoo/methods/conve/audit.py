@@ -48,7 +48,7 @@ from typing import Any, Sequence
 
 import torch
 
-from paperzoo.api import VERDICTS, Figure, ReportSection
+from paperzoo.api import Figure, ReportSection, overall_verdict
 from paperzoo.core.metrics.ranking import both_sides, filtered_ranks
 from paperzoo.data import kg
 
@@ -830,15 +830,6 @@ def plot_validation(run: Any, path: os.PathLike | str) -> Path | None:
     return path
 
 
-def overall_verdict(verdicts: list[tuple[str, str]]) -> str:
-    """One verdict line for several runs: the strongest run's verdict (named) first, then the others."""
-    if not verdicts:
-        return "not reproduced: no finished run"
-    if len(verdicts) == 1:
-        return verdicts[0][1]
-    ranked = sorted(verdicts, key=lambda nv: next(i for i, w in enumerate(VERDICTS) if nv[1].startswith(w)))
-    (name, best), rest = ranked[0], ranked[1:]
-    return f"{best} ({name}); " + "; ".join(f"{n}: {v}" for n, v in rest)
 
 
 def report_section(runs: Sequence[Any]) -> ReportSection:

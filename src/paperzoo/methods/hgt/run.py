@@ -23,7 +23,7 @@ from typing import Dict, Optional
 import torch
 from torch.nn import functional as F
 
-from paperzoo.api import VERDICTS, Figure, ReportSection, RunResult
+from paperzoo.api import Figure, ReportSection, RunResult, overall_verdict
 from paperzoo.core import loop
 from paperzoo.core import seed as seedlib
 from paperzoo.core.runs import RunDir
@@ -366,15 +366,6 @@ def plot_validation(rd: RunDir, path: Path) -> Path | None:
     return path
 
 
-def overall_verdict(verdicts: list[tuple[str, str]]) -> str:
-    """One verdict line for several runs: the strongest run's verdict (named) first, then the others."""
-    if not verdicts:
-        return "not reproduced: no finished run"
-    if len(verdicts) == 1:
-        return verdicts[0][1]
-    ranked = sorted(verdicts, key=lambda nv: next(i for i, w in enumerate(VERDICTS) if nv[1].startswith(w)))
-    (name, best), rest = ranked[0], ranked[1:]
-    return f"{best} ({name}); " + "; ".join(f"{n}: {v}" for n, v in rest)
 
 
 def report_section(run_dirs: list[RunDir]) -> ReportSection:
