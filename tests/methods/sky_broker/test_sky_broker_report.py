@@ -1,9 +1,9 @@
 """sky_broker's report section: claim, a computed verdict, the placement table and non-empty bars."""
-import contextlib
 import importlib
 import json
 
 import pytest
+from figure_checks import assert_drawn_png, drawn_axes
 
 from paperzoo import runner
 from paperzoo.api import VERDICTS
@@ -13,34 +13,6 @@ from paperzoo.methods.sky_broker import SPEC
 sky_run = importlib.import_module("paperzoo.methods.sky_broker.run")  # the module, not run()
 
 pytest.importorskip("scipy")
-
-
-def assert_drawn_png(path):
-    """The file is a PNG whose pixels are not one flat colour, and most of it is not background."""
-    import matplotlib.image
-
-    assert path.is_absolute() and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    img = matplotlib.image.imread(path)[..., :3]
-    assert img.std() > 0.02
-    assert (img.mean(-1) < 0.9).mean() > 0.02  # more than a few axis lines are drawn
-
-
-@contextlib.contextmanager
-def drawn_axes():
-    """Record, for every figure saved inside the block, the data artists of each visible axes."""
-    from matplotlib.figure import Figure
-
-    seen: list[list[int]] = []
-    original = Figure.savefig
-
-    def savefig(self, *args, **kwargs):
-        seen.append([len(ax.lines) + len(ax.patches) + len(ax.collections) + len(ax.images)
-                     for ax in self.axes if ax.get_visible()])
-        return original(self, *args, **kwargs)
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(Figure, "savefig", savefig)
-        yield seen
 
 
 @pytest.fixture(scope="module")

@@ -1,45 +1,15 @@
 """Subnetwork Laplace's report section: claim, the ordering verdict computed from test NLL, the method x
 level table and the run's figures (predictive bands, shift curves, reliability), none of them empty."""
-import contextlib
 import importlib
 from types import SimpleNamespace
 
-import pytest
+from figure_checks import assert_drawn_png, drawn_axes
 
 from paperzoo import runner
 from paperzoo.api import VERDICTS
 from paperzoo.methods.subnet_laplace import SPEC
 
 sl_run = importlib.import_module("paperzoo.methods.subnet_laplace.run")  # the module, not run()
-
-
-def assert_drawn_png(path):
-    """The file is a PNG whose pixels are not one flat colour, and more than axis lines are drawn."""
-    import matplotlib.image
-
-    assert path.is_absolute() and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    img = matplotlib.image.imread(path)[..., :3]
-    assert img.std() > 0.02
-    assert (img.mean(-1) < 0.9).mean() > 0.02
-
-
-@contextlib.contextmanager
-def drawn_axes():
-    """Record, for every figure saved inside the block, the data artists of each visible axes."""
-    from matplotlib.figure import Figure
-
-    seen: list[list[int]] = []
-    original = Figure.savefig
-
-    def savefig(self, *args, **kwargs):
-        seen.append([len(ax.lines) + len(ax.patches) + len(ax.collections) + len(ax.images)
-                     for ax in self.axes if ax.get_visible()])
-        return original(self, *args, **kwargs)
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(Figure, "savefig", savefig)
-        yield seen
-
 
 
 def _run(tmp_path, preset, **overrides):
