@@ -230,16 +230,13 @@ def cmd_run(args) -> int:
         overrides.update(nprocs=args.nprocs, num_agents=args.nprocs)
     run = runner.prepare(args.method, args.preset, run_dir=args.run_dir, resume=args.resume,
                          data_root=args.data_root, overrides=overrides)
-    handler = _log_to_file(run.path / "run.log")
-    try:
-        result = runner.execute(run)
-    except Exception:
-        log.info("%s keeps what the run saved and why it failed (failed.json); once the cause is fixed, "
-                 "`paperzoo run --resume %s` (or the same command) continues it", run.path, run.path)
-        raise
-    finally:
-        logging.getLogger().removeHandler(handler)
-        handler.close()
+    with run.logging_to_file():
+        try:
+            result = runner.execute(run)
+        except Exception:
+            log.info("%s keeps what the run saved and why it failed (failed.json); once the cause is fixed, "
+                     "`paperzoo run --resume %s` (or the same command) continues it", run.path, run.path)
+            raise
     print(json.dumps(dict(result.metrics), indent=2, sort_keys=True))
     print(f"run folder: {run.path}", file=sys.stderr)
     return 0
@@ -424,12 +421,6 @@ def cmd_data(args) -> int:
     return 0
 
 
-def _log_to_file(path: Path) -> logging.Handler:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(path, encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.getLogger().addHandler(handler)
-    return handler
 
 
 COMMANDS = {"list": cmd_list, "show": cmd_show, "run": cmd_run, "eval": cmd_eval, "reproduce": cmd_reproduce,

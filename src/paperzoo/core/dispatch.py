@@ -84,16 +84,12 @@ def run_point(point: Point, *, threads: int | None = None) -> Path:
         run = runner.prepare(point.method, point.preset, run_dir=point.path, data_root=point.data_root,
                              overrides=point.overrides)
     before = torch.get_num_threads()
-    handler = logging.FileHandler(run.path / "run.log", encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.getLogger().addHandler(handler)
     try:
         if threads:
             torch.set_num_threads(threads)
-        runner.execute(run)
+        with run.logging_to_file():
+            runner.execute(run)
     finally:
-        logging.getLogger().removeHandler(handler)
-        handler.close()
         torch.set_num_threads(before)
     return point.path
 

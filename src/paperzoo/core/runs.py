@@ -294,6 +294,20 @@ class RunDir:
             return f"delete {self.checkpoint_dir} and run {resume} to train again{lower}"
         return f"delete it and run {resume} to recompute it{lower}"
 
+    # -- log -----------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def logging_to_file(self):
+        """Copy every log record of the block into ``run.log`` (appended, so attempts accumulate)."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(self.path / "run.log", encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logging.getLogger().addHandler(handler)
+        try:
+            yield
+        finally:
+            logging.getLogger().removeHandler(handler)
+            handler.close()
+
     # -- exclusive use -----------------------------------------------------------------------
     @property
     def lock_path(self) -> Path:
