@@ -112,19 +112,13 @@ def _parse_data_line(line: str, where: str) -> Synset:
         if w_cnt < 1 or len(fields) <= p_at:
             raise WordNetFormatError(f"{where}: word count {fields[3]} does not match the {len(fields)} "
                                      "fields before the gloss")
-        lemmas = tuple(_MARKER.sub("", w) for w in fields[4:p_at:2])
-        for lex_id in fields[5:p_at:2]:
-            int(lex_id, 16)
+        lemmas = tuple(_MARKER.sub("", w) if w.endswith(")") else w for w in fields[4:p_at:2])
         p_cnt = int(fields[p_at])
         if len(fields) != p_at + 1 + 4 * p_cnt:
             raise WordNetFormatError(f"{where}: pointer count {p_cnt} does not match the "
                                      f"{len(fields) - p_at - 1} fields after it (4 per pointer)")
-        hypernyms = []
-        for k in range(p_at + 1, len(fields), 4):
-            symbol, target, pos = fields[k], fields[k + 1], fields[k + 2]
-            int(fields[k + 3], 16)
-            if symbol in HYPERNYM_POINTERS and pos == "n":
-                hypernyms.append(int(target))
+        hypernyms = [int(fields[k + 1]) for k in range(p_at + 1, len(fields), 4)
+                     if fields[k] in HYPERNYM_POINTERS and fields[k + 2] == "n"]
     except ValueError as exc:
         if isinstance(exc, WordNetFormatError):
             raise
@@ -197,12 +191,15 @@ class WordNet:
         """Parse the noun files of one folder, uncached (see :meth:`load`)."""
         folder = Path(folder)
         synsets: dict[int, Synset] = {}
+        linenos: dict[int, int] = {}
         data = folder / "data.noun"
         for lineno, line in _read_lines(data):
             synset = _parse_data_line(line, f"{data}:{lineno}")
             if synset.offset in synsets:
-                raise WordNetFormatError(f"{data}:{lineno}: offset {synset.offset:08d} appears twice")
+                raise WordNetFormatError(f"{data}:{lineno}: offset {synset.offset:08d} appears twice (first "
+                                         f"on line {linenos[synset.offset]})")
             synsets[synset.offset] = synset
+            linenos[synset.offset] = lineno
         index: dict[str, tuple[int, ...]] = {}
         index_path = folder / "index.noun"
         for lineno, line in _read_lines(index_path):
@@ -215,8 +212,8 @@ class WordNet:
         for synset in synsets.values():
             for parent in synset.hypernyms:
                 if parent not in synsets:
-                    raise WordNetFormatError(f"{data}: synset {synset.offset:08d} has hypernym {parent:08d}, "
-                                             "which is not a synset of the file")
+                    raise WordNetFormatError(f"{data}:{linenos[synset.offset]}: synset {synset.offset:08d} has "
+                                             f"hypernym {parent:08d}, which is not a synset of the file")
         log.info("WordNet: %d noun synsets, %d lemmas from %s", len(synsets), len(index), folder)
         return cls(synsets, index, str(folder))
 
