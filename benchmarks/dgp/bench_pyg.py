@@ -47,6 +47,7 @@ import argparse
 import collections
 import datetime as _dt
 import gc
+import itertools
 import json
 import os
 import platform
@@ -55,7 +56,6 @@ import statistics
 import subprocess
 import sys
 import time
-import traceback
 from pathlib import Path
 
 import torch
@@ -71,7 +71,8 @@ MAX_HOP = 4
 DROPOUT = 0.5
 SLOPE = 0.2
 LR, WEIGHT_DECAY = 1e-3, 5e-4
-IMPLS = {"ours": "paperzoo", "pyg": "PyG"}
+IMPLS = {"ours": "paperzoo (CSR adjacencies, the default)", "ours_coo": "paperzoo with COO adjacencies",
+         "pyg": "PyG"}
 
 
 def versions() -> dict:
@@ -141,7 +142,7 @@ def _pyg_message_passing():
         def forward(self, x: Tensor, edge_index: Tensor, edge_weight: Tensor) -> Tensor:
             return self.propagate(edge_index, x=x, edge_weight=edge_weight)
 
-        def message(self, x_j: Tensor, edge_weight: Tensor) -> Tensor:  # noqa: D102
+        def message(self, x_j: Tensor, edge_weight: Tensor) -> Tensor:
             return edge_weight.view(-1, 1) * x_j
 
     return WeightedSum
@@ -202,7 +203,7 @@ class PygGCNZ(nn.Module):
 
         self.edge_index = coalesce(to_undirected(edges, num_nodes=n), num_nodes=n)
         dims = (in_dim, *hidden, out_dim)
-        self.convs = nn.ModuleList(GCNConv(a, b, cached=True, bias=False) for a, b in zip(dims[:-1], dims[1:]))
+        self.convs = nn.ModuleList(GCNConv(a, b, cached=True, bias=False) for a, b in itertools.pairwise(dims))
         self.dropout = nn.Dropout(DROPOUT)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -225,10 +226,10 @@ def build(impl: str, model: str, n: int, edges: Tensor, out_dim: int) -> nn.Modu
         if model == "gcnz":
             return PygGCNZ(n, edges, IN_DIM, out_dim)
         raise ValueError(f"unknown model {model!r}")
-    if impl == "ours":
+    if impl in ("ours", "ours_coo"):
         from paperzoo.methods.dgp.model import build_model
 
-        return build_model(model, n, edges, IN_DIM, out_dim)
+        return build_model(model, n, edges, IN_DIM, out_dim, layout="coo" if impl == "ours_coo" else "csr")
     raise ValueError(f"unknown implementation {impl!r}")
 
 
@@ -289,7 +290,7 @@ def layer_dims(model: str, out_dim: int) -> list[tuple[int, int]]:
         dims = (IN_DIM, *GCNZ_HIDDEN, out_dim)
     else:
         raise ValueError(model)
-    return list(zip(dims[:-1], dims[1:]))
+    return list(itertools.pairwise(dims))
 
 
 def gemm_shapes(model: str, n: int, out_dim: int) -> list[tuple[int, int, int]]:
@@ -387,7 +388,8 @@ def run_child(model: str, impl: str, out_dim: int, threads: int, args) -> dict:
     la0 = os.getloadavg()[0]
     t0 = time.perf_counter()
     try:
-        res = subprocess.run(cmd, capture_output=True, text=True, timeout=args.child_timeout)
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=args.child_timeout,
+                             check=False)
     except subprocess.TimeoutExpired:
         return {"error": f"timed out after {args.child_timeout} s"}
     info = {"child_wall_s": time.perf_counter() - t0, "other_cpu": load.stop(), "loadavg_start": la0,
@@ -428,11 +430,28 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def merge(path: Path | None, run: dict, rows: list[dict]) -> dict:
+    """The results file at ``path`` with this run added: its rows replace earlier rows of the same
+    (model, out, threads, impl); each row names the run (index into ``runs``) that measured it."""
+    old = json.loads(path.read_text()) if path is not None and path.exists() else {"runs": [], "rows": []}
+    if not (isinstance(old, dict) and isinstance(old.get("runs"), list) and isinstance(old.get("rows"), list)):
+        raise ValueError(  # noqa: TRY004 - a bad input file: one line via ValueError, as the project's CLI
+            f"{path}: not a results file of this script (no 'runs' / 'rows' lists)")
+    index = len(old["runs"])
+    for r in rows:
+        r["run"] = index
+    def key(r: dict) -> tuple:
+        return r["model"], r["out"], r["threads"], r["impl"]
+
+    new_keys = {key(r) for r in rows}
+    return {"runs": [*old["runs"], run], "rows": [r for r in old["rows"] if key(r) not in new_keys] + rows}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", default="adgpm,gcnz")
-    p.add_argument("--impls", default="ours,pyg", help="from ours, pyg")
+    p.add_argument("--impls", default="ours,pyg", help="from " + ", ".join(IMPLS))
     p.add_argument("--out-dims", default="2049,257", help="output widths (2049: ResNet-50 fc + bias)")
     p.add_argument("--threads", default="1", help="comma-separated torch thread counts")
     p.add_argument("--epochs", type=int, default=10, help="timed epochs per configuration")
@@ -443,6 +462,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-root", default=os.environ.get("PAPERZOO_DATA"))
     p.add_argument("--out", default=str(HERE / "results"))
     p.add_argument("--tag", default="", help="suffix of the result file name")
+    p.add_argument("--append", action="store_true",
+                   help="add this run to an existing results file (its rows replace the same configurations)")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--child-model", help=argparse.SUPPRESS)
     p.add_argument("--child-impl", help=argparse.SUPPRESS)
@@ -493,13 +514,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nGCNZ ImageNet graph, 1,000 seen rows, {args.warmup} warm-up + {args.epochs} timed epochs per "
           f"child; ratios ours/PyG (< 1: ours faster / smaller); 'x floor': time / the epoch's GEMMs")
     print(table(rows))
-    res = {"env": env, "settings": settings, "checks": checks, "rows": rows,
-           "total_s": time.perf_counter() - t_start, "loadavg_end": os.getloadavg()}
+    run = {"env": env, "settings": settings, "checks": checks, "total_s": time.perf_counter() - t_start,
+           "loadavg_end": os.getloadavg()}
     out = Path(args.out) / f"bench_pyg{args.tag}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     from paperzoo.core.io import write_json
 
-    write_json(out, res)
+    write_json(out, merge(out if args.append else None, run, rows))
     print(f"-> {out}")
     return 0
 
