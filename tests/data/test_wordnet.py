@@ -135,6 +135,10 @@ def test_embed_synsets_official_rule(wn):
     torch.testing.assert_close(rows[2], jersey / jersey.norm())
     assert missing == ["entity.n.01"] and torch.equal(rows[3], torch.zeros(3))
     torch.testing.assert_close(rows[:3].norm(dim=1), torch.ones(3))
+    # a whole lemma found in the vocabulary wins over its words
+    whole = WordVectors(["tee_shirt", "tee", "shirt"], torch.tensor([[0., 0, 3], [1, 0, 0], [0, 1, 0]]))
+    jersey = torch.tensor([0., 0, 3]) + torch.tensor([0., 1, 0])          # tee_shirt; T-shirt -> shirt
+    torch.testing.assert_close(embed_synsets(wn, offsets[2:3], whole)[0][0], jersey / jersey.norm())
     # as written (the official code): 'Canis_familiaris' and 'T-shirt' miss their capitalised words
     rows, _ = embed_synsets(wn, offsets[:1], vocab, lowercase=False)
     dog = (torch.tensor([1., 0, 0]) + torch.tensor([.5, .5, 0])) / 2
@@ -163,6 +167,21 @@ def test_fake_dict_parses(tmp_path):
     assert widget.lemmas == ("Widget", "gizmo") and widget.hypernyms == (100,) and widget.gloss == "a small gadget"
     assert wn.name(200) == "widget.n.01" and wn.resolve("gizmo") is widget
     assert wn.ancestors(200) == {200: 0, 100: 1}
+
+
+def test_ancestors_take_the_shortest_path(tmp_path):
+    # 400 -> (300, 200) in file order; 200 -> 150 -> 100 is the long way up, 300 -> 100 the short one
+    _fake_dict(tmp_path, [
+        "00000100 03 n 01 top 0 000 | the root",
+        "00000150 03 n 01 mid 0 001 @ 00000100 n 0000 | long way",
+        "00000200 03 n 01 low 0 001 @ 00000150 n 0000 | long way",
+        "00000300 03 n 01 short 0 001 @ 00000100 n 0000 | short way",
+        "00000400 03 n 01 leaf 0 002 @ 00000300 n 0000 @ 00000200 n 0000 | a leaf"],
+        [f"{w} n 1 0 1 0 {o}" for w, o in [("leaf", "00000400"), ("low", "00000200"), ("mid", "00000150"),
+                                          ("short", "00000300"), ("top", "00000100")]])
+    wn = WordNet.load(tmp_path)
+    assert wn.ancestors(400) == {400: 0, 300: 1, 200: 1, 150: 2, 100: 2}
+    assert wn.closure([400]) == [400, 300, 200, 100, 150]
 
 
 @pytest.mark.parametrize("bad,match", [
