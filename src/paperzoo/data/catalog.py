@@ -88,6 +88,24 @@ DATASETS["diabetes"] = DatasetSource(
     url="https://www4.stat.ncsu.edu/~boos/var.select/diabetes.html (or pip install scikit-learn)")
 
 
+# Zero-shot learning over WordNet (DGP); loaders in paperzoo.data.wordnet and paperzoo.data.zsl.
+DATASETS.update({s.name: s for s in [
+    DatasetSource(
+        name="wordnet", relpaths=("wordnet/dict", "wordnet"), files=("data.noun", "index.noun"),
+        system=("/usr/share/wordnet",),  # Debian package wordnet-base
+        description="WordNet 3.0 database files (data.noun, index.noun, ...)",
+        url="https://wordnetcode.princeton.edu/3.0/WNdb-3.0.tar.gz (its dict/ folder), or the Debian "
+            "package wordnet-base (/usr/share/wordnet)"),
+    DatasetSource(
+        name="zsl_imagenet", relpaths=("zsl/imagenet", "imagenet_zsl"),
+        files=("invdict_wordn.json", "imagenet_graph_edges.json", "imagenet-split.json", "imagenet-testsets.json",
+               "words.txt"),
+        description="ImageNet/WordNet zero-shot splits (1K seen; 2-hops, 3-hops, all) and the GCNZ WordNet "
+                    "graph (32,297 nodes)",
+        url="https://github.com/JudyYe/zero-shot-gcn (data/list, the graph JSON) and "
+            "https://github.com/yinboc/DGP (materials/imagenet-split.json, imagenet-testsets.json)"),
+]})
+
 def get(name: str) -> DatasetSource:
     try:
         return DATASETS[name]

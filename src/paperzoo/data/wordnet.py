@@ -33,17 +33,14 @@ from pathlib import Path
 
 import torch
 
+from paperzoo.data import catalog
 from paperzoo.data.roots import DatasetSource, locate
 from paperzoo.data.text import WordVectors
 
 log = logging.getLogger(__name__)
 
-SOURCE = DatasetSource(
-    name="wordnet", relpaths=("wordnet/dict", "wordnet"), files=("data.noun", "index.noun"),
-    system=("/usr/share/wordnet",),
-    description="WordNet 3.0 database files (data.noun, index.noun, ...)",
-    url="https://wordnetcode.princeton.edu/3.0/WNdb-3.0.tar.gz (its dict/ folder), or the Debian "
-        "package wordnet-base (/usr/share/wordnet)")
+SOURCE: DatasetSource = catalog.get("wordnet")
+"""``<data root>/wordnet/dict`` (or ``wordnet``), then Debian's ``/usr/share/wordnet``."""
 
 HYPERNYM_POINTERS = ("@", "@i")
 """Pointer symbols followed upwards: hypernym and instance hypernym."""

@@ -33,6 +33,7 @@ from typing import Any
 
 import torch
 
+from paperzoo.data import catalog
 from paperzoo.data.roots import DatasetSource, locate
 from paperzoo.data.wordnet import WordNet
 
@@ -40,12 +41,8 @@ log = logging.getLogger(__name__)
 
 NODES, EDGES, SPLIT, TESTSETS, WORDS = ("invdict_wordn.json", "imagenet_graph_edges.json", "imagenet-split.json",
                                         "imagenet-testsets.json", "words.txt")
-SOURCE = DatasetSource(
-    name="zsl_imagenet", relpaths=("zsl/imagenet", "imagenet_zsl"), files=(NODES, EDGES, SPLIT, TESTSETS, WORDS),
-    description="ImageNet/WordNet zero-shot splits (1K seen; 2-hops, 3-hops, all) and the GCNZ WordNet graph "
-                "(32,297 nodes)",
-    url="https://github.com/JudyYe/zero-shot-gcn (data/list, the graph JSON) and "
-        "https://github.com/yinboc/DGP (materials/imagenet-split.json, imagenet-testsets.json)")
+SOURCE: DatasetSource = catalog.get("zsl_imagenet")
+"""``<data root>/zsl/imagenet`` holding the five files above."""
 TEST_SETS = ("2-hops", "3-hops", "all")
 IMAGENET_ROOT = "fall11"
 """The root of ImageNet's own hierarchy; edges between two non-WordNet nodes point to it."""
