@@ -386,21 +386,25 @@ def class_graph(wn: WordNet, classes: Sequence[str | int]) -> ClassGraph:
     return graph
 
 
-def _lemma_vector(lemma: str, vectors: WordVectors) -> torch.Tensor | None:
-    """Mean vector of a lemma's words: split on ``_``/spaces; a word not in the vocabulary is
-    replaced by the mean of its known ``-`` parts; ``None`` when nothing is known."""
-    index = vectors.index
+def _lemma_words(lemma: str, index: dict[str, int]) -> dict[int, float]:
+    """A lemma's vector as weights over vocabulary rows: the lemma itself if it is a word, else the
+    mean over its ``_``/space-separated terms, a term not in the vocabulary standing for the mean of
+    its known ``-`` parts. Empty when nothing is known."""
     if lemma in index:
-        return vectors.vectors[index[lemma]]
-    found = []
+        return {index[lemma]: 1.0}
+    terms = []
     for term in lemma.replace("_", " ").split(" "):
         if term in index:
-            found.append(vectors.vectors[index[term]])
-            continue
-        parts = [vectors.vectors[index[p]] for p in term.split("-") if p in index]
-        if parts:
-            found.append(torch.stack(parts).mean(0))
-    return torch.stack(found).mean(0) if found else None
+            terms.append([index[term]])
+        else:
+            parts = [index[p] for p in term.split("-") if p in index]
+            if parts:
+                terms.append(parts)
+    weights: dict[int, float] = {}
+    for parts in terms:
+        for row in parts:
+            weights[row] = weights.get(row, 0.0) + 1.0 / (len(terms) * len(parts))
+    return weights
 
 
 def embed_synsets(wn: WordNet, offsets: Sequence[str | int], vectors: WordVectors,
@@ -413,16 +417,23 @@ def embed_synsets(wn: WordNet, offsets: Sequence[str | int], vectors: WordVector
     nltk name in ``missing``. ``lowercase`` looks lemmas up lower-cased (GloVe 6B is lower-case);
     the official code looks them up as written, so capitalised words (``Canis_familiaris``,
     ``Einstein``) are lost there: pass ``lowercase=False`` to reproduce that."""
-    out = torch.zeros(len(offsets), vectors.dim)
-    missing = []
+    rows, cols, weights, missing = [], [], [], []
     for row, key in enumerate(offsets):
         synset = wn.synset(key)
-        found = [v for lemma in synset.lemmas
-                 if (v := _lemma_vector(lemma.lower() if lowercase else lemma, vectors)) is not None]
-        if found:
-            out[row] = torch.stack(found).mean(0)
-        else:
+        lemmas = [w for lemma in synset.lemmas if (w := _lemma_words(lemma.lower() if lowercase else lemma,
+                                                                       vectors.index))]
+        if not lemmas:
             missing.append(wn.name(synset.offset))
+        for lemma in lemmas:
+            for col, weight in lemma.items():
+                rows.append(row)
+                cols.append(col)
+                weights.append(weight / len(lemmas))
+    out = torch.zeros(len(offsets), vectors.dim, dtype=vectors.vectors.dtype)
+    if rows:
+        cols_t = torch.tensor(cols, dtype=torch.long)
+        scaled = vectors.vectors[cols_t] * torch.tensor(weights, dtype=vectors.vectors.dtype).unsqueeze(1)
+        out.index_add_(0, torch.tensor(rows, dtype=torch.long), scaled)
     out = torch.nn.functional.normalize(out, dim=1)
     log.info("synset embeddings: %d of %d synsets have no known word (zero rows)%s", len(missing),
              len(offsets), f", e.g. {', '.join(missing[:5])}" if missing else "")
