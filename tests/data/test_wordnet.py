@@ -213,3 +213,19 @@ def test_missing_folder_names_places(tmp_path, monkeypatch):
     monkeypatch.setattr(wordnet, "SOURCE", dataclasses.replace(wordnet.SOURCE, system=()))
     with pytest.raises(DataNotFoundError, match=r"(?s)data.noun, index.noun.*empty/wordnet/dict"):
         WordNet.load(tmp_path / "empty")
+
+
+def test_embed_with_glove(wn):
+    from paperzoo.data.text import load_glove
+
+    try:
+        glove = load_glove()
+    except (DataNotFoundError, ImportError) as exc:
+        pytest.skip(f"GloVe 6B 50-d not available: {str(exc).splitlines()[0]}")
+    graph = class_graph(wn, CIFAR10 + FASHION)
+    rows, missing = embed_synsets(wn, graph.offsets, glove)
+    assert missing == [] and rows.shape == (graph.num_nodes, 50)
+    torch.testing.assert_close(rows.norm(dim=1), torch.ones(graph.num_nodes))
+    v = {w: glove.vectors[glove.index[w]] for w in ("dog", "domestic", "canis", "familiaris")}
+    dog = (v["dog"] + (v["domestic"] + v["dog"]) / 2 + (v["canis"] + v["familiaris"]) / 2) / 3
+    torch.testing.assert_close(rows[graph.names.index("dog.n.01")], dog / dog.norm())
