@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from paperzoo.data.roots import DataNotFoundError, locate
+from paperzoo.data.text import WordVectors
 from paperzoo.data.wordnet import WordNet
 from paperzoo.data.zsl import SOURCE, ImageNetGraphFormatError, load_imagenet_graph
 
@@ -79,6 +80,11 @@ def test_tiny_graph_orientation(tmp_path, wn):
     assert graph.seen.tolist() == [1] and graph.test_sets["3-hops"].tolist() == [2]
     assert graph.absent["3-hops"] == ["n09999999"] and graph.names == ["canine", "dog", "cat", "fall11"]
     assert graph.index(["n02121620"]).tolist() == [2]
+    assert graph.offsets == [2083346, 2084071, 2121620, None]
+    vocab = WordVectors(["dog", "cat"], torch.tensor([[3., 4.], [1., 0.]]))
+    rows, missing = graph.node_vectors(wn, vocab)
+    assert missing == ["canine.n.02", "fall11"]
+    torch.testing.assert_close(rows, torch.tensor([[0., 0.], [.6, .8], [1., 0.], [0., 0.]]))
     with pytest.raises(KeyError, match="n09999999 is not a node"):
         graph.index(["n09999999"])
 
@@ -97,3 +103,21 @@ def test_malformed_files_name_the_file(tmp_path, wn, name, content, match):
     (folder / name).write_text(content)
     with pytest.raises(ImageNetGraphFormatError, match=match):
         load_imagenet_graph(tmp_path, wordnet=wn)
+
+
+def test_node_vectors_with_glove(graph, wn):
+    from paperzoo.data.text import load_glove
+
+    try:
+        glove = load_glove()
+    except (DataNotFoundError, ImportError) as exc:
+        pytest.skip(f"GloVe 6B 50-d not available: {str(exc).splitlines()[0]}")
+    rows, missing = graph.node_vectors(wn, glove)
+    assert rows.shape == (32297, 50) and missing[-2:] == ["fall11", "fa11misc"]
+    assert len(missing) == 2214 + 2          # lemmas looked up lower-cased; 3,627 + 2 as written
+    known = rows.norm(dim=1) > 0
+    assert int(known.sum()) == 32297 - len(missing)
+    torch.testing.assert_close(rows[known].norm(dim=1), torch.ones(int(known.sum())))
+    # rare words GloVe 6B lacks: 11 of the 1K seen classes (kuvasz, komondor, pickelhaube, ...), 74 of 2-hops
+    assert int((~known[graph.seen]).sum()) == 11 and int((~known[graph.test_sets["2-hops"]]).sum()) == 74
+    assert not known[graph.index(["n02104029"])].item() and "kuvasz.n.01" in missing

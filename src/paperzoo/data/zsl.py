@@ -20,6 +20,11 @@ oriented towards them (``fa11misc`` -> ``fall11``), as in ImageNet's own tree. T
 child -> parent edges. All 1,000 seen wnids, all 1,549 ``2-hops`` and all 7,860 ``3-hops`` wnids
 are nodes; 29 of the 20,842 ``all`` wnids are not, and are left out of ``test_sets["all"]`` (listed
 in ``absent``).
+
+Word-vector inputs (:meth:`ImageNetGraph.node_vectors`, GloVe 6B 50-d, lemmas looked up
+lower-cased): 2,214 of the 32,295 synsets have no known word (3,627 looking words up as written,
+as the official code does), among them 11 of the 1K seen classes (kuvasz, komondor, pickelhaube,
+...) and 74 of the 1,549 ``2-hops`` classes; they and the two ImageNet-only nodes get zero rows.
 """
 from __future__ import annotations
 
@@ -35,7 +40,8 @@ import torch
 
 from paperzoo.data import catalog
 from paperzoo.data.roots import DatasetSource, locate
-from paperzoo.data.wordnet import WordNet
+from paperzoo.data.text import WordVectors
+from paperzoo.data.wordnet import WordNet, embed_synsets
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +84,24 @@ class ImageNetGraph:
     @property
     def num_nodes(self) -> int:
         return len(self.wnids)
+
+    @property
+    def offsets(self) -> list[int | None]:
+        """WordNet offset per node; ``None`` for the ImageNet-only nodes (``fall11``, ``fa11misc``)."""
+        pseudo = set(self.pseudo_nodes)
+        return [None if w in pseudo else int(w[1:]) for w in self.wnids]
+
+    def node_vectors(self, wordnet: WordNet, vectors: WordVectors,
+                     lowercase: bool = True) -> tuple[torch.Tensor, list[str]]:
+        """Word-vector input of every node by :func:`~paperzoo.data.wordnet.embed_synsets` (rows
+        L2-normalised); the ImageNet-only nodes have no lemmas, get zero rows and are listed in
+        ``missing`` by wnid, after the synsets without a known word (by nltk name)."""
+        offsets = self.offsets
+        synset_rows = [i for i, o in enumerate(offsets) if o is not None]
+        rows, missing = embed_synsets(wordnet, [offsets[i] for i in synset_rows], vectors, lowercase)
+        out = torch.zeros(self.num_nodes, rows.size(1), dtype=rows.dtype)
+        out[torch.tensor(synset_rows, dtype=torch.long)] = rows
+        return out, missing + [w for w, o in zip(self.wnids, offsets) if o is None]
 
     def index(self, wnids: list[str]) -> torch.Tensor:
         """Node indices of wnids; KeyError naming the first one that is not a node."""
