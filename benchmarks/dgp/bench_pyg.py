@@ -430,6 +430,38 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def markdown(path: Path) -> str:
+    """The README table of a results file: per configuration, wall and CPU medians of ours and PyG,
+    their ratios, peak memory, and each implementation's CPU time over the GEMM floor's."""
+    data = json.loads(path.read_text())
+    by: dict[tuple, dict] = {}
+    for r in data["rows"]:
+        if "error" not in r:
+            by.setdefault((r["model"], r["out"], r["threads"]), {})[r["impl"]] = r
+    lines = ["| model | out | threads | impl | epoch s (wall) | epoch CPU s | ours / PyG (wall, CPU) "
+             "| peak - base MiB | ours / PyG memory | CPU x floor | other CPU |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for (model, out, thr), impls in by.items():
+        pyg, floor = impls.get("pyg"), impls.get("floor")
+        for impl, r in impls.items():
+            if impl == "floor":
+                continue
+            mem = r.get("peak_minus_baseline_mib")
+            ratio = (f"**{r['median_s'] / pyg['median_s']:.2f}x**, {r['median_cpu_s'] / pyg['median_cpu_s']:.2f}x"
+                     if pyg and impl != "pyg" else "")
+            mem_ratio = (f"{mem / pyg['peak_minus_baseline_mib']:.2f}x"
+                         if pyg and impl != "pyg" and mem is not None and pyg.get("peak_minus_baseline_mib") else "")
+            xf = f"{r['median_cpu_s'] / floor['median_cpu_s']:.1f}x" if floor else ""
+            oc = f"{100 * r['other_cpu']:.0f}%" if r.get("other_cpu") is not None else "?"
+            lines.append(f"| {model} | {out} | {thr} | {IMPLS.get(impl, impl)} | {r['median_s']:.2f} | "
+                         f"{r['median_cpu_s']:.2f} | {ratio} | {mem:,.0f} | {mem_ratio} | {xf} | {oc} |")
+        if floor:
+            lines.append(f"| {model} | {out} | {thr} | GEMM floor ({floor['gemm_flops'] / 1e9:.0f} GFLOP, "
+                         f"{floor['gemm_flops'] / floor['median_cpu_s'] / 1e9:.1f} GFLOP/CPU-s) | "
+                         f"{floor['median_s']:.2f} | {floor['median_cpu_s']:.2f} | | | | 1.0x | |")
+    return "\n".join(lines)
+
+
 def merge(path: Path | None, run: dict, rows: list[dict]) -> dict:
     """The results file at ``path`` with this run added: its rows replace earlier rows of the same
     (model, out, threads, impl); each row names the run (index into ``runs``) that measured it."""
@@ -464,6 +496,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tag", default="", help="suffix of the result file name")
     p.add_argument("--append", action="store_true",
                    help="add this run to an existing results file (its rows replace the same configurations)")
+    p.add_argument("--markdown", metavar="JSON", help="print the README table of a results file and exit")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--child-model", help=argparse.SUPPRESS)
     p.add_argument("--child-impl", help=argparse.SUPPRESS)
@@ -471,6 +504,9 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.child:
         print(json.dumps(child(args)))
+        return 0
+    if args.markdown:
+        print(markdown(Path(args.markdown)))
         return 0
     torch.set_num_threads(1)
     models = [m for m in args.models.split(",") if m]
