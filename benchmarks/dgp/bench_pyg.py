@@ -438,8 +438,8 @@ def markdown(path: Path) -> str:
     for r in data["rows"]:
         if "error" not in r:
             by.setdefault((r["model"], r["out"], r["threads"]), {})[r["impl"]] = r
-    lines = ["| model | out | threads | impl | epoch s (wall) | epoch CPU s | ours / PyG (wall, CPU) "
-             "| peak - base MiB | ours / PyG memory | CPU x floor | other CPU |",
+    lines = [("| model | out | threads | impl | epoch s (wall) | epoch CPU s | ours / PyG (wall, CPU) "
+              "| peak - base MiB | ours / PyG memory | CPU x floor | other CPU |"),
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for (model, out, thr), impls in by.items():
         pyg, floor = impls.get("pyg"), impls.get("floor")
