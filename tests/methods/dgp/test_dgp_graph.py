@@ -77,6 +77,12 @@ def test_hop_groups_merge_distances_beyond_max_hop():
     assert as_set(groups[1]) == {(v, a) for v, d in HAND_DISTANCES.items() for a, k in d.items() if k == 1}
 
 
+def test_hop_groups_without_merging_drop_far_pairs():
+    groups = hop_groups(EDGES, N, max_hop=2, merge_far=False)
+    assert len(groups) == 3
+    assert as_set(groups[2]) == {(v, a) for v, d in HAND_DISTANCES.items() for a, k in d.items() if k == 2}
+
+
 def test_ancestor_distances_and_all_pairs_match_hand_table():
     pairs, dist = ancestor_distances(EDGES, N)
     got = {(int(v), int(a)): int(k) for (v, a), k in zip(pairs.T, dist)}

@@ -96,6 +96,23 @@ def test_dense_propagation_is_descendants_up_then_ancestors_down(attention):
     torch.testing.assert_close(model(x), manual_dense_propagation(model, x))
 
 
+def test_dense_propagation_limited_to_max_hop():
+    adgpm = build_model("adgpm", N, EDGES, 4, 3, hidden=6, max_hop=2, merge_far=False)
+    assert adgpm.num_groups == 3
+    up2 = dense(adgpm.adjacencies("up")[2])
+    third = 1 / 3
+    torch.testing.assert_close(up2[0], torch.tensor([0, 0, 0, third, third, third, 0, 0], dtype=torch.float64),
+                               atol=1e-7, rtol=0)  # 0's descendants 2 hops down: 3, 4, 5
+    dgp = build_model("dgp", N, EDGES, 4, 3, hidden=6, max_hop=2, merge_far=False)
+    down = dense(dgp.adjacencies("down")[0])
+    torch.testing.assert_close(down[7], torch.tensor([0, 0, 0, 0, 0, third, third, third], dtype=torch.float64),
+                               atol=1e-7, rtol=0)  # 7 itself and its ancestors 6, 5
+    full = dense(build_model("dgp", N, EDGES, 4, 3, hidden=6).adjacencies("down")[0])[7]
+    seventh = 1 / 7  # merged: 7 and all its ancestors 6, 5, 3, 2, 1, 0 (not 4)
+    torch.testing.assert_close(full, torch.tensor([seventh] * 4 + [0] + [seventh] * 3, dtype=torch.float64),
+                               atol=1e-7, rtol=0)
+
+
 def test_gcn_models_match_dense_formula():
     torch.manual_seed(3)
     a = torch.zeros(N, N, dtype=torch.float64)

@@ -13,9 +13,10 @@ graph of GCNZ has 32,297 nodes.
 * :func:`gcn_norm` is the propagation matrix of a plain GCN: Kipf's ``D^-1/2 (A + I) D^-1/2`` or
   the row (in-degree) normalisation the official DGP code uses for its SGCN baseline.
 
-Propagation matrices come back as CSR tensors by default: on CPU, ``csr @ dense`` forward and
-backward is faster than COO for the matrix sizes of these models (see the module's benchmark note
-in ``benchmarks/dgp``); ``layout="coo"`` gives a coalesced COO tensor instead.
+Propagation matrices come back as CSR tensors by default; ``layout="coo"`` gives a coalesced COO
+tensor instead. Measured on the 32,297-node ImageNet graph (1 CPU thread, shared 2-core machine):
+the sparse products of one ADGPM epoch (forward + backward) take 1.8 s in CSR, 2.1 s in COO; for
+GCNZ the two are within noise (5.1 s vs 4.9 s). :func:`hop_groups` on that graph takes 0.6-1.1 s.
 """
 from __future__ import annotations
 
@@ -121,17 +122,21 @@ def ancestor_distances(edges: Tensor, n: int) -> tuple[Tensor, Tensor]:
     return torch.cat(out_pairs, dim=1), torch.cat(out_dist)
 
 
-def hop_groups(edges: Tensor, n: int, max_hop: int = 4) -> list[Tensor]:
+def hop_groups(edges: Tensor, n: int, max_hop: int = 4, merge_far: bool = True) -> list[Tensor]:
     """The (node, ancestor) pairs grouped by shortest upward hop distance: ``max_hop + 1`` groups.
 
     Group ``k`` (a ``(2, E_k)`` tensor, row 0 the node, row 1 the ancestor) holds the pairs at
     distance exactly ``k`` for ``k < max_hop``; the last group holds every pair at distance
-    ``>= max_hop``. Group 0 is the ``n`` self pairs. ADGPM uses ``max_hop=4`` (5 groups), as the
-    official code. Pairs within a group are sorted by node, then ancestor.
+    ``>= max_hop`` (``merge_far=True``, the paper) or exactly ``max_hop`` (``merge_far=False``: pairs
+    farther away are left out, dense propagation limited to ``max_hop`` hops). Group 0 is the ``n``
+    self pairs. ADGPM uses ``max_hop=4`` (5 groups), as the official code. Pairs within a group are
+    sorted by node, then ancestor.
     """
     if not isinstance(max_hop, int) or max_hop < 1:
         raise GraphError(f"max_hop: expected an int >= 1, got {max_hop!r}")
     pairs, dist = ancestor_distances(edges, n)
+    if not merge_far:
+        pairs, dist = pairs[:, dist <= max_hop], dist[dist <= max_hop]
     group = dist.clamp(max=max_hop)
     counts = torch.bincount(group, minlength=max_hop + 1)
     log.debug("hop groups over %d nodes: %s pairs", n, counts.tolist())

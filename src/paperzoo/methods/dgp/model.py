@@ -141,7 +141,8 @@ class DenseGraphPropagation(nn.Module):
     merged) each have their in-degree-normalised adjacency and a learnable weight per direction
     (initialised to 1, softmax-normalised). Without attention, as the official ``gcn_dense.py``,
     each direction has ONE in-normalised adjacency over all (node, ancestor) pairs of every
-    distance, the self pair included; ``max_hop`` is then unused.
+    distance, the self pair included; ``max_hop`` is then unused. ``merge_far=False`` (not in the
+    paper; for the depth ablation) drops the pairs farther than ``max_hop`` instead of merging them.
 
     The adjacencies are non-persistent buffers: ``.to(device)`` moves them, ``state_dict`` holds
     only the learnable parameters (rebuild the model from ``edges`` to load one).
@@ -149,10 +150,15 @@ class DenseGraphPropagation(nn.Module):
 
     def __init__(self, n: int, edges: Tensor, in_dim: int, out_dim: int, hidden: int = 2048,
                  attention: bool = True, max_hop: int = 4, dropout: float = 0.5, *,
-                 layout: Layout = DEFAULT_LAYOUT):
+                 merge_far: bool = True, layout: Layout = DEFAULT_LAYOUT):
         super().__init__()
         self.n, self.in_dim, self.attention = n, in_dim, attention
-        groups = hop_groups(edges, n, max_hop) if attention else [all_ancestor_pairs(edges, n)]
+        if attention:
+            groups = hop_groups(edges, n, max_hop, merge_far=merge_far)
+        elif merge_far:
+            groups = [all_ancestor_pairs(edges, n)]
+        else:
+            groups = [torch.cat(hop_groups(edges, n, max_hop, merge_far=False), dim=1)]
         self.num_groups = len(groups)
         for direction in ("up", "down"):
             for k, pairs in enumerate(groups):
@@ -242,18 +248,19 @@ def _width(hidden: int | Sequence[int] | None, default: int, name: str) -> int:
 
 def build_model(name: str, n: int, edges: Tensor, in_dim: int, out_dim: int, *,
                 hidden: int | Sequence[int] | None = None, layers: int | None = None, max_hop: int = 4,
-                dropout: float = 0.5, layout: Layout = DEFAULT_LAYOUT) -> nn.Module:
+                dropout: float = 0.5, merge_far: bool = True, layout: Layout = DEFAULT_LAYOUT) -> nn.Module:
     """One of the graph models by name: ``adgpm``, ``dgp``, ``sgcn``, ``gcnz`` or ``gcn``.
 
     ``hidden`` overrides the hidden width(s): an int for ``adgpm``/``dgp``/``sgcn``/``gcn``, a sequence
     of widths for ``gcnz`` (default 2048-2048-1024-1024-512). ``layers`` is the depth of ``gcn``
     (required there, unused elsewhere): ``layers - 1`` hidden layers of width 2048 (or ``hidden``),
     dropout before the first and the last, row-normalised like SGCN, so ``layers=2`` is SGCN.
+    ``merge_far`` (``adgpm``/``dgp``): see :class:`DenseGraphPropagation`.
     """
     if name in ("adgpm", "dgp"):
         return DenseGraphPropagation(n, edges, in_dim, out_dim, hidden=_width(hidden, 2048, name),
                                      attention=name == "adgpm", max_hop=max_hop, dropout=dropout,
-                                     layout=layout)
+                                     merge_far=merge_far, layout=layout)
     if name == "sgcn":
         return GCN(n, edges, in_dim, out_dim, hidden=(_width(hidden, 2048, name),), dropout=dropout,
                    norm="in", dropout_layers=(0, 1), layout=layout)
