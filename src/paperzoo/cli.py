@@ -1,4 +1,5 @@
-"""The ``paperzoo`` command line: list | show | run | eval | reproduce | sweep | tune | report | data | sky."""
+"""The ``paperzoo`` command line: list | show | run | eval | reproduce | sweep | tune | report | data, and the
+methods' own commands: sky (sky_broker), dgp."""
 from __future__ import annotations
 
 import argparse
@@ -166,6 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
     from paperzoo.methods.sky_broker import cli as sky_cli  # no heavy imports (scipy, Ray, torch) here
 
     sky_cli.add_parser(sub)
+    from paperzoo.methods.dgp import cli as dgp_cli  # argparse only
+
+    dgp_cli.add_parser(sub)
 
     p = sub.add_parser("data", help="where each dataset was found; dataset tools",
                        description="Without a subcommand: list every known dataset and where it was found "
@@ -442,6 +446,10 @@ def main(argv: list[str] | None = None) -> int:
             from paperzoo.methods.sky_broker import cli as sky_cli
 
             code = sky_cli.main(args)
+        elif args.command == "dgp":
+            from paperzoo.methods.dgp import cli as dgp_cli
+
+            code = dgp_cli.main(args)
         else:
             code = COMMANDS[args.command](args)
         sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit

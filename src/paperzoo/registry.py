@@ -18,6 +18,7 @@ METHODS: dict[str, str] = {
     "dist_gcn": "paperzoo.methods.dist_gcn:SPEC",
     "deep_align": "paperzoo.methods.deep_align:SPEC",
     "sky_broker": "paperzoo.methods.sky_broker:SPEC",
+    "dgp": "paperzoo.methods.dgp:SPEC",
 }
 
 

