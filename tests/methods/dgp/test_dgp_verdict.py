@@ -1,0 +1,34 @@
+"""The report's aggregation over runs (splits x seeds) and its ordering verdict."""
+from types import SimpleNamespace
+
+from paperzoo.api import VERDICTS
+from paperzoo.methods.dgp.run import aggregate, verdict
+
+
+def _runs(hit1_by_model, dataset="cifar10", seeds=(0, 1)):
+    out = []
+    for seed in seeds:
+        rd = SimpleNamespace(config=SimpleNamespace(dataset=dataset))
+        metrics = {f"test/{m}/hit@1": v + 0.01 * seed for m, v in hit1_by_model.items()}
+        metrics["num_unseen"] = 3
+        out.append((rd, metrics))
+    return out
+
+
+def test_aggregate_collects_values_per_dataset_model_and_metric():
+    agg = aggregate(_runs({"gcnz": 0.5, "adgpm+ft": 0.7}))
+    assert agg[("cifar10", "gcnz", "hit@1")] == [0.5, 0.51]
+    assert agg[("cifar10", "adgpm+ft", "hit@1")] == [0.7, 0.71]
+    assert ("cifar10", "num_unseen", "") not in agg
+
+
+def test_verdict_checks_the_papers_ordering():
+    ok = verdict(aggregate(_runs({"gcnz": 0.5, "sgcn": 0.6, "dgp": 0.62, "adgpm": 0.65})), "cifar10", 2)
+    assert ok.startswith("ordering reproduced") and "GCNZ 50.5" in ok and "ADGPM 65.5" in ok
+    partial = verdict(aggregate(_runs({"gcnz": 0.5, "sgcn": 0.7, "dgp": 0.62, "adgpm": 0.65})), "cifar10", 2)
+    assert partial.startswith("not reproduced") and "not SGCN" in partial
+    bad = verdict(aggregate(_runs({"gcnz": 0.7, "sgcn": 0.6, "dgp": 0.62, "adgpm": 0.65})), "cifar10", 2)
+    assert bad.startswith("not reproduced:")
+    missing = verdict(aggregate(_runs({"gcnz": 0.5})), "cifar10", 2)
+    assert missing.startswith("not reproduced") and "lack" in missing
+    assert all(v.startswith(VERDICTS) for v in (ok, partial, bad, missing))
