@@ -32,3 +32,13 @@ def test_verdict_checks_the_papers_ordering():
     missing = verdict(aggregate(_runs({"gcnz": 0.5})), "cifar10", 2)
     assert missing.startswith("not reproduced") and "lack" in missing
     assert all(v.startswith(VERDICTS) for v in (ok, partial, bad, missing))
+
+
+def test_ablation_table_lists_each_depth_of_both_families():
+    from paperzoo.methods.dgp.run import ablation_table
+
+    agg = aggregate(_runs({"gcn1": 0.6, "gcn3": 0.5, "dense1": 0.62, "dense2": 0.64, "adgpm": 0.7}))
+    rows = ablation_table(agg, "cifar10")
+    assert rows[2:4] == ["| L | GCN, L layers | dense, L hops |", "|---|---|---|"]
+    assert rows[4:7] == ["| 1 | 60.5 ± 0.7 | 62.5 ± 0.7 |", "| 2 | – | 64.5 ± 0.7 |", "| 3 | 50.5 ± 0.7 | – |"]
+    assert ablation_table(aggregate(_runs({"adgpm": 0.7})), "cifar10") == []

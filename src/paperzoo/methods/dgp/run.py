@@ -218,8 +218,13 @@ def evaluate(run_dir: RunDir) -> dict[str, float]:
 
 
 # ------------------------------------------------------------------------------------------ figures
+def _depth(name: str, kind: str) -> int | None:
+    return int(name[len(kind):]) if name.startswith(kind) and name[len(kind):].isdigit() else None
+
+
 def plot_hits(metrics: Mapping[str, float], cfg: DGPConfig, path: Path) -> str:
-    """Grouped bars: unseen Hit@1 and generalized H per graph model, without and with fine-tuning."""
+    """Grouped bars: unseen Hit@1 and generalized H per graph model, without and with fine-tuning; and,
+    when the run holds the depth ablation, unseen Hit@1 against depth for GCNs and dense propagation."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -227,8 +232,13 @@ def plot_hits(metrics: Mapping[str, float], cfg: DGPConfig, path: Path) -> str:
 
     from paperzoo.core.io import atomic_path
 
-    models = list(cfg.models)
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+    models = [m for m in cfg.models if _depth(m, "gcn") is None and _depth(m, "dense") is None]
+    ablation = {kind: sorted((d, metrics[f"test/{m}/hit@1"]) for m in cfg.models
+                             if (d := _depth(m, kind)) is not None and f"test/{m}/hit@1" in metrics)
+                for kind in ("gcn", "dense")}
+    panels = 3 if any(ablation.values()) else 2
+    fig, axes = plt.subplots(1, panels, figsize=(4.5 * panels, 3.4))
+    chance = 1 / len(pl.split_classes(cfg)[1]) if cfg.dataset != "imagenet_graph" else None
     for ax, key, title in ((axes[0], "hit@1", "unseen classes: Hit@1"),
                            (axes[1], "gzsl_H", "generalized: harmonic mean H")):
         xs = range(len(models))
@@ -237,11 +247,20 @@ def plot_hits(metrics: Mapping[str, float], cfg: DGPConfig, path: Path) -> str:
         ax.bar([x - 0.2 for x in xs], base, 0.4, label="predicted classifier")
         if not all(math.isnan(v) for v in ft):
             ax.bar([x + 0.2 for x in xs], ft, 0.4, label="+ fine-tuned features")
-        if key == "hit@1" and cfg.dataset != "imagenet_graph":
-            ax.axhline(1 / len(pl.split_classes(cfg)[1]), color="gray", ls="--", lw=1, label="chance")
+        if key == "hit@1" and chance:
+            ax.axhline(chance, color="gray", ls="--", lw=1, label="chance")
         ax.set_xticks(list(xs), [m.upper() for m in models])
         ax.set(title=title, ylim=(0, 1))
     axes[0].legend(fontsize=8)
+    if panels == 3:
+        ax = axes[2]
+        for kind, label, marker in (("gcn", "GCN, L layers", "o"), ("dense", "dense, L hops (ADGPM)", "s")):
+            if ablation[kind]:
+                ax.plot(*zip(*ablation[kind]), marker=marker, label=label)
+        if chance:
+            ax.axhline(chance, color="gray", ls="--", lw=1)
+        ax.set(title="depth ablation: unseen Hit@1", xlabel="L", ylim=(0, 1))
+        ax.legend(fontsize=8)
     fig.suptitle(f"{cfg.dataset} split {cfg.split}, seed {cfg.seed}")
     fig.tight_layout()
     with atomic_path(path) as tmp:
@@ -308,7 +327,8 @@ def report_section(run_dirs: list[RunDir]) -> ReportSection:
     parts, verdicts, figures = [], [], []
     for ds in datasets:
         runs = [rd for rd, _ in finished if rd.config.dataset == ds]
-        models = [m for m in sorted({k[1] for k in agg if k[0] == ds}, key=_model_order)]
+        models = [m for m in sorted({k[1] for k in agg if k[0] == ds}, key=_model_order)
+                  if _depth(m, "gcn") is None and _depth(m, "dense") is None]
         unseen = min(int(m.get("num_unseen", 0)) for rd, m in finished if rd.config.dataset == ds) or 0
         ks = [k for k in pl.HIT_KS if k < unseen] or [1]
         parts.append(f"**{ds}** ({len(runs)} run(s); {unseen} unseen classes, so Hit@k is shown for k < {unseen}):")
@@ -326,6 +346,7 @@ def report_section(run_dirs: list[RunDir]) -> ReportSection:
                     cells.append("–")
             parts.append(f"| {model.upper()} | " + " | ".join(cells) + " |")
         parts.append("")
+        parts += ablation_table(agg, ds)
         if ds != "imagenet_graph":
             verdicts.append((ds, verdict(agg, ds, len(runs))))
         for rd in runs:
@@ -342,6 +363,28 @@ def report_section(run_dirs: list[RunDir]) -> ReportSection:
                  "(yinboc/DGP#20; a re-run got 25.5 and 25.8).")
     return ReportSection(claim=CLAIM, verdict=overall_verdict(verdicts), markdown="\n".join(parts),
                          figures=tuple(figures[:6]))
+
+
+def ablation_table(agg: dict[tuple[str, str, str], list[float]], dataset: str) -> list[str]:
+    """Markdown rows: unseen Hit@1 (mean ± std over runs) of the L-layer GCN and of dense propagation
+    limited to L hops, per L (empty when the runs hold no ablation)."""
+    depths = sorted({d for (ds, m, _) in agg if ds == dataset for kind in ("gcn", "dense")
+                     if (d := _depth(m, kind)) is not None})
+    if not depths:
+        return []
+
+    def cell(model: str) -> str:
+        v = agg.get((dataset, model, "hit@1"))
+        if not v:
+            return "–"
+        mu, sd = _mean_std(v)
+        return f"{100 * mu:.1f} ± {100 * sd:.1f}"
+
+    intro = ("Depth ablation (unseen Hit@1): more GCN layers = more Laplacian smoothing; dense propagation "
+             "reaches the same hops in two layers.")
+    rows = [intro, "", "| L | GCN, L layers | dense, L hops |", "|---|---|---|"]
+    rows += [f"| {d} | {cell(f'gcn{d}')} | {cell(f'dense{d}')} |" for d in depths]
+    return rows + [""]
 
 
 def _model_order(name: str) -> tuple[int, str]:
