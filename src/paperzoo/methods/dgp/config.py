@@ -134,23 +134,23 @@ PRESETS = {
         dataset="fmnist"),
     "quick": Preset(
         "quick",
-        DGPConfig(dataset="cifar10", hidden=512, graph_epochs=1000, cnn_epochs=6, train_per_class=2000,
-                  finetune_epochs=1),
+        DGPConfig(dataset="cifar10", hidden=512, graph_epochs=500, cnn_width=16, cnn_epochs=6,
+                  train_per_class=2000, test_per_class=500, finetune_epochs=1),
         "CIFAR-10 split 0 (unseen: automobile, cat, frog), all four graph models on one CNN trained on "
         "2,000 images per seen class (a few minutes on 2 cores)",
         dataset="cifar10", paper=_IMAGENET),
     "paper_cifar10": Preset(
         "paper_cifar10",
-        DGPConfig(dataset="cifar10", models=ABLATION + MODELS, hidden=512, graph_epochs=1000, cnn_epochs=6,
-                  train_per_class=2000, finetune_epochs=1),
+        DGPConfig(dataset="cifar10", models=ABLATION + MODELS, hidden=512, graph_epochs=500, cnn_width=16,
+                  cnn_epochs=6, train_per_class=2000, test_per_class=500, finetune_epochs=1),
         "CIFAR-10: the four models and the depth ablation (GCN of 1-6 layers, dense propagation of 1-3 "
         "hops) on one CNN trained on 2,000 images per seen class; the README's table sweeps splits 0-2 "
-        "and seeds 0-2 (about 8 minutes per run on 2 cores)",
+        "and seeds 0-2 (a few minutes per run on 2 cores)",
         dataset="cifar10", paper=_IMAGENET),
     "paper_fmnist": Preset(
         "paper_fmnist",
-        DGPConfig(dataset="fmnist", models=ABLATION + MODELS, hidden=512, graph_epochs=1000, cnn_epochs=6,
-                  train_per_class=2000, finetune_epochs=1, augment=False),
+        DGPConfig(dataset="fmnist", models=ABLATION + MODELS, hidden=512, graph_epochs=500, cnn_width=16,
+                  cnn_epochs=6, train_per_class=2000, test_per_class=500, finetune_epochs=1, augment=False),
         "Fashion-MNIST: the four models and the depth ablation on one CNN trained on 2,000 images per "
         "seen class (no augmentation); the README's table sweeps splits 0-2 and seeds 0-2",
         dataset="fmnist", paper=_IMAGENET),
