@@ -177,3 +177,19 @@ def test_a_run_folder_is_trained_by_one_process_at_a_time(tmp_path):
         with pytest.raises(RunBusy):  # and this process's own hold excludes other openers
             with RunDir(run.path, method="conve", preset="tiny", config=None).lock():
                 pass
+
+
+def test_finished_runs_keeps_runs_with_metrics_in_order(tmp_path):
+    from paperzoo.core.runs import finished_runs
+
+    class Run:
+        def __init__(self, name, metrics):
+            self.name, self.metrics = name, metrics
+
+        def read_metrics(self):
+            if self.metrics is None:
+                raise FileNotFoundError(self.name)
+            return self.metrics
+
+    runs = [Run("a", {"x": 1}), Run("b", None), Run("c", {"x": 3})]
+    assert [(r.name, m) for r, m in finished_runs(runs)] == [("a", {"x": 1}), ("c", {"x": 3})]

@@ -389,6 +389,18 @@ class RunDir:
         return f"RunDir({str(self.path)!r}, method={self.method!r}, preset={self.preset!r})"
 
 
+def finished_runs(run_dirs: list[RunDir]) -> list[tuple[RunDir, dict[str, Any]]]:
+    """``(run, metrics)`` of every run in ``run_dirs`` that wrote ``metrics.json`` (a report section
+    skips the others), in the given order."""
+    out = []
+    for rd in run_dirs:
+        try:
+            out.append((rd, rd.read_metrics()))
+        except FileNotFoundError:
+            continue
+    return out
+
+
 def _registered_config_cls(method: str) -> type:
     """The config class of a registered method (the registry is imported here, on first use, so that
     ``paperzoo.core.runs`` never imports it at import time: the registry imports the method contract)."""

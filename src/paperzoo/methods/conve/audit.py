@@ -836,14 +836,10 @@ def report_section(runs: Sequence[Any]) -> ReportSection:
     """The report's ConvE section: claim, verdict (MRR vs the paper, else ConvE above DistMult), a score
     table, each run's validation curves, and the leakage audit of the standard datasets found under the
     runs' data root (``paperzoo data audit-kg``)."""
+    from paperzoo.core.runs import finished_runs
     from paperzoo.methods.conve.config import PRESETS
 
-    finished = []
-    for run in runs:
-        try:
-            finished.append((run, run.read_metrics()))
-        except FileNotFoundError:
-            continue
+    finished = finished_runs(runs)
     rows = ["| run | dataset | model | MRR | Hits@1 | Hits@10 | paper MRR | epochs |", "|---|---|---|---|---|---|---|---|"]
     verdicts, figures = [], []
     for run, m in finished:

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from paperzoo.api import Figure, ReportSection, RunResult, overall_verdict
-from paperzoo.core.runs import RunDir
+from paperzoo.core.runs import RunDir, finished_runs
 from paperzoo.methods.dgp import cnn as cnnlib
 from paperzoo.methods.dgp import pipeline as pl
 from paperzoo.methods.dgp.config import MODELS, DGPConfig
@@ -316,12 +316,7 @@ def verdict(agg: dict[tuple[str, str, str], list[float]], dataset: str, runs: in
 def report_section(run_dirs: list[RunDir]) -> ReportSection:
     """Mean and std over runs (splits x seeds) of unseen Hit@k and generalized H per model, with and
     without fine-tuning, the ordering verdict per dataset, and each run's bar chart."""
-    finished = []
-    for rd in run_dirs:
-        try:
-            finished.append((rd, rd.read_metrics()))
-        except FileNotFoundError:
-            continue
+    finished = finished_runs(run_dirs)
     agg = aggregate(finished)
     datasets = sorted({rd.config.dataset for rd, _ in finished})
     parts, verdicts, figures = [], [], []

@@ -22,7 +22,7 @@ import torch
 
 from paperzoo.api import Figure, ReportSection, RunResult, overall_verdict
 from paperzoo.core.progress import progress
-from paperzoo.core.runs import RunDir
+from paperzoo.core.runs import RunDir, finished_runs
 from paperzoo.data.planetoid import NodeGraph
 from paperzoo.methods.dist_gcn import graphs, trainer
 from paperzoo.methods.dist_gcn.comm import Comm, SimComm
@@ -225,12 +225,7 @@ def verdict(rd: RunDir, m: dict[str, float], reference: tuple[float, str] | None
 def report_section(run_dirs: list[RunDir]) -> ReportSection:
     """The report's dist_gcn section: claim, verdict (accuracy vs the centralized GCN, consensus), a table
     of accuracy, consensus and bytes per run, and each run's loss / consensus / accuracy / bytes curves."""
-    finished = []
-    for rd in run_dirs:
-        try:
-            finished.append((rd, rd.read_metrics()))
-        except FileNotFoundError:
-            continue
+    finished = finished_runs(run_dirs)
     centralized = {rd.config.dataset: m["test/accuracy"] for rd, m in finished
                    if rd.config.algorithm == "centralized"}
     parts = [("| run | dataset | algorithm | agents | topology | test acc. | centralized | final consensus error "

@@ -26,7 +26,7 @@ from torch.nn import functional as F
 from paperzoo.api import Figure, ReportSection, RunResult, overall_verdict
 from paperzoo.core import loop
 from paperzoo.core import seed as seedlib
-from paperzoo.core.runs import RunDir
+from paperzoo.core.runs import RunDir, finished_runs
 from paperzoo.data import hetero, text
 from paperzoo.data.hetero import HeteroGraph
 from paperzoo.methods.hgt.config import PRESETS, HGTConfig
@@ -371,12 +371,7 @@ def plot_validation(rd: RunDir, path: Path) -> Path | None:
 def report_section(run_dirs: list[RunDir]) -> ReportSection:
     """The report's HGT section: claim, verdict (HGT vs the best baseline of the same data, then the
     paper), a table of every run's test scores and each run's validation curves."""
-    finished = []
-    for rd in run_dirs:
-        try:
-            finished.append((rd, rd.read_metrics()))
-        except FileNotFoundError:
-            continue
+    finished = finished_runs(run_dirs)
     parts = ["| run | dataset | task | model | test macro-F1 / AUC | test micro-F1 / F1 | paper | epochs |",
              "|---|---|---|---|---|---|---|---|"]
     verdicts, figures = [], []

@@ -23,7 +23,7 @@ import numpy as np
 
 from paperzoo.api import Figure, ReportSection, RunResult
 from paperzoo.core import io
-from paperzoo.core.runs import RunDir
+from paperzoo.core.runs import RunDir, finished_runs
 from paperzoo.methods.sky_broker.catalog import Catalog, load_catalog, split_location, synthetic_catalog
 from paperzoo.methods.sky_broker.config import SkyBrokerConfig
 from paperzoo.methods.sky_broker.optimizer import (
@@ -294,12 +294,7 @@ def report_section(run_dirs: list[RunDir]) -> ReportSection:
     """The report's sky_broker section: claim, verdict (optimality, then savings against the paper's
     about 2x), a placement and savings table per run, and its placement/savings bars (``placement.png``
     in the run folder)."""
-    finished = []
-    for rd in run_dirs:
-        try:
-            finished.append((rd, rd.read_metrics()))
-        except FileNotFoundError:
-            continue
+    finished = finished_runs(run_dirs)
     parts, figures = [], []
     for rd, m in finished:
         plan = _read_plan(rd.path / "plan.json")
