@@ -34,6 +34,8 @@ def test_run_reports_every_model_with_and_without_fine_tuning(tiny_run):
     assert m["test/hit@1"] == m["test/adgpm+ft/hit@1"]  # the headline is the last model, fine-tuned
     assert m["num_seen"] == 7 and m["num_unseen"] == 3 and m["num_nodes"] > 10
     assert_drawn_png(rd.path / "hits.png")
+    for model in ("gcn1", "dense1"):  # the depth ablation is evaluated, not fine-tuned
+        assert f"test/{model}/hit@1" in m and f"test/{model}+ft/hit@1" not in m
 
 
 def test_predicting_the_runs_own_unseen_classes_gives_its_rows(tiny_run):
@@ -100,6 +102,7 @@ def test_report_section(tiny_run):
     section = SPEC.report_section([rd])
     assert section.verdict.startswith(VERDICTS)
     assert "lack some of gcnz" in section.verdict  # the tiny preset trains two of the four models
+    assert "| 1 | " in section.markdown and "Depth ablation" in section.markdown
     assert "| SGCN |" in section.markdown and "| ADGPM+FT |" in section.markdown
     assert [f.path.name for f in section.figures] == ["hits.png"]
     assert "GCNZ 21.0" in section.claim

@@ -124,13 +124,28 @@ _IMAGENET = Published(
     "GCNZ on ImageNet 2-hops, ResNet-50 + GloVe (JudyYe/zero-shot-gcn README); SGCN 26.2 / DGP 26.6 Hit@1 "
     "(yinboc/DGP#20, a re-run got 25.5 / 25.8). ImageNet images are not here: context only")
 
+
+
+def _paper_images(dataset: str, title: str, **overrides) -> Preset:
+    """The table's preset of an image dataset: the four models and the depth ablation on one CNN."""
+    cfg = DGPConfig(dataset=dataset, models=ABLATION + MODELS, hidden=512, graph_epochs=500, cnn_width=16,
+                    cnn_epochs=6, train_per_class=2000, test_per_class=500, finetune_epochs=1, **overrides)
+    return Preset(
+        f"paper_{dataset}", cfg,
+        f"{title}: the four models and the depth ablation (GCN of 1-6 layers, dense propagation of 1-3 hops) "
+        f"on one CNN trained on 2,000 images per seen class{'' if cfg.augment else ' (no augmentation)'}; the "
+        "README's table sweeps splits 0-2 and seeds 0-2 (a few minutes per run on 2 cores)",
+        dataset=dataset, paper=_IMAGENET)
+
+
 PRESETS = {
     "tiny": Preset(
         "tiny",
-        DGPConfig(dataset="fmnist", models=("sgcn", "adgpm"), hidden=32, graph_epochs=20, cnn_width=8,
+        DGPConfig(dataset="fmnist", models=("gcn1", "dense1", "sgcn", "adgpm"), hidden=32, graph_epochs=20, cnn_width=8,
                   feature_dim=16, cnn_epochs=1, train_per_class=40, test_per_class=20, finetune_epochs=1,
                   batch_size=64),
-        "seconds-long smoke run: Fashion-MNIST split 0, 40 images per seen class, tiny CNN and graph models",
+        "seconds-long smoke run: Fashion-MNIST split 0, 40 images per seen class, tiny CNN and graph models "
+        "(two of the paper's, two of the depth ablation)",
         dataset="fmnist"),
     "quick": Preset(
         "quick",
@@ -139,21 +154,8 @@ PRESETS = {
         "CIFAR-10 split 0 (unseen: automobile, cat, frog), all four graph models on one CNN trained on "
         "2,000 images per seen class (a few minutes on 2 cores)",
         dataset="cifar10", paper=_IMAGENET),
-    "paper_cifar10": Preset(
-        "paper_cifar10",
-        DGPConfig(dataset="cifar10", models=ABLATION + MODELS, hidden=512, graph_epochs=500, cnn_width=16,
-                  cnn_epochs=6, train_per_class=2000, test_per_class=500, finetune_epochs=1),
-        "CIFAR-10: the four models and the depth ablation (GCN of 1-6 layers, dense propagation of 1-3 "
-        "hops) on one CNN trained on 2,000 images per seen class; the README's table sweeps splits 0-2 "
-        "and seeds 0-2 (a few minutes per run on 2 cores)",
-        dataset="cifar10", paper=_IMAGENET),
-    "paper_fmnist": Preset(
-        "paper_fmnist",
-        DGPConfig(dataset="fmnist", models=ABLATION + MODELS, hidden=512, graph_epochs=500, cnn_width=16,
-                  cnn_epochs=6, train_per_class=2000, test_per_class=500, finetune_epochs=1, augment=False),
-        "Fashion-MNIST: the four models and the depth ablation on one CNN trained on 2,000 images per "
-        "seen class (no augmentation); the README's table sweeps splits 0-2 and seeds 0-2",
-        dataset="fmnist", paper=_IMAGENET),
+    "paper_cifar10": _paper_images("cifar10", "CIFAR-10"),
+    "paper_fmnist": _paper_images("fmnist", "Fashion-MNIST", augment=False),
     "paper_imagenet_graph": Preset(
         "paper_imagenet_graph",
         DGPConfig(dataset="imagenet_graph", graph_epochs=3000),
