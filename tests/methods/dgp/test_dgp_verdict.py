@@ -42,3 +42,22 @@ def test_ablation_table_lists_each_depth_of_both_families():
     assert rows[2:4] == ["| L | GCN, L layers | dense, L hops |", "|---|---|---|"]
     assert rows[4:7] == ["| 1 | 60.5 ± 0.7 | 62.5 ± 0.7 |", "| 2 | – | 64.5 ± 0.7 |", "| 3 | 50.5 ± 0.7 | – |"]
     assert ablation_table(aggregate(_runs({"adgpm": 0.7})), "cifar10") == []
+
+
+def test_verdict_reports_the_generalized_ordering_beside_hit1():
+    runs = _runs({"gcnz": 0.7, "sgcn": 0.6, "dgp": 0.62, "adgpm": 0.65})
+    for _, m in runs:
+        m.update({"test/gcnz/gzsl_H": 0.2, "test/sgcn/gzsl_H": 0.25, "test/dgp/gzsl_H": 0.4, "test/adgpm/gzsl_H": 0.3})
+    v = verdict(aggregate(runs), "cifar10", 2)
+    assert v.startswith("not reproduced:") and "generalized H GCNZ 20.0, SGCN 25.0, DGP 40.0, ADGPM 30.0 (ordering holds)" in v
+
+
+def test_paired_wins_counts_runs_per_pair():
+    from paperzoo.methods.dgp.run import paired_wins
+
+    runs = _runs({"gcnz": 0.5, "sgcn": 0.6, "dgp": 0.62, "adgpm": 0.65}, seeds=(0, 1, 2))
+    runs[0][1]["test/gcnz/hit@1"] = 0.9  # GCNZ wins every pair in one run
+    rows = paired_wins(runs, "cifar10")
+    assert rows[2] == "| | GCNZ | SGCN | DGP | ADGPM |"
+    assert rows[4] == "| GCNZ | – | 1 | 1 | 1 |" and rows[7] == "| ADGPM | 2 | 3 | 3 | – |"
+    assert paired_wins(runs[:1], "cifar10") == []
