@@ -1,6 +1,7 @@
 """The broker's reliability: parallel branches, failure propagation, max_runtime_s, provider call
 timeouts, whole-region blocking, reconciliation after the broker died, recover, the database."""
 import _thread
+import signal
 import sqlite3
 import subprocess
 import threading
@@ -273,19 +274,36 @@ def test_recover_after_a_failure_while_the_broker_was_gone_fails_the_job_and_sto
     wait_for(lambda: process_start_time(live_pid) is None)
 
 
+def _status_or_none(db, job):
+    """The first task's status, or None while the database is busy (the broker is writing)."""
+    try:
+        return db.tasks(job)[0]["status"]
+    except sqlite3.OperationalError:
+        return None
+
+
 def test_an_abrupt_broker_stop_leaves_the_tasks_running_for_recover(cpu_catalog, make_broker, db, tmp_path):
     marker, go = tmp_path / "marker", tmp_path / "go"
     broker = make_broker(cpu_catalog)
     job = broker.submit(dag_of({"name": "t", "run": f"echo t >> {marker}; while [ ! -f {go} ]; do sleep 0.02; done"}))
 
     def interrupt_when_running():
-        wait_for(lambda: db.tasks(job)[0]["status"] == "RUNNING")
+        try:
+            wait_for(lambda: _status_or_none(db, job) == "RUNNING", timeout=60)
+        except BaseException:
+            go.touch()  # never leave broker.run waiting for the task: the test fails instead of hanging
+            raise
         _thread.interrupt_main()  # Ctrl-C in the broker's (main) thread, no handler installed
 
+    # interrupt_main() does nothing unless SIGINT has Python's default handler: make sure it has
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     threading.Thread(target=interrupt_when_running, daemon=True).start()
     start = time.perf_counter()
-    with pytest.raises(KeyboardInterrupt):
-        broker.run(job)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            broker.run(job)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert time.perf_counter() - start < 10
     row = db.job(job)
     assert row.status == "INTERRUPTED" and row.broker_pid is None and f"sky recover {job}" in row.error
