@@ -101,13 +101,20 @@ def test_killed_ray_sweep_resumes_to_the_same_run_folders_and_metrics_as_local(r
         (local / "report" / "report.md").read_text().count("\n")
 
 
+def _default_sigint() -> None:
+    """In the child before exec: SIGINT back to its default, so Python installs its Ctrl-C handler. A test
+    session started in the background by a shell without job control inherits SIGINT ignored, and so
+    would the driver."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_cancels_the_running_points_and_exits_130(ray_head, tmp_path):
     out, log = tmp_path / "sw", tmp_path / "stderr.txt"
     with log.open("w") as stderr:  # a file, not a pipe: the workers' forwarded logs could fill a pipe
         driver = subprocess.Popen([sys.executable, "-m", "paperzoo.cli", "sweep", "conve", "--preset", "tiny",
                                    "--grid", "model=conve,distmult", "--seeds", "0-1", "--set", "epochs=40",
                                    "--ray-address", ray_head, "--out", str(out)], stdout=subprocess.DEVNULL,
-                                  stderr=stderr, env=_env())
+                                  stderr=stderr, env=_env(), preexec_fn=_default_sigint)
     deadline = time.monotonic() + RUN_TIMEOUT_S
     while not list(out.glob("*/checkpoints/last.pt")):  # a point is running
         assert driver.poll() is None and time.monotonic() < deadline, "no point started in time"

@@ -295,7 +295,8 @@ def test_an_abrupt_broker_stop_leaves_the_tasks_running_for_recover(cpu_catalog,
             raise
         _thread.interrupt_main()  # Ctrl-C in the broker's (main) thread, no handler installed
 
-    # interrupt_main() does nothing unless SIGINT has Python's default handler: make sure it has
+    # interrupt_main() does nothing unless SIGINT has Python's handler; a test session started in the
+    # background by a shell without job control inherits SIGINT ignored
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     threading.Thread(target=interrupt_when_running, daemon=True).start()
     start = time.perf_counter()
