@@ -22,14 +22,6 @@ FASHION = ["jersey.n.03", "trouser.n.01", "sweater.n.01", "dress.n.01", "coat.n.
            "gym_shoe.n.01", "bag.n.04", "boot.n.01"]
 
 
-@pytest.fixture(scope="module")
-def wn() -> WordNet:
-    try:
-        return WordNet.load()
-    except DataNotFoundError as exc:
-        pytest.skip(f"WordNet 3.0 not available (set PAPERZOO_DATA): {str(exc).splitlines()[0]}")
-
-
 def test_hand_checked_synsets(wn):
     # data.noun line 10845: 02084071 05 n 03 dog 0 domestic_dog 0 Canis_familiaris 0 023 @ 02083346 n 0000 @ 01317541
     dog = wn.synset("dog.n.01")

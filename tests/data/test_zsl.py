@@ -6,16 +6,7 @@ import torch
 
 from paperzoo.data.roots import DataNotFoundError, locate
 from paperzoo.data.text import WordVectors
-from paperzoo.data.wordnet import WordNet
 from paperzoo.data.zsl import SOURCE, ImageNetGraphFormatError, load_imagenet_graph
-
-
-@pytest.fixture(scope="module")
-def wn() -> WordNet:
-    try:
-        return WordNet.load()
-    except DataNotFoundError as exc:
-        pytest.skip(f"WordNet 3.0 not available (set PAPERZOO_DATA): {str(exc).splitlines()[0]}")
 
 
 @pytest.fixture(scope="module")

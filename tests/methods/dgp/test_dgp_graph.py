@@ -11,16 +11,6 @@ from paperzoo.methods.dgp.graph import (
     in_norm,
 )
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny matrices: one intra-op thread is faster than contending for the machine's two cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 # A small hand-made hierarchy (child -> parent):
 #            0
 #          /   \

@@ -15,16 +15,6 @@ from paperzoo.methods.dgp.model import (
     regression_loss,
 )
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny matrices: one intra-op thread is faster than contending for the machine's two cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 # the hierarchy of test_dgp_graph.py: 5 has two parents (3 and 2), depth 5
 N = 8
 EDGES = torch.tensor([[1, 2, 3, 4, 5, 5, 6, 7],
