@@ -103,6 +103,8 @@ def test_report_section(tiny_run):
     assert section.verdict.startswith(VERDICTS)
     assert "lack some of gcnz" in section.verdict  # the tiny preset trains two of the four models
     assert "| 1 | " in section.markdown and "Depth ablation" in section.markdown
+    assert "full protocol (9 runs per dataset" in section.verdict
+    assert "±" not in section.markdown.split("Runs in which")[0]  # one run: means only
     assert "| SGCN |" in section.markdown and "| ADGPM+FT |" in section.markdown
     assert [f.path.name for f in section.figures] == ["hits.png"]
     assert "GCNZ 21.0" in section.claim
