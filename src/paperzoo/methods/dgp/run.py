@@ -284,6 +284,14 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
     return float(t.mean()), float(t.std()) if len(values) > 1 else 0.0
 
 
+def _cell(values: list[float] | None) -> str:
+    """A table cell in %: mean ± std over runs, the mean alone for one run, a dash for none."""
+    if not values:
+        return "–"
+    mu, sd = _mean_std(values)
+    return f"{100 * mu:.1f} ± {100 * sd:.1f}" if len(values) > 1 else f"{100 * mu:.1f}"
+
+
 def aggregate(finished: list[tuple[RunDir, dict[str, float]]]) -> dict[tuple[str, str, str], list[float]]:
     """(dataset, model[+ft], metric) -> values over runs (splits and seeds)."""
     out: dict[tuple[str, str, str], list[float]] = {}
@@ -368,11 +376,7 @@ def report_section(run_dirs: list[RunDir]) -> ReportSection:
             cells = []
             for metric in [f"hit@{k}" for k in ks] + ["gzsl_seen", "gzsl_unseen", "gzsl_H"]:
                 v = agg.get((ds, model, metric))
-                if v:
-                    mu, sd = _mean_std(v)
-                    cells.append(f"{100 * mu:.1f} ± {100 * sd:.1f}" if len(v) > 1 else f"{100 * mu:.1f}")
-                else:
-                    cells.append("–")
+                cells.append(_cell(v))
             parts.append(f"| {model.upper()} | " + " | ".join(cells) + " |")
         parts.append("")
         parts += paired_wins(finished, ds)
@@ -408,11 +412,7 @@ def ablation_table(agg: dict[tuple[str, str, str], list[float]], dataset: str) -
         return []
 
     def cell(model: str) -> str:
-        v = agg.get((dataset, model, "hit@1"))
-        if not v:
-            return "–"
-        mu, sd = _mean_std(v)
-        return f"{100 * mu:.1f} ± {100 * sd:.1f}"
+        return _cell(agg.get((dataset, model, "hit@1")))
 
     intro = ("Depth ablation (unseen Hit@1): more GCN layers = more Laplacian smoothing; dense propagation "
              "reaches the same hops in two layers.")
