@@ -48,3 +48,15 @@ def test_graph_models_train_on_the_full_graph_with_synthetic_rows(task):
     perfect = pl.zero_shot_metrics(truth, task, truth[task.seen_nodes], torch.arange(1000),
                                    truth[task.unseen_nodes], torch.arange(1549))
     assert perfect["hit@1"] > 0.99
+
+
+def test_cifar10_in_the_imagenet21k_graph():
+    from paperzoo.methods.dgp.config import SYNSETS, DGPConfig
+
+    try:
+        task = pl.build_task(DGPConfig(dataset="cifar10", graph="imagenet21k"))
+    except FileNotFoundError as e:
+        pytest.skip(f"ImageNet zero-shot files not in the data root: {e}")
+    assert task.node_names[:10] == list(SYNSETS["cifar10"])  # the classes first, in label order
+    assert len(set(task.node_wnids)) == task.num_nodes > 20000  # CIFAR's synsets are ImageNet classes too
+    assert task.seen_nodes.tolist() == [0, 2, 4, 5, 7, 8, 9] and task.unseen_nodes.tolist() == [1, 3, 6]

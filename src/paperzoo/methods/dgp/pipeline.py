@@ -106,17 +106,20 @@ def build_task(cfg: DGPConfig, data_root: str | None = None, wordnet: WordNet | 
                     list(g.wnids))
     seen, unseen = split_classes(cfg)
     classes = list(SYNSETS[cfg.dataset])
-    extra: list[str] = []
-    if cfg.graph == "imagenet21k":
+    keys = [wn.synset(c).offset for c in classes]
+    if cfg.graph == "imagenet21k":  # every ImageNet-21K class (seen 1K and test sets) joins the graph
         import json
 
         from paperzoo.data.roots import locate
         from paperzoo.data.zsl import SOURCE as ZSL_SOURCE
 
-        folder = locate(ZSL_SOURCE, data_root)
-        extra = [w for w in json.loads((folder / "imagenet-split.json").read_text())["test"]]
-        extra += [w for w in json.loads((folder / "imagenet-split.json").read_text())["train"]]
-    keys = [wn.synset(c).offset for c in classes] + [int(w[1:]) for w in extra if w[1:].isdigit()]
+        split = json.loads((locate(ZSL_SOURCE, data_root) / "imagenet-split.json").read_text())
+        known = set(keys)
+        for wnid in split["train"] + split["test"]:
+            offset = int(wnid[1:]) if wnid[1:].isdigit() else None
+            if offset is not None and offset not in known and offset in wn:
+                known.add(offset)
+                keys.append(offset)
     graph = class_graph(wn, keys)
     x, missing = embed_synsets(wn, graph.offsets, vectors)
     names = list(CLASS_NAMES[cfg.dataset])
