@@ -28,7 +28,7 @@ from paperzoo.core import loop
 from paperzoo.core import seed as seedlib
 from paperzoo.core.io import write_json
 from paperzoo.core.progress import progress
-from paperzoo.core.runs import RunDir
+from paperzoo.core.runs import RunDir, finished_runs
 from paperzoo.methods.deep_align import interp, matching
 from paperzoo.methods.deep_align import perm as P
 from paperzoo.methods.deep_align import train as T
@@ -355,11 +355,7 @@ def report_section(run_dirs: list[RunDir]) -> ReportSection:
              "forward pass; on the MNIST MLP zoo its test loss barrier is .005 against weight matching's "
              ".047 (and .000 as Sinkhorn's initialisation), at a fraction of the alignment time.")
     parts, verdicts, figures = [], [], []
-    for rd in run_dirs:
-        try:
-            m = rd.read_metrics()
-        except FileNotFoundError:
-            continue
+    for rd, m in finished_runs(run_dirs):
         preset = PRESETS.get(rd.preset)
         paper = dict(preset.paper.metrics) if preset is not None and preset.paper is not None else {}
         verdicts.append((rd.path.name, verdict(rd, m, paper)))

@@ -23,7 +23,14 @@ import torch
 import torch.nn.functional as F
 
 from paperzoo.data.text import load_glove
-from paperzoo.data.vision import CIFAR10_CLASSES, FASHION_MNIST_CLASSES, load_cifar10, load_fashion_mnist
+from paperzoo.data.vision import (
+    CIFAR10_CLASSES,
+    FASHION_MNIST_CLASSES,
+    channel_stats,
+    load_cifar10,
+    load_fashion_mnist,
+    normalize,
+)
 from paperzoo.data.wordnet import WordNet, class_graph, embed_synsets
 from paperzoo.methods.dgp.config import SYNSETS, UNSEEN_SPLITS, DGPConfig
 from paperzoo.methods.dgp.graph import hop_groups
@@ -79,9 +86,9 @@ class Images:
     """Unseen labels 0..U-1."""
     in_channels: int
     mean: torch.Tensor
-    """(1, C, 1, 1) per-channel mean of the training images in [0, 1] units (subtracted)."""
+    """(C,) per-channel mean of the training images in [0, 1] units (subtracted)."""
     std: torch.Tensor
-    """(1, C, 1, 1) per-channel std (divided by)."""
+    """(C,) per-channel population std (divided by)."""
 
 
 def split_classes(cfg: DGPConfig) -> tuple[list[int], list[int]]:
@@ -132,18 +139,15 @@ def load_images(cfg: DGPConfig, data_root: str | None = None) -> Images:
     """Training images of the seen classes and test images of all classes, normalised per channel."""
     seen, unseen = split_classes(cfg)
     if cfg.dataset == "cifar10":
-        limit_train = cfg.train_per_class or None
-        tx, ty = load_cifar10(data_root, "train", limit_per_class=limit_train)
+        tx, ty = load_cifar10(data_root, "train", limit_per_class=cfg.train_per_class or None)
         vx, vy = load_cifar10(data_root, "test", limit_per_class=cfg.test_per_class or None)
-        tx, vx = tx.float() / 255.0, vx.float() / 255.0
     else:
         tx, ty = load_fashion_mnist(data_root, "train")
         vx, vy = load_fashion_mnist(data_root, "test")
         tx, ty = _per_class(tx, ty, cfg.train_per_class)
         vx, vy = _per_class(vx, vy, cfg.test_per_class)
-    mean = tx.mean(dim=(0, 2, 3), keepdim=True)
-    std = tx.std(dim=(0, 2, 3), keepdim=True)
-    tx, vx = (tx - mean) / std, (vx - mean) / std
+    mean, std = channel_stats(tx)  # of the training images, in [0, 1] units
+    tx, vx = normalize(tx, mean, std), normalize(vx, mean, std)
     seen_map = torch.full((10,), -1, dtype=torch.long)
     seen_map[torch.tensor(seen)] = torch.arange(len(seen))
     unseen_map = torch.full((10,), -1, dtype=torch.long)

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from paperzoo.core.runs import RunDir
 from paperzoo.data.text import load_glove
+from paperzoo.data.vision import normalize
 from paperzoo.data.wordnet import WordNet, class_graph, embed_synsets
 from paperzoo.methods.dgp import cnn as cnnlib
 from paperzoo.methods.dgp import pipeline as pl
@@ -109,7 +110,7 @@ class ZeroShotClassifier:
         """Float images in [0, 1] of any size -> the run's size, channels and normalisation."""
         if images.dim() != 4:
             raise ValueError(f"images must be (N, C, H, W), got shape {tuple(images.shape)}")
-        channels = int(self.mean.size(1))
+        channels = self.mean.numel()
         if images.size(1) != channels:
             if channels == 1:
                 images = images.mean(1, keepdim=True)
@@ -120,7 +121,7 @@ class ZeroShotClassifier:
         if images.shape[-2:] != (self.image_size, self.image_size):
             images = F.interpolate(images, size=(self.image_size, self.image_size), mode="bilinear",
                                    antialias=True, align_corners=False)
-        return (images - self.mean) / self.std
+        return normalize(images, self.mean, self.std)
 
     def scores(self, images: torch.Tensor) -> torch.Tensor:
         """(N, classes) scores ``[f(x), 1] . w_c`` of images (float in [0, 1]) among the set classes."""

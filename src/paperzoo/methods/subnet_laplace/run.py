@@ -34,7 +34,7 @@ from torch.nn import functional as F
 from paperzoo.api import Figure, ReportSection, RunResult, overall_verdict
 from paperzoo.core import io, loop
 from paperzoo.core import seed as seedlib
-from paperzoo.core.runs import RunDir
+from paperzoo.core.runs import RunDir, finished_runs
 from paperzoo.methods.subnet_laplace import metrics as M
 from paperzoo.methods.subnet_laplace import networks
 from paperzoo.methods.subnet_laplace.baselines import MAP, DeepEnsemble, DiagLaplace, MCDropout
@@ -609,11 +609,7 @@ def report_section(run_dirs: list[RunDir]) -> ReportSection:
     NLL/ECE under shift, reliability of the MAP and the subnetwork); the verdict is the paper's
     ordering on test NLL."""
     parts, verdicts, figures = [], [], []
-    for rd in run_dirs:
-        try:
-            m = rd.read_metrics()
-        except FileNotFoundError:
-            continue
+    for rd, m in finished_runs(run_dirs):
         verdicts.append((rd.path.name, verdict(rd, m)))
         names = list(dict.fromkeys(k.split("/")[1] for k in m if k.startswith("test/") and k.count("/") == 2
                                    and k.split("/")[1] != "subnet"))
