@@ -50,7 +50,6 @@ import gc
 import itertools
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -62,7 +61,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from paperzoo.core.procstats import OtherLoad, cpu_name, peak_rss_mib, reset_peak_rss, rss_mib
+from paperzoo.core.procstats import OtherLoad, cpu_name, peak_rss_mib, reset_peak_rss, rss_mib, versions
 
 HERE = Path(__file__).resolve().parent
 IN_DIM, HIDDEN, SEEN_ROWS = 50, 2048, 1000
@@ -75,14 +74,6 @@ IMPLS = {"ours": "paperzoo (CSR adjacencies, the default)", "ours_coo": "paperzo
          "pyg": "PyG"}
 
 
-def versions() -> dict:
-    out = {"python": platform.python_version(), "torch": torch.__version__}
-    for mod in ("torch_geometric", "torch_sparse", "torch_scatter", "pyg_lib", "paperzoo"):
-        try:
-            out[mod] = __import__(mod).__version__
-        except Exception as e:  # noqa: BLE001 - record why, do not fail
-            out[mod] = f"unavailable ({type(e).__name__})"
-    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -479,6 +470,10 @@ def merge(path: Path | None, run: dict, rows: list[dict]) -> dict:
     return {"runs": [*old["runs"], run], "rows": [r for r in old["rows"] if key(r) not in new_keys] + rows}
 
 
+VERSIONED = ("torch_geometric", "torch_sparse", "torch_scatter", "pyg_lib", "paperzoo")
+"""Distributions whose installed versions the results record."""
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -514,7 +509,7 @@ def main(argv: list[str] | None = None) -> int:
     out_dims = [int(d) for d in args.out_dims.split(",") if d]
     threads = [int(t) for t in args.threads.split(",") if t]
     env = {"date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "cpu": cpu_name(),
-           "cores": os.cpu_count(), "versions": versions(), "loadavg_start": os.getloadavg()}
+           "cores": os.cpu_count(), "versions": versions(*VERSIONED), "loadavg_start": os.getloadavg()}
     print(json.dumps(env, indent=1), flush=True)
     settings = {"models": models, "impls": impls, "out_dims": out_dims, "threads": threads,
                 "epochs": args.epochs, "warmup": args.warmup, "floor_repeats": args.floor_repeats,

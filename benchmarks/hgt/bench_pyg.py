@@ -35,7 +35,6 @@ import datetime as _dt
 import gc
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -51,6 +50,7 @@ from paperzoo.core.procstats import (
     peak_rss_mib,
     reset_peak_rss,
     rss_mib,
+    versions,
     wait_until_quiet,
 )
 
@@ -63,14 +63,6 @@ SYNTH = {"papers": 20_000, "authors": 30_000, "venues": 20,
 # --------------------------------------------------------------------------------------------
 # machine state (memory and load helpers: paperzoo.core.procstats)
 # --------------------------------------------------------------------------------------------
-def versions() -> dict:
-    out = {"python": platform.python_version(), "torch": torch.__version__}
-    for mod in ("torch_geometric", "torch_sparse", "torch_scatter", "pyg_lib", "paperzoo"):
-        try:
-            out[mod] = __import__(mod).__version__
-        except Exception as e:  # noqa: BLE001 - record why, do not fail
-            out[mod] = f"unavailable ({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''})"
-    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -457,6 +449,10 @@ def run_sampler(args, dataset: str) -> dict:
 
 
 # --------------------------------------------------------------------------------------------
+VERSIONED = ("torch_geometric", "torch_sparse", "torch_scatter", "pyg_lib", "paperzoo")
+"""Distributions whose installed versions the results record."""
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -488,7 +484,7 @@ def main(argv: list[str] | None = None) -> int:
     args.sampler_configs = [tuple(int(v) for v in c.split("x")) for c in args.sampler_configs.split(",")]
     torch.set_num_threads(args.threads)
     env = {"date": _dt.datetime.now().isoformat(timespec="seconds"), "cpu": cpu_name(),
-           "cores": os.cpu_count(), "threads": args.threads, "versions": versions(),
+           "cores": os.cpu_count(), "threads": args.threads, "versions": versions(*VERSIONED),
            "loadavg_start": os.getloadavg()}
     print(json.dumps(env, indent=1), flush=True)
     out_dir = Path(args.out)

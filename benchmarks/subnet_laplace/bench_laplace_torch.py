@@ -56,10 +56,8 @@ import copy
 import ctypes
 import datetime as _dt
 import gc
-import importlib.metadata
 import json
 import os
-import platform
 import resource
 import signal
 import statistics
@@ -74,7 +72,7 @@ from pathlib import Path
 
 import torch
 
-from paperzoo.core.procstats import OtherLoad, cpu_name, peak_rss_mib, reset_peak_rss, rss_mib
+from paperzoo.core.procstats import OtherLoad, cpu_name, peak_rss_mib, reset_peak_rss, rss_mib, versions
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
@@ -84,16 +82,6 @@ CHECKPOINT_FORMAT = "paperzoo.bench.subnet_laplace/3"  # 3: LargestVariance via 
 # --------------------------------------------------------------------------------------------------
 # machine state (memory and load helpers: paperzoo.core.procstats)
 # --------------------------------------------------------------------------------------------------
-def versions() -> dict:
-    """Installed versions, read from package metadata (nothing is imported)."""
-    out = {"python": platform.python_version(), "torch": torch.__version__}
-    for dist in ("paperzoo", "laplace-torch", "asdfghjkl", "backpack-for-pytorch", "curvlinops-for-pytorch",
-                 "torchvision"):
-        try:
-            out[dist] = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            out[dist] = None
-    return out
 
 
 def _median(values: list[float]) -> float | None:
@@ -802,6 +790,11 @@ def print_table(rows: list[dict]) -> None:
 
 
 # --------------------------------------------------------------------------------------------------
+VERSIONED = ("paperzoo", "laplace-torch", "asdfghjkl", "backpack-for-pytorch", "curvlinops-for-pytorch",
+             "torchvision")
+"""Distributions whose installed versions the results record."""
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -845,7 +838,7 @@ def main(argv: list[str] | None = None) -> int:
               "command": " ".join([Path(sys.executable).name, *sys.argv]),
               "settings": {k: v for k, v in vars(args).items() if k != "worker"},
               "machine": {"cpu": cpu_name(), "cores": os.cpu_count(), "loadavg_start": os.getloadavg()},
-              "versions": versions(), "cases": {}}
+              "versions": versions(*VERSIONED), "cases": {}}
     with tempfile.TemporaryDirectory(prefix="bench-subnet-laplace-") as tmp:
         for name in names:
             case = cases[name]

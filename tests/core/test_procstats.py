@@ -98,3 +98,11 @@ def test_wait_until_quiet_returns_once_quiet_or_at_the_deadline():
     tic = time.monotonic()
     share = procstats.wait_until_quiet(0.05, threshold=-1.0, quiet_seconds=1, interval=0.01)  # never quiet
     assert share is not None and time.monotonic() - tic < 2.0
+
+
+def test_versions_reads_package_metadata_without_importing():
+    from paperzoo.core.procstats import versions
+
+    v = versions("paperzoo", "no-such-distribution-xyz")
+    assert v["python"].count(".") == 2 and v["torch"] and v["paperzoo"]
+    assert v["no-such-distribution-xyz"] is None

@@ -158,3 +158,18 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown"
+
+
+def versions(*distributions: str) -> dict[str, str | None]:
+    """Python's version and the installed version of each distribution (``torch`` always), read from
+    package metadata without importing anything; None for one that is not installed. Benchmarks record
+    it beside their numbers."""
+    import importlib.metadata
+
+    out: dict[str, str | None] = {"python": platform.python_version()}
+    for dist in ("torch", *distributions):
+        try:
+            out[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            out[dist] = None
+    return out
