@@ -375,3 +375,14 @@ def test_real_cifar10_full_test_split(data_root, monkeypatch, tmp_path):
     x, y = vision.load_cifar10(data_root, split="test", source="jpeg")
     assert x.shape == (10_000, 3, 32, 32)
     assert torch.bincount(y).tolist() == [1000] * 10
+
+
+def test_random_crop_flip_is_identity_without_padding_or_flips_and_keeps_content_otherwise():
+    g = torch.Generator().manual_seed(0)
+    x = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).reshape(2, 3, 8, 8)
+    assert torch.equal(vision.random_crop_flip(x, g, pad=0, flip=False), x)
+    out = vision.random_crop_flip(x, g, pad=0, flip=True)
+    for a, b in zip(out, x):
+        assert torch.equal(a, b) or torch.equal(a, b.flip(-1))
+    crops = vision.random_crop_flip(x, g, pad=2, flip=False)
+    assert crops.shape == x.shape

@@ -292,6 +292,22 @@ def rotated_mnist(images: torch.Tensor, labels: torch.Tensor,
 
 
 # ------------------------------------------------------------------------------- normalisation
+def random_crop_flip(x: torch.Tensor, generator: torch.Generator, pad: int = 4, flip: bool = True) -> torch.Tensor:
+    """The standard CIFAR augmentation of a batch ``(N, C, H, W)``: a random ``H x W`` crop of each image
+    after ``pad`` pixels of zero padding, and a horizontal flip with probability 1/2 (``flip``)."""
+    n, _, h, w = x.shape
+    padded = F.pad(x, (pad, pad, pad, pad))
+    dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
+    dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
+    rows = (dy[:, None] + torch.arange(h)[None, :])[:, None, :, None]
+    cols = (dx[:, None] + torch.arange(w)[None, :])[:, None, None, :]
+    out = padded[torch.arange(n)[:, None, None, None], torch.arange(x.size(1))[None, :, None, None], rows, cols]
+    if flip:
+        flips = torch.rand(n, generator=generator) < 0.5
+        out[flips] = out[flips].flip(-1)
+    return out
+
+
 def channel_stats(images: torch.Tensor, batch_size: int = 8192) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-channel mean and (population) standard deviation over ``N, H, W``.
 

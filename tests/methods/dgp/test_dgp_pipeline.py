@@ -82,17 +82,6 @@ def test_features_append_the_bias_column_and_score_like_the_classifier():
     torch.testing.assert_close(f @ net.classifier_rows().T, net(x).detach())
 
 
-def test_augment_is_identity_without_padding_or_flips_and_keeps_content_otherwise():
-    g = torch.Generator().manual_seed(0)
-    x = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).reshape(2, 3, 8, 8)
-    assert torch.equal(cnnlib.augment_batch(x, g, pad=0, flip=False), x)
-    out = cnnlib.augment_batch(x, g, pad=0, flip=True)
-    for a, b in zip(out, x):
-        assert torch.equal(a, b) or torch.equal(a, b.flip(-1))
-    crops = cnnlib.augment_batch(x, g, pad=2, flip=False)
-    assert crops.shape == x.shape
-
-
 def test_synthetic_weights_resemble_ancestors_more_than_strangers():
     # two families under a root: 0,1 children of 2; 3,4 children of 5; 2 and 5 children of 6
     edges = torch.tensor([[0, 1, 3, 4, 2, 5], [2, 2, 5, 5, 6, 6]])

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from paperzoo.core.progress import progress
+from paperzoo.data.vision import random_crop_flip
 
 log = logging.getLogger(__name__)
 
@@ -62,21 +63,6 @@ class ConvNet(nn.Module):
         self.fc.requires_grad_(False)
 
 
-def augment_batch(x: torch.Tensor, generator: torch.Generator, pad: int = 4, flip: bool = True) -> torch.Tensor:
-    """Random crops after ``pad`` pixels of zero padding, and random horizontal flips, per image."""
-    n, _, h, w = x.shape
-    padded = F.pad(x, (pad, pad, pad, pad))
-    dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
-    dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
-    rows = (dy[:, None] + torch.arange(h)[None, :])[:, None, :, None]
-    cols = (dx[:, None] + torch.arange(w)[None, :])[:, None, None, :]
-    out = padded[torch.arange(n)[:, None, None, None], torch.arange(x.size(1))[None, :, None, None], rows, cols]
-    if flip:
-        flips = torch.rand(n, generator=generator) < 0.5
-        out[flips] = out[flips].flip(-1)
-    return out
-
-
 def fit(model: ConvNet, images: torch.Tensor, labels: torch.Tensor, *, epochs: int, lr: float,
         batch_size: int, generator: torch.Generator, augment: bool = True, momentum: float = 0.9,
         weight_decay: float = 5e-4, cosine: bool = True, params=None, desc: str = "cnn",
@@ -98,7 +84,7 @@ def fit(model: ConvNet, images: torch.Tensor, labels: torch.Tensor, *, epochs: i
             idx = order[start:start + batch_size]
             x, y = images[idx], labels[idx]
             if augment:
-                x = augment_batch(x, generator)
+                x = random_crop_flip(x, generator)
             logits = model(x)
             loss = F.cross_entropy(logits, y)
             opt.zero_grad(set_to_none=True)
