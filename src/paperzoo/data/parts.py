@@ -717,11 +717,11 @@ def _render_shapes(rng: np.random.Generator, category: str, size: int, ss: int, 
         d_ids.polygon(pts, fill=tags.index(sh.tag) + 1)
     ids = np.asarray(pil_ids, dtype=np.int64)
     rgb = np.asarray(pil_rgb, dtype=np.float32)
-    # soft directional light over the whole object
+    # soft directional light over the whole object, fixed to the object (it flips and turns with it)
     ys, xs = np.nonzero(ids)
+    direction = a_mat @ rng.normal(size=2)
+    direction /= max(float(np.linalg.norm(direction)), 1e-9)
     if len(xs):
-        direction = rng.normal(size=2)
-        direction /= max(float(np.linalg.norm(direction)), 1e-9)
         proj = (xs - xs.mean()) * direction[0] + (ys - ys.mean()) * direction[1]
         rgb[ys, xs] *= (1.0 + 0.22 * proj / max(float(np.abs(proj).max()), 1.0))[:, None]
     marks = {k: (p @ a_mat.T + b_vec, allowed) for k, (p, allowed) in marks.items()}
