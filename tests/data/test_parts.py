@@ -170,6 +170,13 @@ def test_posing_moves_parts_rigidly_with_their_landmarks(body):
     _, rest_marks = parts.pose_body(body, rest)
     assert np.linalg.norm(marks["l_hand"] - marks["l_elbow"]) == pytest.approx(
         np.linalg.norm(rest_marks["l_hand"] - rest_marks["l_elbow"]), rel=1e-9)
+    # bending the elbow moves the hand forward (+z) and not the elbow; bending the knee moves the foot back
+    _, bent = parts.pose_body(body, {**rest, "l_elbow": 1.2, "r_knee": 1.0})
+    np.testing.assert_allclose(bent["l_elbow"], rest_marks["l_elbow"], atol=1e-12)
+    assert bent["l_hand"][2] > rest_marks["l_hand"][2] + 0.1
+    np.testing.assert_allclose(bent["r_knee"], rest_marks["r_knee"], atol=1e-12)
+    assert bent["r_foot"][2] < rest_marks["r_foot"][2] - 0.1
+    np.testing.assert_allclose(bent["r_hand"], rest_marks["r_hand"], atol=1e-12)
     # raising the straight left arm by 1.5 rad (from about 40 deg below horizontal) lifts the hand over the
     # shoulder, and the right arm stays down
     _, raised = parts.pose_body(body, {**rest, "l_arm_raise": 1.5})
