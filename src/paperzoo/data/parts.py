@@ -537,7 +537,8 @@ def _quadruped(rng: np.random.Generator) -> tuple[list[_Shape], _Marks]:
                _Shape("snout", _ellipse(*(head + rot @ np.array([0.22, 0.05])), 0.13, 0.09, pitch), dark),
                _Shape("head", _ellipse(*(head + rot @ np.array([0.05, -0.05])), 0.035, 0.035),
                       np.array([15.0, 15.0, 15.0]))]
-    marks = {"head": (head, ("head", "snout")), "ear": (ear, ("ear",)), "tail": (tail_tip, ("tail",)),
+    tail_end = tail_mid + 0.85 * (tail_tip - tail_mid)  # inside the tapered tip, not on its edge
+    marks = {"head": (head, ("head", "snout")), "ear": (ear, ("ear",)), "tail": (tail_end, ("tail",)),
              "front_foot": (feet["front_leg"], ("front_leg",)), "hind_foot": (feet["hind_leg"], ("hind_leg",)),
              "body": (np.array([0.0, -0.05]), ("body",))}
     return shapes, marks
@@ -553,7 +554,9 @@ def _airplane(rng: np.random.Generator) -> tuple[list[_Shape], _Marks]:
     marks: _Marks = {}
     eng_t = rng.uniform(0.35, 0.5)
     for side, sx in (("l", -1.0), ("r", 1.0)):  # top view, nose up: the pilot's left is the image's left
-        tip = np.array([sx * span, root_front + sweep + tip_chord / 2])
+        frac = (span - 0.07 - 0.08) / (span - 0.08)  # a little inside the tip, not on its edge
+        tip_y = (root_front + frac * sweep + root_back + frac * (root_front + sweep + tip_chord - root_back)) / 2
+        tip = np.array([sx * (span - 0.07), tip_y])
         wing = np.array([(sx * 0.08, root_front), (sx * span, root_front + sweep),
                          (sx * span, root_front + sweep + tip_chord), (sx * 0.08, root_back)])
         engine = np.array([sx * eng_t * span, root_front + sweep * eng_t - 0.02])
@@ -584,10 +587,10 @@ def _skin(rng: np.random.Generator) -> np.ndarray:
 # Rendering one image.
 
 def _interp_matrix(n_out: int, n_in: int) -> np.ndarray:
-    pos = (np.arange(n_out) + 0.5) * n_in / n_out - 0.5
-    lo = np.clip(np.floor(pos).astype(int), 0, n_in - 1)
-    hi = np.clip(lo + 1, 0, n_in - 1)
-    frac = np.clip(pos - np.floor(pos), 0, 1)
+    pos = np.clip((np.arange(n_out) + 0.5) * n_in / n_out - 0.5, 0, n_in - 1)
+    lo = np.floor(pos).astype(int)
+    hi = np.minimum(lo + 1, n_in - 1)
+    frac = pos - lo
     frac = frac * frac * (3 - 2 * frac)  # smoothstep: no visible creases at the grid lines
     m = np.zeros((n_out, n_in))
     m[np.arange(n_out), lo] += 1 - frac
