@@ -128,6 +128,37 @@ def test_landmark_sits_on_its_own_part(body):
                     assert tags[ids[int(y * ss), int(x * ss)] - 1] == part
 
 
+PERSON_MARK_PARTS = {"head": {"head"}, "torso": {"torso"}}
+for _s in "lr":
+    PERSON_MARK_PARTS.update({f"{_s}_elbow": {f"{_s}_upper_arm", f"{_s}_forearm"}, f"{_s}_hand": {f"{_s}_hand"},
+                              f"{_s}_knee": {f"{_s}_thigh", f"{_s}_shin"}, f"{_s}_foot": {f"{_s}_foot"}})
+
+
+def test_every_visible_body_landmark_is_on_its_limb(body):
+    hidden = 0
+    for i in range(24):
+        _, marks, ids, tags = parts.render_image("person", parts.image_rng(1, "val", "person", i), 32,
+                                                 return_parts=True)
+        ss = ids.shape[0] // 32
+        for name, (x, y) in zip(PART_NAMES["person"], marks, strict=True):
+            if math.isnan(x):
+                hidden += 1
+            else:
+                assert tags[ids[int(y * ss), int(x * ss)] - 1] in PERSON_MARK_PARTS[name], (i, name)
+    assert hidden < 0.15 * 24 * len(PART_NAMES["person"])
+
+
+@pytest.mark.parametrize("yaw, near, far", [(1.4, "r", "l"), (-1.4, "l", "r")])
+def test_side_view_hides_the_far_limbs_behind_the_body(body, yaw, near, far):
+    rest = {k: 0.0 for k in parts.sample_body_pose(np.random.default_rng(0))}
+    pose = {**rest, "yaw": yaw, "l_arm_raise": -0.5, "r_arm_raise": -0.5}  # arms down along the body
+    _, marks = parts.render_image("person", parts.image_rng(0, "test", "person", 0), 64, clutter=0.0,
+                                  flip=False, angle_deg=0.0, scale=0.9, centre=(32.0, 32.0), pose=pose)
+    got = dict(zip(PART_NAMES["person"], marks.tolist(), strict=True))
+    for joint in ("elbow", "knee"):
+        assert not math.isnan(got[f"{near}_{joint}"][0]) and math.isnan(got[f"{far}_{joint}"][0])
+
+
 def test_vertex_parts_cover_every_limb_and_sides_agree(body):
     counts = np.bincount(body.vertex_part, minlength=len(BODY_PARTS))
     assert (counts > 50).all()
@@ -173,7 +204,8 @@ def test_posing_moves_parts_rigidly_with_their_landmarks(body):
     # bending the elbow moves the hand forward (+z) and not the elbow; bending the knee moves the foot back
     _, bent = parts.pose_body(body, {**rest, "l_elbow": 1.2, "r_knee": 1.0})
     np.testing.assert_allclose(bent["l_elbow"], rest_marks["l_elbow"], atol=1e-12)
-    assert bent["l_hand"][2] > rest_marks["l_hand"][2] + 0.1
+    assert np.linalg.norm(bent["l_hand"] - rest_marks["l_hand"]) > 0.1
+    assert bent["l_hand"][2] > rest_marks["l_hand"][2] + 0.03
     np.testing.assert_allclose(bent["r_knee"], rest_marks["r_knee"], atol=1e-12)
     assert bent["r_foot"][2] < rest_marks["r_foot"][2] - 0.1
     np.testing.assert_allclose(bent["r_hand"], rest_marks["r_hand"], atol=1e-12)

