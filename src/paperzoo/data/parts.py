@@ -120,6 +120,13 @@ class BodyModel:
     part_centroids: np.ndarray
     """(len(BODY_PARTS), 3) rest-pose mean position of each part's vertices."""
 
+    def hair(self) -> np.ndarray:
+        """(V,) bool: head vertices drawn in a hair colour (skull above the brows, back of the head)."""
+        eye = self.joints["l_eye"]
+        v = self.vertices
+        return (self.vertex_part == BODY_PARTS.index("head")) & (
+            (v[:, 1] > eye[1] + 0.035) | ((v[:, 2] < eye[2] - 0.1) & (v[:, 1] > eye[1] - 0.07)))
+
 
 _FACE_BONES = ("head", "neck", "jaw", "eye", "levator", "oculi", "orbicularis", "oris", "risorius", "special",
                "temporalis", "tongue")
@@ -145,7 +152,7 @@ def bone_part(bone: str) -> str:
 
 
 # joint name -> (joint cube group in base.obj); l_/r_ are the body's own sides (+x is left)
-_JOINT_CUBES = {"neck": "joint-neck", "head_base": "joint-head", "head_top": "joint-head-2"}
+_JOINT_CUBES = {"neck": "joint-neck", "head_base": "joint-head", "head_top": "joint-head-2", "l_eye": "joint-l-eye"}
 for _s in "lr":
     _JOINT_CUBES.update({f"{_s}_shoulder": f"joint-{_s}-shoulder", f"{_s}_elbow": f"joint-{_s}-elbow",
                          f"{_s}_wrist": f"joint-{_s}-hand", f"{_s}_hip": f"joint-{_s}-upper-leg",
@@ -663,6 +670,7 @@ _LIGHT = np.array([-0.45, 0.55, 0.7]) / np.linalg.norm([-0.45, 0.55, 0.7])
 
 def _person_colours(rng: np.random.Generator) -> np.ndarray:
     skin = _skin(rng)
+    hair = _hsv(rng.uniform(0.02, 0.13), rng.uniform(0.3, 0.9), rng.uniform(0.08, 0.75))
     shirt = _hsv(rng.random(), rng.uniform(0.3, 1.0), rng.uniform(0.35, 1.0))
     trousers = _hsv(rng.random(), rng.uniform(0.2, 0.9), rng.uniform(0.15, 0.7))
     shoes = _jitter(rng, (40, 30, 25), 25)
@@ -670,7 +678,13 @@ def _person_colours(rng: np.random.Generator) -> np.ndarray:
     legs = trousers if rng.random() < 0.75 else skin
     by_part = {"head": skin, "torso": shirt, "upper_arm": shirt, "forearm": sleeves, "hand": skin * 0.93,
                "thigh": trousers, "shin": legs, "foot": shoes}
-    return np.stack([by_part[p.split("_", 1)[1] if p[:2] in ("l_", "r_") else p] for p in BODY_PARTS])
+    table = [by_part[p.split("_", 1)[1] if p[:2] in ("l_", "r_") else p] for p in BODY_PARTS]
+    return np.stack(table + [hair])  # the last row colours the hair
+
+
+@functools.lru_cache(maxsize=8)
+def _hair_mask(model: BodyModel) -> np.ndarray:
+    return model.hair()
 
 
 def _render_person(rng: np.random.Generator, size: int, ss: int, folder: Path, fixed: dict,
@@ -693,8 +707,9 @@ def _render_person(rng: np.random.Generator, size: int, ss: int, folder: Path, f
     normal /= np.maximum(np.linalg.norm(normal, axis=1, keepdims=True), 1e-12)
     shade = 0.35 + 0.65 * np.clip(normal @ _LIGHT, 0.0, 1.0)
     part = model.vertex_part[seen[:, 0]]
+    colour_row = np.where(_hair_mask(model)[seen[:, 0]], len(BODY_PARTS), part)
     rgb = np.zeros((canvas, canvas, 3), dtype=np.float32)
-    rgb[covered] = colours[part] * shade[:, None]
+    rgb[covered] = colours[colour_row] * shade[:, None]
     ids = np.zeros((canvas, canvas), dtype=np.int64)
     ids[covered] = part + 1
     tags = list(BODY_PARTS)
