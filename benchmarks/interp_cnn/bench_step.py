@@ -312,8 +312,8 @@ def table(rows: list[dict]) -> str:
 def markdown(path: Path) -> str:
     """The README table of a results file."""
     data = json.loads(path.read_text())
-    lines = ["| backbone | width:F | threads | plain ms | mask only ms | mask + loss ms | (c)/(a) | (b)/(a) | "
-             "ICNN ms | ICNN / its base | ours (c) / ICNN | floor ms | plain / floor | filter_loss ms | other CPU |",
+    lines = [("| backbone | width:F | threads | plain ms | mask only ms | mask + loss ms | (c)/(a) | (b)/(a) | "
+              "ICNN ms | ICNN / its base | ours (c) / ICNN | floor ms | plain / floor | filter_loss ms | other CPU |"),
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in data["rows"]:
         if "error" in r:
@@ -363,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
     backbones = [b for b in args.backbones.split(",") if b]
     sizes = [s for s in args.sizes.split(",") if s]
     threads = [int(t) for t in args.threads.split(",") if t]
-    env = {"date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "cpu": cpu_name(),
+    env = {"date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"), "cpu": cpu_name(),
            "cores": os.cpu_count(), "versions": versions(), "loadavg_start": os.getloadavg()}
     print(json.dumps(env), flush=True)
     settings = {"backbones": backbones, "sizes": sizes, "threads": threads, "repeats": args.repeats,
