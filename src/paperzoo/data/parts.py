@@ -423,9 +423,18 @@ class _Shape:
     fill: np.ndarray  # (3,) RGB 0..255
 
 
-def _ellipse(cx: float, cy: float, rx: float, ry: float, angle: float = 0.0, n: int = 32) -> np.ndarray:
+@functools.lru_cache(maxsize=16)
+def _unit_circle(n: int) -> tuple[np.ndarray, np.ndarray]:
     t = np.linspace(0.0, 2 * math.pi, n, endpoint=False)
-    x, y = rx * np.cos(t), ry * np.sin(t)
+    cos_t, sin_t = np.cos(t), np.sin(t)
+    cos_t.setflags(write=False)
+    sin_t.setflags(write=False)
+    return cos_t, sin_t
+
+
+def _ellipse(cx: float, cy: float, rx: float, ry: float, angle: float = 0.0, n: int = 32) -> np.ndarray:
+    cos_t, sin_t = _unit_circle(n)
+    x, y = rx * cos_t, ry * sin_t
     c, s = math.cos(angle), math.sin(angle)
     return np.stack([cx + c * x - s * y, cy + s * x + c * y], axis=1)
 
@@ -593,6 +602,7 @@ def _skin(rng: np.random.Generator) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------------------
 # Rendering one image.
 
+@functools.lru_cache(maxsize=16)
 def _interp_matrix(n_out: int, n_in: int) -> np.ndarray:
     pos = np.clip((np.arange(n_out) + 0.5) * n_in / n_out - 0.5, 0, n_in - 1)
     lo = np.floor(pos).astype(int)
@@ -602,6 +612,7 @@ def _interp_matrix(n_out: int, n_in: int) -> np.ndarray:
     m = np.zeros((n_out, n_in))
     m[np.arange(n_out), lo] += 1 - frac
     m[np.arange(n_out), hi] += frac
+    m.setflags(write=False)  # cached and shared
     return m
 
 
@@ -630,7 +641,7 @@ def _background(rng: np.random.Generator, canvas: int, ss: int, clutter: float) 
             end = c + rng.uniform(-2 * r, 2 * r, 2)
             draw.line([tuple(c), tuple(end)], fill=rgb, width=int(rng.integers(1, 4)) * ss)
             continue
-        draw.polygon([tuple(p) for p in pts], fill=rgb)
+        draw.polygon(pts.ravel().tolist(), fill=rgb)
     return np.asarray(pil, dtype=np.float32)
 
 
@@ -730,7 +741,7 @@ def _render_shapes(rng: np.random.Generator, category: str, size: int, ss: int, 
     pil_ids = Image.new("L", (canvas, canvas))
     d_rgb, d_ids = ImageDraw.Draw(pil_rgb), ImageDraw.Draw(pil_ids)
     for sh in shapes:
-        pts = [tuple(p) for p in (sh.points @ a_mat.T + b_vec) * ss]
+        pts = ((sh.points @ a_mat.T + b_vec) * ss).ravel().tolist()
         fill = np.clip(sh.fill, 0, 255)
         d_rgb.polygon(pts, fill=tuple(int(v) for v in fill), outline=tuple(int(v) for v in fill * 0.55),
                       width=max(1, ss // 2 + size // 96))
@@ -784,7 +795,7 @@ def render_image(category: str, rng: np.random.Generator, size: int = 64, clutte
         rgb, ids, tags, marks = _render_shapes(rng, category, size, ss, fixed)
     img = _background(rng, canvas, ss, clutter)
     obj = ids > 0
-    img[obj] = rgb[obj]
+    np.copyto(img, rgb, where=obj[..., None])
     img = _downsample(img, ss)
     if clutter > 0:  # sensor-like pixel noise over the whole image
         img += rng.normal(0.0, 5.0 * clutter, img.shape).astype(np.float32)
