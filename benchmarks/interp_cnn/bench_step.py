@@ -44,6 +44,7 @@ import argparse
 import datetime as _dt
 import importlib.util
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -175,16 +176,19 @@ def step_flops(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> int:
 
 
 def gemm_rate(repeats: int, n: int = 1024) -> dict:
-    """Median fp32 ``n x n x n`` matmul rate at the current thread count."""
+    """Median fp32 ``n x n x n`` matmul rate at the current thread count, per wall second and per CPU
+    second of this process (on a loaded machine the CPU rate is the steadier one)."""
     a, b = torch.randn(n, n), torch.randn(n, n)
     torch.mm(a, b)
-    walls = []
+    walls, cpus = [], []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         torch.mm(a, b)
         walls.append(time.perf_counter() - t0)
-    med = statistics.median(walls)
-    return {"n": n, "median_s": med, "gflops_per_s": 2 * n ** 3 / med / 1e9}
+        cpus.append(time.process_time() - c0)
+    med, med_cpu = statistics.median(walls), statistics.median(cpus)
+    return {"n": n, "median_s": med, "median_cpu_s": med_cpu, "gflops_per_s": 2 * n ** 3 / med / 1e9,
+            "gflops_per_cpu_s": 2 * n ** 3 / med_cpu / 1e9}
 
 
 def time_fn(fn, repeats: int, warmup: int = 2) -> dict:
@@ -246,8 +250,10 @@ def child(args) -> dict:
     steps = {v: {"median_s": statistics.median(walls[v]), "median_cpu_s": statistics.median(cpus[v]),
                  "wall_s": walls[v], "cpu_s": cpus[v], "last_loss": losses[v]} for v in variants}
     gflops = max(rate["gflops_per_s"], rate_after["gflops_per_s"])
+    gflops_cpu = max(rate["gflops_per_cpu_s"], rate_after["gflops_per_cpu_s"])
     return {"steps": steps, "step_flops": flops, "gemm": [rate, rate_after],
-            "floor_s": flops["plain"] / (gflops * 1e9), "layer_ops": time_layer_ops(top, args.repeats)}
+            "floor_s": flops["plain"] / (gflops * 1e9),
+            "floor_cpu_s": flops["plain"] / (gflops_cpu * 1e9), "layer_ops": time_layer_ops(top, args.repeats)}
 
 
 def run_child(backbone: str, size: str, threads: int, args) -> dict:
@@ -282,6 +288,9 @@ def ratios(r: dict) -> dict:
     s = {v: d["median_s"] for v, d in r["steps"].items()}
     out = {"loss/plain": s["loss"] / s["plain"], "mask/plain": s["mask"] / s["plain"],
            "plain/floor": s["plain"] / r["floor_s"], "loss/floor": s["loss"] / r["floor_s"]}
+    out["loss_cpu/plain_cpu"] = r["steps"]["loss"]["median_cpu_s"] / r["steps"]["plain"]["median_cpu_s"]
+    # CPU seconds of the step over CPU seconds of its FLOPs at the GEMM rate (NaN: an older results file)
+    out["plain_cpu/floor_cpu"] = r["steps"]["plain"]["median_cpu_s"] / r.get("floor_cpu_s", math.nan)
     if "icnn" in s:
         out["icnn/plain1x1"] = s["icnn"] / s["plain1x1"]
         out["loss/icnn"] = s["loss"] / s["icnn"]
@@ -310,23 +319,26 @@ def table(rows: list[dict]) -> str:
 
 
 def markdown(path: Path) -> str:
-    """The README table of a results file."""
+    """The README table of a results file (ratios of median wall times; the CPU-time ratio of (c)/(a) and
+    the floor in CPU seconds beside them)."""
     data = json.loads(path.read_text())
-    lines = [("| backbone | width:F | threads | plain ms | mask only ms | mask + loss ms | (c)/(a) | (b)/(a) | "
-              "ICNN ms | ICNN / its base | ours (c) / ICNN | floor ms | plain / floor | filter_loss ms | other CPU |"),
+    lines = [("| backbone | width:F | threads | plain ms | mask only ms | mask + loss ms | (c)/(a) wall, CPU | "
+              "(b)/(a) | ICNN ms | ICNN / its base | ours (c) / ICNN | floor CPU ms | plain / floor (CPU) | "
+              "filter_loss ms | other CPU |"),
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in data["rows"]:
         if "error" in r:
             lines.append(f"| {r['backbone']} | {r['size']} | {r['threads']} | error: {r['error']} |")
             continue
-        s, q = r["steps"], r["ratios"]
+        s, q = r["steps"], ratios(r)
         icnn = (f"{s['icnn']['median_s'] * 1e3:.0f} | {q['icnn/plain1x1']:.2f}x | **{q['loss/icnn']:.2f}x**"
                 if "icnn" in s else "- | - | -")
         oc = f"{r['other_cpu']:.2f}" if r.get("other_cpu") is not None else "?"
         lines.append(f"| {r['backbone']} | {r['size']} | {r['threads']} | {s['plain']['median_s'] * 1e3:.0f} | "
                      f"{s['mask']['median_s'] * 1e3:.0f} | {s['loss']['median_s'] * 1e3:.0f} | "
-                     f"**{q['loss/plain']:.2f}x** | {q['mask/plain']:.2f}x | {icnn} | {r['floor_s'] * 1e3:.0f} | "
-                     f"{q['plain/floor']:.1f}x | {r['layer_ops']['filter_loss']['median_s'] * 1e3:.2f} | {oc} |")
+                     f"**{q['loss/plain']:.2f}x**, {q['loss_cpu/plain_cpu']:.2f}x | {q['mask/plain']:.2f}x | {icnn} | "
+                     f"{r.get('floor_cpu_s', math.nan) * 1e3:.0f} | {q['plain_cpu/floor_cpu']:.2f}x | "
+                     f"{r['layer_ops']['filter_loss']['median_s'] * 1e3:.1f} | {oc} |")
     return "\n".join(lines)
 
 
