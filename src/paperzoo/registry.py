@@ -19,6 +19,7 @@ METHODS: dict[str, str] = {
     "deep_align": "paperzoo.methods.deep_align:SPEC",
     "sky_broker": "paperzoo.methods.sky_broker:SPEC",
     "dgp": "paperzoo.methods.dgp:SPEC",
+    "interp_cnn": "paperzoo.methods.interp_cnn:SPEC",
 }
 
 

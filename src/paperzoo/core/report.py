@@ -36,7 +36,7 @@ MIN_CURVE_POINTS = 3
 """A training curve is drawn only from at least this many epochs of one loss/metric."""
 
 LOWER_IS_BETTER = ("nll", "barrier", "cost", "time", "seconds", "loss", "error", "ece", "rmse", "brier",
-                   "_h", "usd")
+                   "_h", "usd", "instability")
 """Metric-name fragments of metrics where lower is better (said in the headline panel's title)."""
 
 
