@@ -7,6 +7,18 @@ os.environ.setdefault("PAPERZOO_PROGRESS", "0")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch intra-op thread for a module's tests (tiny tensors: faster than contending for the
+    machine's cores); the previous count is restored afterwards. A folder's conftest makes it autouse."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def data_root() -> Path:
     """The shared data root (``$PAPERZOO_DATA``); tests needing real data skip without it."""

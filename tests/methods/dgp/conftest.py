@@ -1,12 +1,7 @@
-"""Shared by the dgp tests."""
+"""Tiny matrices: one intra-op thread for every dgp test."""
 import pytest
-import torch
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny matrices: one intra-op thread is faster than contending for the machine's two cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_thread(one_thread):
     yield
-    torch.set_num_threads(before)

@@ -1,11 +1,7 @@
+"""The per-agent matrices are tiny: one intra-op thread for every dist_gcn test."""
 import pytest
-import torch
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """The per-agent matrices are tiny: one intra-op thread is faster than contending for two."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_thread(one_thread):
     yield
-    torch.set_num_threads(before)

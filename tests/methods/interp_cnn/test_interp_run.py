@@ -19,14 +19,9 @@ pytest.importorskip("paperzoo.data.parts")
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
     rd = runner.prepare("interp_cnn", "tiny", run_dir=tmp_path_factory.mktemp("interp") / "run",
                         overrides={"num_threads": 1})
-    try:
-        yield rd, runner.execute(rd)
-    finally:
-        torch.set_num_threads(before)
+    return rd, runner.execute(rd)
 
 
 def test_both_networks_are_trained_on_the_same_batches_and_scored(tiny_run):
