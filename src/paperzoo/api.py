@@ -68,6 +68,24 @@ VERDICTS = ("reproduced", "ordering reproduced", "not reproduced")
 """How a report section judges a run against the paper (``not reproduced`` always says why)."""
 
 
+def deferred(target: str) -> Callable[..., Any]:
+    """A function that imports ``"package.module:function"`` on its first call and forwards to it: a
+    method's ``__init__`` hands ``run`` / ``evaluate`` / ``report_section`` to its :class:`MethodSpec`
+    without importing torch-heavy modules, so that ``paperzoo list`` and the CLI's parser stay light."""
+    module_name, _, attr = target.partition(":")
+    if not module_name or not attr:
+        raise ValueError(f"deferred: target must be 'module:function', got {target!r}")
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        import importlib
+
+        return getattr(importlib.import_module(module_name), attr)(*args, **kwargs)
+
+    call.__name__ = call.__qualname__ = attr
+    call.__doc__ = f"``{target}`` (imported on first call)."
+    return call
+
+
 def overall_verdict(verdicts: list[tuple[str, str]]) -> str:
     """One verdict line for several runs, from ``(run name, verdict)`` pairs: the strongest run's verdict
     (named) first, then the others', so that the line always starts with one of :data:`VERDICTS`."""

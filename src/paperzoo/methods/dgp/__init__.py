@@ -11,29 +11,13 @@ hypernym graph given as a ``(2, E)`` child -> parent edge index; the run pipelin
 networks and evaluates them on unseen classes; :class:`ZeroShotClassifier` (:mod:`.predict`) classifies
 images among NEW class names with a finished run.
 """
-from paperzoo.api import MethodSpec
+from paperzoo.api import MethodSpec, deferred
 from paperzoo.methods.dgp.config import MODELS, PRESETS, SYNSETS, UNSEEN_SPLITS, DGPConfig
 
-
-# The pipeline (torch, the WordNet reader) is imported on first call, so that the CLI's parser, which
-# imports this package for `paperzoo dgp`, stays light.
-def run(cfg, run_dir):
-    from paperzoo.methods.dgp.run import run as _run
-
-    return _run(cfg, run_dir)
-
-
-def evaluate(run_dir):
-    from paperzoo.methods.dgp.run import evaluate as _evaluate
-
-    return _evaluate(run_dir)
-
-
-def report_section(run_dirs):
-    from paperzoo.methods.dgp.run import report_section as _report_section
-
-    return _report_section(run_dirs)
-
+# the pipeline is imported on first call, so that the CLI's parser, which imports this package, stays light
+run = deferred("paperzoo.methods.dgp.run:run")
+evaluate = deferred("paperzoo.methods.dgp.run:evaluate")
+report_section = deferred("paperzoo.methods.dgp.run:report_section")
 
 CITATION = """@inproceedings{kampffmeyer2019rethinking,
   title     = {Rethinking Knowledge Graph Propagation for Zero-Shot Learning},

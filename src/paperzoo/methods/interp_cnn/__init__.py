@@ -12,28 +12,13 @@ The run pipeline (:mod:`.run`) trains an ordinary and an interpretable CNN (VGG-
 :mod:`.models`) side by side on the generated part dataset or CIFAR-10 and measures accuracy and the
 location instability of the top filters (:mod:`.metrics`).
 """
-from paperzoo.api import MethodSpec
+from paperzoo.api import MethodSpec, deferred
 from paperzoo.methods.interp_cnn.config import PRESETS, VARIANTS, InterpCNNConfig
 
-
-# torch-heavy modules are imported on first use, so that the CLI's parser stays light
-def run(cfg, run_dir):
-    from paperzoo.methods.interp_cnn.run import run as _run
-
-    return _run(cfg, run_dir)
-
-
-def evaluate(run_dir):
-    from paperzoo.methods.interp_cnn.run import evaluate as _evaluate
-
-    return _evaluate(run_dir)
-
-
-def report_section(run_dirs):
-    from paperzoo.methods.interp_cnn.report import report_section as _report_section
-
-    return _report_section(run_dirs)
-
+# the pipeline is imported on first call, so that the CLI's parser, which imports this package, stays light
+run = deferred("paperzoo.methods.interp_cnn.run:run")
+evaluate = deferred("paperzoo.methods.interp_cnn.run:evaluate")
+report_section = deferred("paperzoo.methods.interp_cnn.report:report_section")
 
 CITATION = """@inproceedings{zhang2018interpretable,
   title     = {Interpretable Convolutional Neural Networks},
