@@ -74,7 +74,7 @@ def test_verdict_needs_a_clear_drop_in_every_paired_run():
     assert judge(_runs([(0.10, 0.07), (0.11, 0.12), (0.10, 0.06)]), "vgg").startswith("ordering reproduced")
     assert judge(_runs([(0.10, 0.097)] * 3), "vgg").startswith("ordering reproduced")  # lower, not clearly
     assert judge(_runs([(0.10, 0.12)] * 3), "vgg").startswith("not reproduced")
-    assert "accuracy cost +2.0 points" in judge(_runs([(0.1, 0.05)]), "vgg")
+    assert "accuracy 88.0 % vs 90.0 % (-2.0 points)" in judge(_runs([(0.1, 0.05)]), "vgg")
 
 
 def test_filters_shown_are_the_median_of_each_category_first():

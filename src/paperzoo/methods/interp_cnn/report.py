@@ -56,9 +56,10 @@ def judge(runs: list[tuple[RunDir, dict]], backbone: str) -> str:
     ordinary = _mean_std([p[0] for p in pairs])[0]
     interp = _mean_std([p[1] for p in pairs])[0]
     wins = sum(p[1] < p[0] for p in pairs)
-    cost = 100 * (_mean_std([p[2] for p in pairs])[0] - _mean_std([p[3] for p in pairs])[0])
+    acc_o, acc_i = (100 * _mean_std([p[k] for p in pairs])[0] for k in (2, 3))
     facts = (f"{backbone}, {len(pairs)} seed(s): instability {interp:.3f} vs ordinary {ordinary:.3f} "
-             f"({100 * (interp / ordinary - 1):+.0f} %, lower in {wins}/{len(pairs)}); accuracy cost {cost:+.1f} points")
+             f"({100 * (interp / ordinary - 1):+.0f} %, lower in {wins}/{len(pairs)}); accuracy {acc_i:.1f} % vs "
+             f"{acc_o:.1f} % ({acc_i - acc_o:+.1f} points)")
     if wins == len(pairs) and interp <= (1 - CLEARLY) * ordinary:
         few = len(pairs) < FULL_PROTOCOL_SEEDS
         return f"reproduced: {facts}" + (f" (the README's table has {FULL_PROTOCOL_SEEDS} seeds)" if few else "")
@@ -95,8 +96,9 @@ def report_section(run_dirs: list[RunDir]) -> ReportSection:
         else:
             acc = {v: _values(runs, v, "accuracy") for v in ("ordinary", "interpretable")}
             if all(acc.values()):
-                cost = 100 * (_mean_std(acc["ordinary"])[0] - _mean_std(acc["interpretable"])[0])
-                parts += [f"Accuracy cost of the interpretable layer on {dataset}: {cost:+.1f} points.", ""]
+                o, i = (100 * _mean_std(acc[v])[0] for v in ("ordinary", "interpretable"))
+                parts += [(f"{dataset} accuracy with the interpretable layer: {i:.1f} % vs {o:.1f} % without "
+                          f"({i - o:+.1f} points)."), ""]
     if not verdicts:
         verdicts = [("parts", ("not reproduced: no finished part-dataset run (presets paper_parts_vgg / "
                               "paper_parts_resnet)"))]
