@@ -103,3 +103,19 @@ def test_layer_maps_reads_the_named_layer_rectified_in_eval_mode():
     maps = layer_maps(net, "0", x, batch_size=2)
     torch.testing.assert_close(maps, torch.relu(net[0](x)))
     assert net.training  # the mode is restored
+
+
+def test_reference_levels_put_ideal_part_filters_far_below_random_ones():
+    from paperzoo.methods.interp_cnn.metrics import reference_instability
+
+    g = torch.Generator().manual_seed(4)
+    n = 200
+    labels = torch.zeros(n, dtype=torch.long)
+    centre = torch.rand(n, 1, 2, generator=g) * 32 + 16  # an object anywhere in the middle of a 64-px image
+    landmarks = torch.cat([centre, centre + torch.tensor([8.0, 0.0])], dim=1)  # two parts, a fixed offset apart
+    ref = reference_instability(labels, landmarks, 64, 8, top_k=100)
+    # ideal filters sit on the landmark's unit: only the 8-px quantisation moves them off the parts
+    assert ref["part"] < 0.05 < 0.1 < ref["random"]
+    # one part on a fixed unit centre: the ideal filter is exactly on it every time
+    fixed = torch.full((n, 1, 2), 36.0)
+    assert reference_instability(labels, fixed, 64, 8, top_k=50)["part"] == pytest.approx(0.0, abs=1e-12)

@@ -32,6 +32,7 @@ def test_both_networks_are_trained_on_the_same_batches_and_scored(tiny_run):
         assert m[f"test/{variant}/filters_scored"] >= 0
         assert f"test/{variant}/instability" in m and f"test/{variant}/mi" in m
     assert m["test/instability"] == m["test/interpretable/instability"]  # the headline is the last variant
+    assert m["test/part_filters/instability"] < m["test/random_filters/instability"]
     rows = result.history
     assert [r["epoch"] for r in rows] == [1, 2]
     # the filter loss is logged for the interpretable network only, and is -MI <= 0

@@ -122,3 +122,44 @@ def location_instability(maps: torch.Tensor, labels: torch.Tensor, landmarks: to
     valid = per_filter[~torch.isnan(per_filter)]
     return {"instability": float(valid.mean()) if len(valid) else math.nan, "per_filter": per_filter,
             "category": assigned, "positions": positions, "scores": scores}
+
+
+def reference_instability(labels: torch.Tensor, landmarks: torch.Tensor, image_size: int, map_size: int,
+                          top_k: int = TOP_K, seed: int = 0) -> dict[str, float]:
+    """The scale of :func:`location_instability` on a labelled image set, from its landmarks alone:
+
+    - ``random``: filters that peak at a uniformly random unit of a ``map_size`` map on every image (one
+      per category, as many as the category has parts, each with random scores);
+    - ``part``: ideal part filters, one per category and part, that peak exactly on the unit holding the
+      part's landmark in every image where the part is visible (silent elsewhere). Their instability is
+      not zero: the distances to the category's OTHER parts still vary with pose and scale.
+
+    A network's filters are part-like when their instability sits near ``part`` and far below ``random``."""
+    g = torch.Generator().manual_seed(seed)
+    cell = image_size / map_size
+    out = {"random": [], "part": []}
+    for c in sorted(set(labels.tolist())):
+        rows = labels == c
+        lm = landmarks[rows].double()
+        n = int(rows.sum())
+        parts = [p for p in range(lm.size(1)) if (~torch.isnan(lm[:, p]).any(-1)).any()]
+        if n < 2 or not parts:
+            continue
+        k = len(parts)
+        units = torch.randint(0, map_size, (n, k, 2), generator=g).double()
+        out["random"].append(filter_instability((units + 0.5) * cell, torch.rand(n, k, generator=g, dtype=torch.float64),
+                                                lm, image_size, top_k))
+        pos = torch.zeros(n, k, 2, dtype=torch.float64)
+        score = torch.zeros(n, k, dtype=torch.float64)
+        for f, p in enumerate(parts):
+            seen = ~torch.isnan(lm[:, p]).any(-1)
+            unit = torch.clamp(torch.floor(lm[seen, p] / cell), 0, map_size - 1)
+            pos[seen, f] = (unit + 0.5) * cell
+            score[seen, f] = 1.0 + torch.rand(int(seen.sum()), generator=g, dtype=torch.float64)
+        out["part"].append(filter_instability(pos, score, lm, image_size, top_k))
+    result = {}
+    for key, vals in out.items():
+        v = torch.cat(vals) if vals else torch.zeros(0)
+        v = v[~torch.isnan(v)]
+        result[key] = float(v.mean()) if len(v) else math.nan
+    return result

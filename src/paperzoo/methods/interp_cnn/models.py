@@ -22,6 +22,8 @@ from torch import nn
 
 from paperzoo.methods.interp_cnn.filters import BETA, make_interpretable
 
+#: Both backbones downsample by 8: a 64 x 64 image gives 8 x 8 top maps.
+STRIDE = 8
 #: The top layer of each backbone: the one made interpretable, and whose maps the metrics read.
 TOP_LAYER = {"vgg": "top", "resnet": "layer3.1"}
 
@@ -53,7 +55,7 @@ class VGGNet(nn.Module):
         self.top_relu = nn.ReLU()
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(top_filters, num_classes)
-        self.stride = 8
+        self.stride = STRIDE
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.top_relu(self.top(self.features(x)))
@@ -90,7 +92,7 @@ class ResNet(nn.Module):
         self.layer3 = nn.Sequential(BasicBlock(2 * w, top_filters, stride=2), BasicBlock(top_filters, top_filters))
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(top_filters, num_classes)
-        self.stride = 8
+        self.stride = STRIDE
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.layer3(self.layer2(self.layer1(self.stem(x))))

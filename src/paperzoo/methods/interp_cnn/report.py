@@ -85,6 +85,9 @@ def report_section(run_dirs: list[RunDir]) -> ReportSection:
             parts.append(f"| {variant} | {_cell(_values(runs, variant, 'accuracy'), 100, 1)} | "
                          f"{_cell(_values(runs, variant, 'instability'))} | {_cell(_values(runs, variant, 'mi'))} | "
                          f"{_cell(_values(runs, variant, 'filters_scored'), digits=0)} |")
+        for ref, label in (("random_filters", "filters at random units"), ("part_filters", "ideal part filters")):
+            if _values(runs, ref, "instability"):
+                parts.append(f"| *{label}* | – | {_cell(_values(runs, ref, 'instability'))} | – | – |")
         parts.append("")
         if dataset == "parts":
             verdicts.append((f"parts/{backbone}", judge(runs, backbone)))

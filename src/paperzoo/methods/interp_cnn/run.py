@@ -30,8 +30,8 @@ from paperzoo.core.runs import RunDir
 from paperzoo.data.vision import channel_stats, load_cifar10, normalize, random_crop_flip
 from paperzoo.methods.interp_cnn.config import InterpCNNConfig
 from paperzoo.methods.interp_cnn.filters import filter_loss, filter_loss_of
-from paperzoo.methods.interp_cnn.metrics import layer_maps, location_instability
-from paperzoo.methods.interp_cnn.models import TOP_LAYER, build_model
+from paperzoo.methods.interp_cnn.metrics import layer_maps, location_instability, reference_instability
+from paperzoo.methods.interp_cnn.models import STRIDE, TOP_LAYER, build_model
 
 log = logging.getLogger(__name__)
 METHOD = "interp_cnn"
@@ -216,6 +216,12 @@ def test_metrics(models: torch.nn.ModuleDict, data: Data, cfg: InterpCNNConfig) 
             out[f"test/{name}/instability"] = li["instability"]
             out[f"test/{name}/filters_scored"] = len(valid)
             out[f"test/{name}/mi"] = mean_mutual_information(maps, cfg.batch_size, cfg.beta)
+    if data.test_landmarks is not None:
+        # the metric's scale on these images: filters at random units vs ideal part filters
+        ref = reference_instability(data.test_y, data.test_landmarks, data.image_size, data.image_size // STRIDE,
+                                    cfg.top_k, seed=cfg.data_seed)
+        out["test/random_filters/instability"] = ref["random"]
+        out["test/part_filters/instability"] = ref["part"]
     head = f"test/{cfg.headline_variant}/"
     out.update({f"test/{k[len(head):]}": v for k, v in list(out.items()) if k.startswith(head)})
     return out
