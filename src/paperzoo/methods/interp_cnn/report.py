@@ -36,7 +36,8 @@ def group_runs(finished: list[tuple[RunDir, dict]]) -> dict[tuple[str, str], lis
     groups: dict[tuple[str, str], list[tuple[RunDir, dict]]] = {}
     for rd, m in finished:
         groups.setdefault((rd.config.dataset, rd.config.backbone), []).append((rd, m))
-    return dict(sorted(groups.items()))
+    # the part dataset (the claim) first
+    return dict(sorted(groups.items(), key=lambda kv: (kv[0][0] != "parts", kv[0])))
 
 
 def _values(runs: list[tuple[RunDir, dict]], variant: str, metric: str) -> list[float]:
@@ -94,8 +95,9 @@ def report_section(run_dirs: list[RunDir]) -> ReportSection:
             for rd, _ in runs[:2]:
                 png = rd.path / "filters.png"
                 if png.is_file():
-                    figures.append(Figure(png.resolve(), f"{rd.path.name}: top test images of filters at the median "
-                                          "instability of each category, ordinary (left) vs interpretable (right)"))
+                    figures.append(Figure(png.resolve(), f"{backbone}, {rd.path.name}: top test images of filters at the "
+                                          "median instability of each category, ordinary (left) vs interpretable "
+                                          "(right); + is the filter's peak, dots the landmarks"))
         else:
             acc = {v: _values(runs, v, "accuracy") for v in ("ordinary", "interpretable")}
             if all(acc.values()):
