@@ -119,3 +119,19 @@ def test_reference_levels_put_ideal_part_filters_far_below_random_ones():
     # one part on a fixed unit centre: the ideal filter is exactly on it every time
     fixed = torch.full((n, 1, 2), 36.0)
     assert reference_instability(labels, fixed, 64, 8, top_k=50)["part"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_by_category_scores_every_filter_on_every_category():
+    from paperzoo.methods.interp_cnn.metrics import instability_by_category
+
+    g = torch.Generator().manual_seed(5)
+    labels = torch.tensor([0] * 12 + [1] * 12)
+    maps = torch.rand(24, 3, 4, 4, generator=g)
+    landmarks = torch.rand(24, 2, 2, generator=g) * 32
+    out = instability_by_category(maps, labels, landmarks, 32, top_k=5)
+    pos, sc = peak_positions(maps, 32)
+    for c in (0, 1):
+        rows = labels == c
+        assert out[c] == pytest.approx(float(filter_instability(pos[rows], sc[rows], landmarks[rows], 32, 5).mean()))
+    # the assigned protocol scores each filter on one category only: a different number in general
+    assert location_instability(maps, labels, landmarks, 32, 5)["instability"] != pytest.approx(sum(out.values()) / 2)

@@ -33,6 +33,9 @@ def test_both_networks_are_trained_on_the_same_batches_and_scored(tiny_run):
         assert f"test/{variant}/instability" in m and f"test/{variant}/mi" in m
     assert m["test/instability"] == m["test/interpretable/instability"]  # the headline is the last variant
     assert m["test/part_filters/instability"] < m["test/random_filters/instability"]
+    for variant in ("ordinary", "interpretable"):  # the two categories of the tiny preset, and their mean
+        per_cat = [m[f"test/{variant}/instability_{c}"] for c in ("person", "car")]
+        assert m[f"test/{variant}/instability_by_category"] == pytest.approx(sum(per_cat) / 2)
     rows = result.history
     assert [r["epoch"] for r in rows] == [1, 2]
     # the filter loss is logged for the interpretable network only, and is -MI <= 0
@@ -76,6 +79,16 @@ def test_verdict_needs_a_clear_drop_in_every_paired_run():
     assert judge(_runs([(0.10, 0.097)] * 3), "vgg").startswith("ordering reproduced")  # lower, not clearly
     assert judge(_runs([(0.10, 0.12)] * 3), "vgg").startswith("not reproduced")
     assert "accuracy 88.0 % vs 90.0 % (-2.0 points)" in judge(_runs([(0.1, 0.05)]), "vgg")
+
+
+def test_verdict_says_when_only_the_per_category_measure_drops():
+    runs = _runs([(0.10, 0.11)] * 3)
+    for _, m in runs:
+        m.update({"test/ordinary/instability_by_category": 0.12, "test/interpretable/instability_by_category": 0.10})
+    v = judge(runs, "vgg")
+    assert v.startswith("ordering reproduced only per category") and "lower in 3/3" in v
+    runs[0][1]["test/interpretable/instability_by_category"] = 0.13
+    assert judge(runs, "vgg").startswith("not reproduced")
 
 
 def test_filters_shown_are_the_median_of_each_category_first():

@@ -163,3 +163,22 @@ def reference_instability(labels: torch.Tensor, landmarks: torch.Tensor, image_s
         v = v[~torch.isnan(v)]
         result[key] = float(v.mean()) if len(v) else math.nan
     return result
+
+
+def instability_by_category(maps: torch.Tensor, labels: torch.Tensor, landmarks: torch.Tensor,
+                            image_size: int | tuple[int, int], top_k: int = TOP_K) -> dict[int, float]:
+    """Location instability with EVERY filter scored on each category's images in turn (the paper's
+    single-category measure, applied per category): category -> the mean over its scored filters.
+
+    Unlike :func:`location_instability`, no filter is assigned to a category, so two networks are compared
+    on the same images and parts whatever categories their filters prefer."""
+    positions, scores = peak_positions(maps, image_size)
+    out = {}
+    for c in sorted(set(labels.tolist())):
+        rows = labels == c
+        if rows.sum() < 2:
+            continue
+        v = filter_instability(positions[rows], scores[rows], landmarks[rows], image_size, top_k)
+        v = v[~torch.isnan(v)]
+        out[c] = float(v.mean()) if len(v) else math.nan
+    return out

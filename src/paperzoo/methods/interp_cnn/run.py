@@ -9,7 +9,9 @@ interpretable one adds ``filter_loss_weight * sum_f Loss_f`` to its cross-entrop
 resume. The final weights are evaluated (the paper trains a fixed schedule; ``best.pt`` = last epoch).
 
 Metrics (``test/<variant>/...``): ``accuracy``; on the part dataset ``instability`` (location
-instability, lower is more interpretable), ``filters_scored``, and ``mi`` (mean per-filter mutual
+instability, lower is more interpretable, each filter scored on the category it prefers: the official
+multi-category protocol), ``instability_<category>`` and their mean ``instability_by_category`` (every
+filter scored on each category's images), ``filters_scored``, and ``mi`` (mean per-filter mutual
 information between the top maps and the templates on test batches). ``test/accuracy`` and
 ``test/instability`` are the headline variant's (the last of ``cfg.variants``).
 """
@@ -30,7 +32,12 @@ from paperzoo.core.runs import RunDir
 from paperzoo.data.vision import channel_stats, load_cifar10, normalize, random_crop_flip
 from paperzoo.methods.interp_cnn.config import InterpCNNConfig
 from paperzoo.methods.interp_cnn.filters import filter_loss, filter_loss_of
-from paperzoo.methods.interp_cnn.metrics import layer_maps, location_instability, reference_instability
+from paperzoo.methods.interp_cnn.metrics import (
+    instability_by_category,
+    layer_maps,
+    location_instability,
+    reference_instability,
+)
 from paperzoo.methods.interp_cnn.models import STRIDE, TOP_LAYER, build_model
 
 log = logging.getLogger(__name__)
@@ -216,6 +223,11 @@ def test_metrics(models: torch.nn.ModuleDict, data: Data, cfg: InterpCNNConfig) 
             out[f"test/{name}/instability"] = li["instability"]
             out[f"test/{name}/filters_scored"] = len(valid)
             out[f"test/{name}/mi"] = mean_mutual_information(maps, cfg.batch_size, cfg.beta)
+            per_cat = instability_by_category(maps, data.test_y, data.test_landmarks, data.image_size, cfg.top_k)
+            for c, value in per_cat.items():
+                out[f"test/{name}/instability_{data.categories[c]}"] = value
+            out[f"test/{name}/instability_by_category"] = (sum(per_cat.values()) / len(per_cat) if per_cat
+                                                          else math.nan)
     if data.test_landmarks is not None:
         # the metric's scale on these images: filters at random units vs ideal part filters
         ref = reference_instability(data.test_y, data.test_landmarks, data.image_size, data.image_size // STRIDE,
