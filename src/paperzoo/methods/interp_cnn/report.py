@@ -68,9 +68,11 @@ def judge(runs: list[tuple[RunDir, dict]], backbone: str) -> str:
         o, i = (_mean_std([p[k] for p in by_cat])[0] for k in (0, 1))
         facts += (f"; every filter on each category: {i:.3f} vs {o:.3f} ({100 * (i / o - 1):+.0f} %, lower in "
                   f"{sum(p[1] < p[0] for p in by_cat)}/{len(by_cat)})")
+    if len(pairs) < FULL_PROTOCOL_SEEDS:
+        facts += (f"; the README's table has {FULL_PROTOCOL_SEEDS} seeds per backbone (presets paper_parts_vgg / "
+                  "paper_parts_resnet)")
     if wins == len(pairs) and interp <= (1 - CLEARLY) * ordinary:
-        few = len(pairs) < FULL_PROTOCOL_SEEDS
-        return f"reproduced: {facts}" + (f" (the README's table has {FULL_PROTOCOL_SEEDS} seeds)" if few else "")
+        return f"reproduced: {facts}"
     if interp < ordinary:
         return f"ordering reproduced: lower but not clearly ({facts})"
     if by_cat and all(p[1] < p[0] for p in by_cat):
