@@ -386,3 +386,12 @@ def test_random_crop_flip_is_identity_without_padding_or_flips_and_keeps_content
         assert torch.equal(a, b) or torch.equal(a, b.flip(-1))
     crops = vision.random_crop_flip(x, g, pad=2, flip=False)
     assert crops.shape == x.shape
+
+
+def test_per_class_indices_takes_a_window_of_each_class_in_file_order():
+    y = np.array([2, 0, 2, 1, 0, 2, 0, 1])
+    assert vision.per_class_indices(y, 1).tolist() == [0, 1, 3]  # the first of each class
+    assert vision.per_class_indices(y, 2, start=1).tolist() == [2, 4, 5, 6, 7]  # the 2nd and 3rd of each
+    assert vision.per_class_indices(y, None).tolist() == list(range(8))
+    t = vision.per_class_indices(torch.from_numpy(y), 1, start=2)
+    assert isinstance(t, torch.Tensor) and t.tolist() == [5, 6]

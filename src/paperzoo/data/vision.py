@@ -428,15 +428,21 @@ def load_cifar10(data_root: str | os.PathLike | None = None, split: str = "train
     return _load_cifar_jpeg(tar_path, split, limit_per_class, cache)
 
 
-def _first_per_class(labels: np.ndarray, limit: int | None) -> np.ndarray:
-    """Indices of the first ``limit`` occurrences of each label, in their original order."""
-    if limit is None:
-        return np.arange(len(labels))
-    order = np.argsort(labels, kind="stable")
-    sorted_labels = labels[order]
-    starts = np.searchsorted(sorted_labels, sorted_labels, side="left")
-    rank = np.arange(len(labels)) - starts
-    return np.sort(order[rank < limit])
+def per_class_indices(labels, count: int | None, start: int = 0):
+    """Indices of the occurrences ``start`` .. ``start + count - 1`` of each label (all from ``start`` on
+    when ``count`` is None), in their original order: ``per_class_indices(y, 100)`` keeps the first 100
+    images of every class, ``per_class_indices(y, 10, start=100)`` the next 10. ``labels`` is a 1-D numpy
+    array or torch tensor; the indices come back as the same kind."""
+    as_torch = isinstance(labels, torch.Tensor)
+    y = labels.cpu().numpy() if as_torch else np.asarray(labels)
+    order = np.argsort(y, kind="stable")
+    sorted_labels = y[order]
+    rank = np.arange(len(y)) - np.searchsorted(sorted_labels, sorted_labels, side="left")
+    keep = rank >= start
+    if count is not None:
+        keep &= rank < start + count
+    out = np.sort(order[keep])
+    return torch.from_numpy(out) if as_torch else out
 
 
 # --- canonical python batches
@@ -487,7 +493,7 @@ def _load_cifar_pickles(folder: Path, split: str, limit: int | None) -> tuple[to
     parts = [read_cifar_batch(folder / name) for name in _CIFAR_PY_FILES[split]]
     images = np.concatenate([p[0] for p in parts])
     labels = np.concatenate([p[1] for p in parts])
-    keep = _first_per_class(labels, limit)
+    keep = per_class_indices(labels, limit)
     log.debug("loaded CIFAR-10 %s from python batches in %s", split, folder)
     return torch.from_numpy(np.ascontiguousarray(images[keep])), torch.from_numpy(labels[keep])
 
@@ -562,7 +568,7 @@ def _decode_cifar_tar(tar_path: Path, split: str, limit: int | None) -> tuple[np
                                f"{{train,test}}/<class>/<n>.jpg")
     keys = sorted(found)  # by class, then by the number in <n>.jpg (which need not start at 0)
     if limit is not None:
-        keep = _first_per_class(np.array([k[0] for k in keys], dtype=np.int64), limit)
+        keep = per_class_indices(np.array([k[0] for k in keys], dtype=np.int64), limit)
         keys = [keys[i] for i in keep]
     images = np.empty((len(keys), 3, 32, 32), dtype=np.uint8)
     for i, key in enumerate(progress(keys, desc=f"CIFAR-10 {split} (decoding)", unit=" img")):
@@ -590,7 +596,7 @@ def _load_cifar_jpeg(tar_path: Path, split: str, limit: int | None,
         if hit is None and limit is not None:
             full = _read_cache(full_path)
             if full is not None:
-                keep = _first_per_class(full[1], limit)
+                keep = per_class_indices(full[1], limit)
                 hit = np.ascontiguousarray(full[0][keep]), full[1][keep]
         if hit is not None:
             log.debug("CIFAR-10 %s from cache %s", split, path)

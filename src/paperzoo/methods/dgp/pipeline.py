@@ -30,6 +30,7 @@ from paperzoo.data.vision import (
     load_cifar10,
     load_fashion_mnist,
     normalize,
+    per_class_indices,
 )
 from paperzoo.data.wordnet import WordNet, class_graph, embed_synsets
 from paperzoo.methods.dgp.config import SYNSETS, UNSEEN_SPLITS, DGPConfig
@@ -159,9 +160,7 @@ def load_images(cfg: DGPConfig, data_root: str | None = None) -> Images:
 
 
 def _per_class(x: torch.Tensor, y: torch.Tensor, limit: int) -> tuple[torch.Tensor, torch.Tensor]:
-    if not limit:
-        return x, y
-    keep = torch.cat([torch.nonzero(y == c).flatten()[:limit] for c in range(int(y.max()) + 1)]).sort().values
+    keep = per_class_indices(y, limit or None)
     return x[keep], y[keep]
 
 

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from paperzoo.api import RunResult
 from paperzoo.core import loop
 from paperzoo.core.runs import RunDir
-from paperzoo.data.vision import channel_stats, load_cifar10, normalize, random_crop_flip
+from paperzoo.data.vision import channel_stats, load_cifar10, normalize, per_class_indices, random_crop_flip
 from paperzoo.methods.interp_cnn.config import InterpCNNConfig
 from paperzoo.methods.interp_cnn.filters import filter_loss, filter_loss_of
 from paperzoo.methods.interp_cnn.metrics import (
@@ -70,10 +70,6 @@ class Data:
         return normalize(x, self.mean, self.std)
 
 
-def _first_per_class(y: torch.Tensor, start: int, count: int) -> torch.Tensor:
-    return torch.cat([torch.nonzero(y == c).flatten()[start:start + count] for c in range(int(y.max()) + 1)]).sort().values
-
-
 def load_data(cfg: InterpCNNConfig, data_root: str | None = None) -> Data:
     """The run's train / val / test images (part dataset: generated from ``cfg.data_seed``)."""
     if cfg.dataset == "parts":
@@ -94,7 +90,7 @@ def load_data(cfg: InterpCNNConfig, data_root: str | None = None) -> Data:
         tx, ty = load_cifar10(data_root, "train", limit_per_class=keep)
         ex, ey = load_cifar10(data_root, "test", limit_per_class=cfg.test_per_class or None)
         n_train = cfg.train_per_class or int((ty == 0).sum()) - cfg.val_per_class
-        tr_idx, va_idx = _first_per_class(ty, 0, n_train), _first_per_class(ty, n_train, cfg.val_per_class)
+        tr_idx, va_idx = per_class_indices(ty, n_train), per_class_indices(ty, cfg.val_per_class, start=n_train)
         data = Data(tx[tr_idx], ty[tr_idx], tx[va_idx], ty[va_idx], ex, ey, None, tuple(CIFAR10_CLASSES))
     data.mean, data.std = channel_stats(data.train_x)
     return data
