@@ -71,24 +71,14 @@ def templates(h: int, w: int | None = None, *, beta: float = BETA, tau: float | 
     return torch.cat([pos, neg]).reshape(h * w + 1, h, w).to(dtype=dtype, device=device)
 
 
-class _Cache:
-    """Per (shape, beta, tau, dtype, device): the flattened template matrix and the mask table."""
-
-    def __init__(self) -> None:
-        self._store: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
-
-    def get(self, h: int, w: int, beta: float, tau: float, dtype: torch.dtype,
+@lru_cache(maxsize=64)
+def _tables(h: int, w: int, beta: float, tau: float, dtype: torch.dtype,
             device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        key = (h, w, beta, tau, dtype, str(device))
-        if key not in self._store:
-            t = templates(h, w, beta=beta, tau=tau, dtype=dtype, device=device).reshape(h * w + 1, h * w)
-            # the mask table: row mu is max(T_mu / tau, 0), the part of the template that survives the clip
-            mask = torch.clamp(1.0 - beta * _distances(h, w), min=0.0).to(dtype=dtype, device=device)
-            self._store[key] = (t.T.contiguous(), mask)
-        return self._store[key]
-
-
-_CACHE = _Cache()
+    """``(h w, h w + 1)`` template matrix (one column per template, for ``x_flat @ T``) and the mask table
+    (row ``mu`` is ``max(T_mu / tau, 0)``, the part of the template that survives the clip)."""
+    t = templates(h, w, beta=beta, tau=tau, dtype=dtype, device=device).reshape(h * w + 1, h * w)
+    mask = torch.clamp(1.0 - beta * _distances(h, w), min=0.0).to(dtype=dtype, device=device)
+    return t.T.contiguous(), mask
 
 
 def _check_maps(x: torch.Tensor, what: str) -> None:
@@ -105,7 +95,7 @@ def template_mask(x: torch.Tensor, beta: float = BETA) -> torch.Tensor:
     _check_maps(x, "template_mask")
     b, c, h, w = x.shape
     flat = x.reshape(b, c, h * w)
-    _, mask_table = _CACHE.get(h, w, float(beta), 1.0, x.dtype, x.device)
+    _, mask_table = _tables(h, w, float(beta), 1.0, x.dtype, x.device)
     peak = flat.argmax(dim=2)  # (b, c)
     mask = mask_table[peak]  # (b, c, h w)
     # x >= 0 after ReLU and mask >= 0, so max(x * T / tau, 0) = x * max(T / tau, 0) for such x; the clamp
@@ -119,6 +109,23 @@ def _log_priors(n: int, alpha: float, dtype: torch.dtype, device: torch.device) 
     return torch.cat([pos, torch.tensor([math.log1p(-alpha)], dtype=dtype, device=device)])
 
 
+def _log_likelihoods(x: torch.Tensor, beta: float, tau: float | None, alpha: float | None,
+                     what: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """``log p(x | T)`` ``(batch, filters, n + 1)`` (normalised over the batch's images; the negative
+    template last) and ``log p(T)`` ``(n + 1,)``."""
+    _check_maps(x, what)
+    b, c, h, w = x.shape
+    n = h * w
+    tau = default_tau(h, w) if tau is None else float(tau)
+    alpha = default_alpha(h, w) if alpha is None else float(alpha)
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"{what}: alpha must be in (0, 1), got {alpha}")
+    t_mat, _ = _tables(h, w, float(beta), tau, x.dtype, x.device)  # (n, n + 1)
+    scores = (x.reshape(b * c, n) @ t_mat).reshape(b, c, n + 1)  # tr(x . T) for every template
+    log_px_t = scores - torch.logsumexp(scores, dim=0, keepdim=True)
+    return log_px_t, _log_priors(n, alpha, x.dtype, x.device)
+
+
 def filter_loss(x: torch.Tensor, *, beta: float = BETA, tau: float | None = None,
                 alpha: float | None = None) -> torch.Tensor:
     """Per-filter ``-MI(X; T)`` over the images of the batch: a ``(filters,)`` tensor (sum it, or weight
@@ -127,18 +134,7 @@ def filter_loss(x: torch.Tensor, *, beta: float = BETA, tau: float | None = None
     ``x`` holds the feature maps ``(batch, filters, h, w)`` after ReLU. ``tau`` and ``alpha`` default
     to the paper's ``0.5 / n^2`` and ``n^2 / (1 + n^2)``. ``p(x | T)`` is a softmax over the batch, so a
     batch of one image has zero mutual information (and zero gradient)."""
-    _check_maps(x, "filter_loss")
-    b, c, h, w = x.shape
-    n = h * w
-    tau = default_tau(h, w) if tau is None else float(tau)
-    alpha = default_alpha(h, w) if alpha is None else float(alpha)
-    if not 0.0 < alpha < 1.0:
-        raise ValueError(f"filter_loss: alpha must be in (0, 1), got {alpha}")
-    t_mat, _ = _CACHE.get(h, w, float(beta), tau, x.dtype, x.device)  # (n, n + 1)
-    scores = x.reshape(b * c, n) @ t_mat  # tr(x . T) for every template: (b c, n + 1)
-    scores = scores.reshape(b, c, n + 1)
-    log_px_t = scores - torch.logsumexp(scores, dim=0, keepdim=True)  # log p(x | T), normalised over images
-    log_prior = _log_priors(n, alpha, x.dtype, x.device)  # (n + 1,)
+    log_px_t, log_prior = _log_likelihoods(x, beta, tau, alpha, "filter_loss")
     log_px = torch.logsumexp(log_px_t + log_prior, dim=2, keepdim=True)  # log p(x)
     mi = (log_prior.exp() * (log_px_t.exp() * (log_px_t - log_px)).sum(dim=0)).sum(dim=1)  # (c,)
     return -mi
@@ -149,20 +145,13 @@ def mutual_information_terms(x: torch.Tensor, *, beta: float = BETA, tau: float 
     """The paper's decomposition ``MI = H(T) - H(T' | X) - sum_x p(T^+, x) H(T^+ | X = x)`` per filter
     (``T' = {T^-, T^+}``): ``H(T)``, ``H(T'|X)`` (does the filter fire on an image or not) and
     ``H(T+|X)`` (where it fires), each ``(filters,)``. Diagnostics, and a check of :func:`filter_loss`."""
-    _check_maps(x, "mutual_information_terms")
-    b, c, h, w = x.shape
-    n = h * w
-    tau = default_tau(h, w) if tau is None else float(tau)
-    alpha = default_alpha(h, w) if alpha is None else float(alpha)
-    t_mat, _ = _CACHE.get(h, w, float(beta), tau, x.dtype, x.device)
-    scores = (x.reshape(b * c, n) @ t_mat).reshape(b, c, n + 1)
-    log_px_t = scores - torch.logsumexp(scores, dim=0, keepdim=True)
-    log_prior = _log_priors(n, alpha, x.dtype, x.device)
+    log_px_t, log_prior = _log_likelihoods(x, beta, tau, alpha, "mutual_information_terms")
+    n = log_px_t.size(2) - 1
     joint = log_px_t + log_prior  # log p(x, T): (b, c, n + 1)
     log_px = torch.logsumexp(joint, dim=2, keepdim=True)
     post = joint - log_px  # log p(T | x)
     p_x = log_px.exp().squeeze(2)  # (b, c)
-    h_t = -(log_prior.exp() * log_prior).sum().expand(c)
+    h_t = -(log_prior.exp() * log_prior).sum().expand(x.size(1))
     # T' = {T^-, T^+}: p(T^+ | x) = sum over the positive templates
     log_pos = torch.logsumexp(post[..., :n], dim=2)
     log_neg = post[..., n]
