@@ -176,17 +176,17 @@ def run(cfg: InterpCNNConfig, run_dir: RunDir) -> RunResult:
                        schedule=loop.Schedule(epochs=cfg.epochs), train_epoch=train_epoch,
                        validate=validate, desc=f"{METHOD} {cfg.backbone}")
     run_dir.write_history(state["history"])  # again: a run killed between the last checkpoint and the log resumes here
-    metrics = test_metrics(models, data, cfg)
+    scored = score_filters(models, data, cfg) if data.test_landmarks is not None else None
+    metrics = test_metrics(models, data, cfg, scored)
     metrics.update(loop.summary(state, models))
     metrics["wall_seconds"] = time.perf_counter() - t0
     if state["history"]:
         last = state["history"][-1]
         metrics.update({f"train/{k}": v for k, v in last.items() if "/" in k})
     artifacts = {"best": "checkpoints/best.pt"}
-    if data.test_landmarks is not None:
-        from paperzoo.methods.interp_cnn.figures import plot_filters, plot_instability, score_filters
+    if scored is not None:
+        from paperzoo.methods.interp_cnn.figures import plot_filters, plot_instability
 
-        scored = score_filters(models, data, cfg)
         artifacts["filters"] = plot_filters(scored, data, cfg, run_dir.path / "filters.png")
         artifacts["instability"] = plot_instability(scored, cfg, run_dir.path / "instability.png")
     return RunResult(metrics=metrics, history=[dict(r) for r in state["history"]], artifacts=artifacts)
@@ -207,17 +207,31 @@ def feature_layer(cfg: InterpCNNConfig, variant: str) -> str:
     return TOP_LAYER[cfg.backbone] + (".module" if variant == "interpretable" else "")
 
 
-def test_metrics(models: torch.nn.ModuleDict, data: Data, cfg: InterpCNNConfig) -> dict[str, Any]:
-    """Accuracy per variant on the test images; on the part dataset also location instability and MI."""
+def score_filters(models: torch.nn.ModuleDict, data: Data, cfg: InterpCNNConfig) -> dict[str, dict[str, Any]]:
+    """Per variant, on the part dataset's test images: the top maps before masking (``maps``) and their
+    :func:`~paperzoo.methods.interp_cnn.metrics.location_instability` (``per_filter``, ``category``,
+    ``positions``, ``scores``, ``instability``). The metrics and the figures both read it."""
+    out = {}
+    for name, model in models.items():
+        maps = layer_maps(model, feature_layer(cfg, name), data.test_x, transform=data.prepare)
+        out[name] = {"maps": maps, **location_instability(maps, data.test_y, data.test_landmarks, data.image_size,
+                                                          cfg.top_k)}
+    return out
+
+
+def test_metrics(models: torch.nn.ModuleDict, data: Data, cfg: InterpCNNConfig,
+                 scored: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Accuracy per variant on the test images; on the part dataset also location instability (both
+    protocols) and MI, from ``scored`` (:func:`score_filters`, computed here when not given)."""
     out: dict[str, Any] = {}
+    if data.test_landmarks is not None and scored is None:
+        scored = score_filters(models, data, cfg)
     for name, model in models.items():
         out[f"test/{name}/accuracy"] = accuracy(model, data, data.test_x, data.test_y)
-        if data.test_landmarks is not None:
-            maps = layer_maps(model, feature_layer(cfg, name), data.test_x, transform=data.prepare)
-            li = location_instability(maps, data.test_y, data.test_landmarks, data.image_size, cfg.top_k)
-            valid = li["per_filter"][~torch.isnan(li["per_filter"])]
-            out[f"test/{name}/instability"] = li["instability"]
-            out[f"test/{name}/filters_scored"] = len(valid)
+        if scored is not None:
+            maps, per_filter = scored[name]["maps"], scored[name]["per_filter"]
+            out[f"test/{name}/instability"] = scored[name]["instability"]
+            out[f"test/{name}/filters_scored"] = int((~torch.isnan(per_filter)).sum())
             out[f"test/{name}/mi"] = mean_mutual_information(maps, cfg.batch_size, cfg.beta)
             per_cat = instability_by_category(maps, data.test_y, data.test_landmarks, data.image_size, cfg.top_k)
             for c, value in per_cat.items():
