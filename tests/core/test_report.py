@@ -274,3 +274,12 @@ def test_reproduce_on_a_cluster_backend_submits_all_points_at_once(tmp_path, mon
     assert lines[:4] == ["[1/2] conve tiny: submitted", "[2/2] hgt tiny: submitted",
                          "[1/2] conve tiny: done, trained in 1 min 1 s (test/mrr 0.250)",
                          "[2/2] hgt tiny: done, trained in 1 min 1 s"]  # hgt's headline is macro_f1
+
+
+def test_mean_std_cell_formats_runs_and_skips_missing_values():
+    from paperzoo.core.report import mean_std, mean_std_cell
+
+    assert mean_std([1.0, 3.0]) == (2.0, pytest.approx(2 ** 0.5))
+    assert mean_std_cell([0.5, 0.7], scale=100, digits=1) == "60.0 ± 14.1"
+    assert mean_std_cell([0.25, float("nan")]) == "0.250"
+    assert mean_std_cell([]) == mean_std_cell(None) == "–"

@@ -109,6 +109,23 @@ class Section:
 
 
 # ------------------------------------------------------------------------------------------ tables
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single value) of a non-empty sequence."""
+    n = len(values)
+    mean = sum(values) / n
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else 0.0
+
+
+def mean_std_cell(values: Sequence[float] | None, scale: float = 1.0, digits: int = 3) -> str:
+    """A table cell over runs: ``mean ± std`` of the finite values times ``scale``, the value alone for one
+    run, a dash for none."""
+    values = [v for v in (values or ()) if v is not None and not math.isnan(v)]
+    if not values:
+        return "–"
+    mu, sd = mean_std(values)
+    return f"{scale * mu:.{digits}f} ± {scale * sd:.{digits}f}" if len(values) > 1 else f"{scale * mu:.{digits}f}"
+
+
 def seed_table(summaries: Sequence[RunSummary]) -> list[str]:
     """Markdown rows 'mean +- std (n)' per group of runs that differ only in their seed; only
     groups with at least two runs. Std is the sample standard deviation."""
@@ -134,8 +151,7 @@ def _seed_table(summaries: Sequence[RunSummary]) -> Table | None:
             values = [v for v in (_lookup(r.metrics, key) for r in runs) if v is not None]
             if not values:
                 continue
-            mean = sum(values) / len(values)
-            std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
+            mean, std = mean_std(values)
             rows.append((label, dataset, str(len(values)), key, f"{mean:.4f} ± {std:.4f}",
                          _fmt(paper.get(f"test/{key}", paper.get(key)))))
     return Table(("runs", "dataset", "seeds", "metric", "mean ± std", "paper"), tuple(rows))
@@ -230,7 +246,8 @@ COMPARISON_HEADER = ("run", "dataset", "metric", "ours", "paper", "peer")
 
 
 # ------------------------------------------------------------------------------------------ plots
-def _pyplot():
+def pyplot():
+    """matplotlib's pyplot on the headless Agg backend (figures are only ever written to files)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -239,10 +256,11 @@ def _pyplot():
     return plt
 
 
-def _save(fig, path: Path) -> Path:
-    plt = _pyplot()
+def save_figure(fig, path: Path, dpi: int = 100) -> Path:
+    """Write ``fig`` as a PNG atomically and close it."""
+    plt = pyplot()
     with io.atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
+        fig.savefig(tmp, format="png", dpi=dpi)
     plt.close(fig)
     return path
 
@@ -263,7 +281,7 @@ def plot_curves(summary: RunSummary, path: Path) -> Path | None:
     panels = (["loss"] if len(loss) >= MIN_CURVE_POINTS else []) + (["valid"] if valid else [])
     if not panels:
         return None
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.4), squeeze=False)
     for ax, panel in zip(axes[0], panels):
         if panel == "loss":
@@ -277,7 +295,7 @@ def plot_curves(summary: RunSummary, path: Path) -> Path | None:
             ax.set(xlabel="epoch", title=f"{summary.label}: validation")
             ax.legend(fontsize=8)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 @dataclass(frozen=True)
@@ -329,14 +347,14 @@ def plot_headline(panels: Sequence[Panel], path: Path) -> Path | None:
     """Small multiples, one panel per run, each on its own scale: our numbers vs the paper's vs the peers',
     the metric as the axis label; panels of metrics where lower is better say so."""
     fig = headline_figure(panels)
-    return None if fig is None else _save(fig, path)
+    return None if fig is None else save_figure(fig, path)
 
 
 def headline_figure(panels: Sequence[Panel]):
     """The matplotlib figure of :func:`plot_headline`, or None without panels."""
     if not panels:
         return None
-    plt = _pyplot()
+    plt = pyplot()
     cols = min(3, len(panels))
     rows = math.ceil(len(panels) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.4 * cols, 3.2 * rows), squeeze=False)

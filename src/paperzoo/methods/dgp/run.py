@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from paperzoo.api import Figure, ReportSection, RunResult, overall_verdict
+from paperzoo.core.report import mean_std, mean_std_cell, pyplot, save_figure
 from paperzoo.core.runs import RunDir, finished_runs
 from paperzoo.methods.dgp import cnn as cnnlib
 from paperzoo.methods.dgp import pipeline as pl
@@ -225,13 +226,7 @@ def _depth(name: str, kind: str) -> int | None:
 def plot_hits(metrics: Mapping[str, float], cfg: DGPConfig, path: Path) -> str:
     """Grouped bars: unseen Hit@1 and generalized H per graph model, without and with fine-tuning; and,
     when the run holds the depth ablation, unseen Hit@1 against depth for GCNs and dense propagation."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from paperzoo.core.io import atomic_path
-
+    plt = pyplot()
     models = [m for m in cfg.models if _depth(m, "gcn") is None and _depth(m, "dense") is None]
     ablation = {kind: sorted((d, metrics[f"test/{m}/hit@1"]) for m in cfg.models
                              if (d := _depth(m, kind)) is not None and f"test/{m}/hit@1" in metrics)
@@ -263,9 +258,7 @@ def plot_hits(metrics: Mapping[str, float], cfg: DGPConfig, path: Path) -> str:
         ax.legend(fontsize=8)
     fig.suptitle(f"{cfg.dataset} split {cfg.split}, seed {cfg.seed}")
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=90)
-    plt.close(fig)
+    save_figure(fig, path, dpi=90)
     return path.name
 
 
@@ -279,17 +272,9 @@ FULL_PROTOCOL_RUNS = 9
 """3 stated splits x 3 seeds per dataset: the README's table."""
 
 
-def _mean_std(values: list[float]) -> tuple[float, float]:
-    t = torch.tensor(values, dtype=torch.float64)
-    return float(t.mean()), float(t.std()) if len(values) > 1 else 0.0
-
-
 def _cell(values: list[float] | None) -> str:
     """A table cell in %: mean ± std over runs, the mean alone for one run, a dash for none."""
-    if not values:
-        return "–"
-    mu, sd = _mean_std(values)
-    return f"{100 * mu:.1f} ± {100 * sd:.1f}" if len(values) > 1 else f"{100 * mu:.1f}"
+    return mean_std_cell(values, scale=100, digits=1)
 
 
 def aggregate(finished: list[tuple[RunDir, dict[str, float]]]) -> dict[tuple[str, str, str], list[float]]:
@@ -313,7 +298,7 @@ def _ordering(agg: dict[tuple[str, str, str], list[float]], dataset: str,
         v = agg.get((dataset, m, metric))
         if not v:
             return None
-        got[m] = _mean_std(v)[0]
+        got[m] = mean_std(v)[0]
     dense = max(got["dgp"], got["adgpm"])
     facts = ", ".join(f"{m.upper()} {100 * got[m]:.1f}" for m in ORDER)
     if dense > got["sgcn"] > got["gcnz"]:

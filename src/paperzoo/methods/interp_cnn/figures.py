@@ -7,32 +7,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from paperzoo.core.io import atomic_path
-from paperzoo.methods.interp_cnn.metrics import layer_maps, location_instability
+from paperzoo.core.report import pyplot, save_figure
 
 IMAGES_PER_FILTER = 5
 FILTERS_SHOWN = 6
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def score_filters(models, data, cfg) -> dict[str, dict]:
-    """Per variant: the test images' top maps and :func:`location_instability` of its filters."""
-    from paperzoo.methods.interp_cnn.run import feature_layer
-
-    out = {}
-    for name, model in models.items():
-        maps = layer_maps(model, feature_layer(cfg, name), data.test_x, transform=data.prepare)
-        out[name] = {"maps": maps, **location_instability(maps, data.test_y, data.test_landmarks,
-                                                          data.image_size, cfg.top_k)}
-    return out
 
 
 def pick_filters(per_filter: torch.Tensor, category: torch.Tensor, count: int = FILTERS_SHOWN) -> list[int]:
@@ -62,7 +40,7 @@ def plot_filters(scored: dict[str, dict], data, cfg, path: Path) -> str:
     """Per variant, a few filters (:func:`pick_filters`), each with its top-activating test images of its
     category: the image, the filter's map upsampled as a heat overlay, a cross at the peak and dots at
     the category's part landmarks."""
-    plt = _pyplot()
+    plt = pyplot()
     variants = list(scored)
     rows = FILTERS_SHOWN
     cols = IMAGES_PER_FILTER * len(variants)
@@ -97,15 +75,13 @@ def plot_filters(scored: dict[str, dict], data, cfg, path: Path) -> str:
     fig.suptitle(f"{cfg.backbone}, seed {cfg.seed}: top-{IMAGES_PER_FILTER} test images of filters at the median "
                  "location instability (LI) of each category; + = peak, dots = landmarks", fontsize=9)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=80)
-    plt.close(fig)
+    save_figure(fig, path, dpi=80)
     return path.name
 
 
 def plot_instability(scored: dict[str, dict], cfg, path: Path) -> str:
     """Histogram of per-filter location instability, one colour per variant."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5, 3.2))
     values = {n: s["per_filter"][~torch.isnan(s["per_filter"])].numpy() for n, s in scored.items()}
     top = max((float(v.max()) for v in values.values() if len(v)), default=1.0)
@@ -116,7 +92,5 @@ def plot_instability(scored: dict[str, dict], cfg, path: Path) -> str:
            title=f"{cfg.dataset}, {cfg.backbone}, seed {cfg.seed}")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=90)
-    plt.close(fig)
+    save_figure(fig, path, dpi=90)
     return path.name

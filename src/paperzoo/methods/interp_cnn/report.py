@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 
 from paperzoo.api import Figure, ReportSection, overall_verdict
+from paperzoo.core.report import mean_std, mean_std_cell
 from paperzoo.core.runs import RunDir, finished_runs
 
 CLAIM = ("Filters of an interpretable CNN's top conv layer each fire on ONE object part, without part "
@@ -15,20 +16,6 @@ FULL_PROTOCOL_SEEDS = 3
 CLEARLY = 0.10
 """"Clearly lower": the interpretable CNN's mean instability at least 10 % below the ordinary one's, and
 lower in every paired run."""
-
-
-def _mean_std(values: list[float]) -> tuple[float, float]:
-    mu = sum(values) / len(values)
-    sd = math.sqrt(sum((v - mu) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
-    return mu, sd
-
-
-def _cell(values: list[float], scale: float = 1.0, digits: int = 3) -> str:
-    values = [v for v in values if v is not None and not math.isnan(v)]
-    if not values:
-        return "–"
-    mu, sd = _mean_std(values)
-    return f"{scale * mu:.{digits}f} ± {scale * sd:.{digits}f}" if len(values) > 1 else f"{scale * mu:.{digits}f}"
 
 
 def group_runs(finished: list[tuple[RunDir, dict]]) -> dict[tuple[str, str], list[tuple[RunDir, dict]]]:
@@ -54,10 +41,10 @@ def judge(runs: list[tuple[RunDir, dict]], backbone: str) -> str:
     pairs = [p for p in pairs if not any(math.isnan(v) for v in p[:2])]
     if not pairs:
         return f"not reproduced: {backbone} runs lack one of the two variants (train both)"
-    ordinary = _mean_std([p[0] for p in pairs])[0]
-    interp = _mean_std([p[1] for p in pairs])[0]
+    ordinary = mean_std([p[0] for p in pairs])[0]
+    interp = mean_std([p[1] for p in pairs])[0]
     wins = sum(p[1] < p[0] for p in pairs)
-    acc_o, acc_i = (100 * _mean_std([p[k] for p in pairs])[0] for k in (2, 3))
+    acc_o, acc_i = (100 * mean_std([p[k] for p in pairs])[0] for k in (2, 3))
     facts = (f"{backbone}, {len(pairs)} seed(s): instability {interp:.3f} vs ordinary {ordinary:.3f} "
              f"({100 * (interp / ordinary - 1):+.0f} %, lower in {wins}/{len(pairs)}); accuracy {acc_i:.1f} % vs "
              f"{acc_o:.1f} % ({acc_i - acc_o:+.1f} points)")
@@ -65,7 +52,7 @@ def judge(runs: list[tuple[RunDir, dict]], backbone: str) -> str:
               for _, m in runs if "test/interpretable/instability_by_category" in m
               and "test/ordinary/instability_by_category" in m]
     if by_cat:
-        o, i = (_mean_std([p[k] for p in by_cat])[0] for k in (0, 1))
+        o, i = (mean_std([p[k] for p in by_cat])[0] for k in (0, 1))
         facts += (f"; every filter on each category: {i:.3f} vs {o:.3f} ({100 * (i / o - 1):+.0f} %, lower in "
                   f"{sum(p[1] < p[0] for p in by_cat)}/{len(by_cat)})")
     if len(pairs) < FULL_PROTOCOL_SEEDS:
@@ -96,13 +83,13 @@ def report_section(run_dirs: list[RunDir]) -> ReportSection:
         for variant in ("ordinary", "interpretable"):
             if not _values(runs, variant, "accuracy"):
                 continue
-            parts.append(f"| {variant} | {_cell(_values(runs, variant, 'accuracy'), 100, 1)} | "
-                         f"{_cell(_values(runs, variant, 'instability'))} | "
-                         f"{_cell(_values(runs, variant, 'instability_by_category'))} | {_cell(_values(runs, variant, 'mi'))} | "
-                         f"{_cell(_values(runs, variant, 'filters_scored'), digits=0)} |")
+            parts.append(f"| {variant} | {mean_std_cell(_values(runs, variant, 'accuracy'), 100, 1)} | "
+                         f"{mean_std_cell(_values(runs, variant, 'instability'))} | "
+                         f"{mean_std_cell(_values(runs, variant, 'instability_by_category'))} | {mean_std_cell(_values(runs, variant, 'mi'))} | "
+                         f"{mean_std_cell(_values(runs, variant, 'filters_scored'), digits=0)} |")
         for ref, label in (("random_filters", "filters at random units"), ("part_filters", "ideal part filters")):
             if _values(runs, ref, "instability"):
-                parts.append(f"| *{label}* | – | {_cell(_values(runs, ref, 'instability'))} | – | – | – |")
+                parts.append(f"| *{label}* | – | {mean_std_cell(_values(runs, ref, 'instability'))} | – | – | – |")
         parts.append("")
         if dataset == "parts":
             verdicts.append((f"parts/{backbone}", judge(runs, backbone)))
@@ -115,7 +102,7 @@ def report_section(run_dirs: list[RunDir]) -> ReportSection:
         else:
             acc = {v: _values(runs, v, "accuracy") for v in ("ordinary", "interpretable")}
             if all(acc.values()):
-                o, i = (100 * _mean_std(acc[v])[0] for v in ("ordinary", "interpretable"))
+                o, i = (100 * mean_std(acc[v])[0] for v in ("ordinary", "interpretable"))
                 parts += [(f"{dataset} accuracy with the interpretable layer: {i:.1f} % vs {o:.1f} % without "
                           f"({i - o:+.1f} points)."), ""]
     if not verdicts:
