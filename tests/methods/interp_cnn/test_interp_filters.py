@@ -142,6 +142,10 @@ def test_wrapper_applies_relu_mask_and_records_the_loss():
     with torch.no_grad():
         layer.train()(x)
     assert layer.loss is None
+    monitor = InterpretableLayer(conv, loss_in_eval=True).eval()
+    with torch.no_grad():
+        monitor(x)
+    torch.testing.assert_close(monitor.loss, filter_loss(F.relu(conv(x))))
 
 
 def test_make_interpretable_wraps_named_layers_of_any_module():

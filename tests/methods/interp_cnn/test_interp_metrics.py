@@ -115,7 +115,7 @@ def test_reference_levels_put_ideal_part_filters_far_below_random_ones():
     landmarks = torch.cat([centre, centre + torch.tensor([8.0, 0.0])], dim=1)  # two parts, a fixed offset apart
     ref = reference_instability(labels, landmarks, 64, 8, top_k=100)
     # ideal filters sit on the landmark's unit: only the 8-px quantisation moves them off the parts
-    assert ref["part"] < 0.05 < 0.1 < ref["random"]
+    assert ref["part"] < 0.05 and ref["random"] > 0.1
     # one part on a fixed unit centre: the ideal filter is exactly on it every time
     fixed = torch.full((n, 1, 2), 36.0)
     assert reference_instability(labels, fixed, 64, 8, top_k=50)["part"] == pytest.approx(0.0, abs=1e-12)

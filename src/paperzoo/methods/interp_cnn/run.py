@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -57,7 +57,6 @@ class Data:
     test_y: torch.Tensor
     test_landmarks: torch.Tensor | None
     categories: tuple[str, ...]
-    part_names: dict[str, tuple[str, ...]] = field(default_factory=dict)
     mean: torch.Tensor | None = None
     std: torch.Tensor | None = None
 
@@ -82,7 +81,7 @@ def load_data(cfg: InterpCNNConfig, data_root: str | None = None) -> Data:
                                  ("test", cfg.test_per_class))}
         tr, va, te = sets["train"], sets["val"], sets["test"]
         data = Data(tr.images, tr.labels, va.images, va.labels, te.images, te.labels, te.landmarks,
-                    tuple(tr.categories), dict(tr.part_names))
+                    tuple(tr.categories))
     else:
         from paperzoo.data.vision import CIFAR10_CLASSES
 
