@@ -1,0 +1,1 @@
+"""BAN (placeholder while building)."""
