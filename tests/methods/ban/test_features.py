@@ -117,6 +117,7 @@ def test_box_geometry_known_values():
 
 def test_encode_objects_zero_rows_exactly_on_padding():
     images, boxes, mask, _ = _shapes_data(4)
+    boxes[~mask] = torch.tensor([3.0, 4.0, 20.0, 30.0])        # whatever a padding row's box holds
     torch.manual_seed(0)
     encoder = ObjectEncoder(dim=8, width=4, crop_size=8).eval()
     for spatial in (True, False):
@@ -125,7 +126,7 @@ def test_encode_objects_zero_rows_exactly_on_padding():
         nonzero = feats.abs().sum(-1) > 0
         assert torch.equal(nonzero, mask)
         if spatial:
-            torch.testing.assert_close(feats[..., 8:], box_geometry(boxes, 32, 32) * mask.unsqueeze(-1))
+            torch.testing.assert_close(feats[mask][:, 8:], box_geometry(boxes[mask], 32, 32))
 
 
 def test_encode_objects_keeps_real_rows_nonzero_when_the_cnn_outputs_zero():
@@ -203,6 +204,16 @@ def test_pretraining_learns_a_background_only_set():
     _, stats = pretrain_object_encoder(images, boxes, mask, labels, [4, 2], dim=8, width=4, crop_size=8,
                                        epochs=3, batch_size=16, lr=1e-2)
     assert stats["acc_0"] == 1.0 and stats["acc_1"] == 1.0 and math.isfinite(stats["loss"])
+
+
+def test_pretraining_ignores_unannotated_columns():
+    """A real object box with only its colour annotated (shape -1) trains the colour head only."""
+    images, boxes, mask, labels = _shapes_data(8)
+    objects = labels[..., 0] >= 0
+    labels[..., 1][objects & (torch.arange(5) % 2 == 0)] = -1
+    _, stats = pretrain_object_encoder(images, boxes, mask, labels, [4, 2], dim=8, width=4, crop_size=8,
+                                       epochs=1, batch_size=64)
+    assert math.isfinite(stats["loss"]) and stats["num_boxes"] == 32
 
 
 def test_pretraining_is_deterministic_for_a_seed():
