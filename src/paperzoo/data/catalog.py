@@ -114,6 +114,30 @@ DATASETS.update({s.name: s for s in [
             "https://github.com/yinboc/DGP (materials/imagenet-split.json, imagenet-testsets.json)"),
 ]})
 
+# Visual question answering and phrase grounding (BAN); loaders in paperzoo.data.vqa and paperzoo.data.grounding.
+DATASETS.update({s.name: s for s in [
+    DatasetSource(
+        name="easy_vqa", relpaths=("easy_vqa", "easy-vqa"),
+        files=("answers.txt", "train/questions.json", "test/questions.json"),
+        description="easy-VQA: 64x64 shape images, 4,000 / 1,000 images, 38,575 / 9,673 questions, 13 answers",
+        packages=(("easy_vqa", "data"),),
+        url="pip install easy-vqa==1.0 (pure data; or copy its easy_vqa/data folder)"),
+    DatasetSource(
+        name="vqa_v2", relpaths=("vqa_v2", "vqa2"),
+        files=("v2_OpenEnded_mscoco_train2014_questions.json", "v2_mscoco_train2014_annotations.json"),
+        description="VQA v2 questions/annotations (COCO 2014) with bottom-up features (<split>36.hdf5 + "
+                    "<split>36_imgid2idx.pkl, or the bottom-up-attention TSV)",
+        url="https://visualqa.org/download.html and https://github.com/jnhwkim/ban-vqa (tools/download.sh)"),
+    DatasetSource(
+        name="flickr30k_entities", relpaths=("flickr30k_entities", "flickr30k"),
+        files=("train.txt", "val.txt", "test.txt"),
+        description="Flickr30k Entities: Sentences/<id>.txt, Annotations/<id>.xml, splits, and bottom-up "
+                    "features (<split>36.hdf5 + <split>36_imgid2idx.pkl, or TSV)",
+        url="https://github.com/BryanPlummer/flickr30k_entities (annotations.zip) and "
+            "https://github.com/jnhwkim/ban-vqa (Flickr30k features)"),
+]})
+
+
 def get(name: str) -> DatasetSource:
     try:
         return DATASETS[name]

@@ -1,0 +1,389 @@
+"""Phrase grounding data: a synthetic referring-phrase set, Flickr30k Entities files, IoU and Recall@k.
+
+A grounding example is a phrase about an image, its ground-truth box(es), and the image's box proposals
+that a model attends over; the predicted box is the proposal with the highest attention (BAN, one glimpse)
+and the metric is Recall@k: a phrase is a hit at k when one of its k best proposals overlaps one of its
+ground-truth boxes with IoU >= 0.5 (Flickr30k Entities protocol; Plummer et al. 2015, BAN Sec. 5).
+
+* :func:`make_grounding` draws scenes of 4-7 objects whose colours and shapes may repeat, so a phrase that
+  names one object sometimes needs a relation or a superlative ("the circle left of the blue square",
+  "the largest circle"). Every phrase matches exactly one object. Proposals are each object's exact box,
+  jittered copies (some with IoU >= 0.5 with their object, some below) and background boxes, shuffled.
+* :func:`load_flickr30k_entities` reads the official Sentences/Annotations files and bottom-up features.
+
+Boxes are ``(x0, y0, x1, y1)`` in pixels, as in :mod:`paperzoo.data.vqa`.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from paperzoo.data.vqa import (
+    COLORS,
+    SHAPES,
+    VQAInputError,
+    _check_int,
+    _check_split,
+    box_centres,
+    place_objects,
+    render_scene,
+    scene_rng,
+)
+
+log = logging.getLogger(__name__)
+
+PHRASE_KINDS: tuple[str, ...] = ("attribute", "color_shape", "relation", "superlative")
+"""Kinds of synthetic phrases: "the red object" / "the circle"; "the red square"; "the circle left of the
+blue square"; "the largest circle" / "the smallest object"."""
+RELATIONS: tuple[str, ...] = ("left of", "right of", "above", "below")
+MIN_OBJECTS, MAX_OBJECTS = 4, 7
+_MARGIN = 1.0  # pixels: a relation holds or fails by at least this much for every candidate
+_AREA_RATIO = 1.15  # a superlative's winner beats the runner-up's box area by this factor
+
+
+@dataclass
+class GroundingData:
+    """Phrases with ground-truth boxes, over an image table of box proposals.
+
+    ``target_boxes[p, :]`` are phrase ``p``'s ground-truth boxes padded to ``M`` (``target_mask``);
+    ``boxes[i]`` are image ``i``'s proposals padded to ``B`` (``box_mask``). Synthetic sets also carry the
+    objects themselves (``objects``, ``object_labels``, ``object_mask``) and ``target_object[p]``, the
+    referent's row in ``objects[image_index[p]]``.
+    """
+
+    phrases: list[str]
+    image_index: torch.Tensor
+    target_boxes: torch.Tensor
+    target_mask: torch.Tensor
+    images: torch.Tensor | None
+    boxes: torch.Tensor
+    box_mask: torch.Tensor
+    box_labels: torch.Tensor | None
+    features: torch.Tensor | None
+    image_size: torch.Tensor | None
+    source: str = ""
+    label_names: tuple[tuple[str, ...], ...] = ()
+    kind: torch.Tensor | None = None
+    """(P,) long index into ``kind_names`` (synthetic sets: PHRASE_KINDS; Flickr30k: the entity types)."""
+    kind_names: tuple[str, ...] = ()
+    objects: torch.Tensor | None = None
+    """(I, O, 4) float32 boxes of the drawn objects (synthetic sets), padded."""
+    object_mask: torch.Tensor | None = None
+    object_labels: torch.Tensor | None = None
+    """(I, O, 2) long (colour id, shape id) per object, -1 on padding."""
+    target_object: torch.Tensor | None = None
+    image_ids: tuple = ()
+
+    def __post_init__(self) -> None:
+        n = len(self.phrases)
+        if self.image_index.shape != (n,) or self.target_boxes.shape[:1] != (n,) or self.target_boxes.shape[
+                :2] != self.target_mask.shape:
+            raise VQAInputError(f"{self.source}: image_index / target_boxes / target_mask disagree with "
+                                f"{n} phrases")
+        if self.boxes.shape[:2] != self.box_mask.shape:
+            raise VQAInputError(f"{self.source}: boxes and box_mask disagree in shape")
+
+    def __len__(self) -> int:
+        return len(self.phrases)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Box geometry and the metric
+
+def box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Pairwise IoU of ``(..., N, 4)`` and ``(..., M, 4)`` xyxy boxes: ``(..., N, M)``.
+
+    Leading dimensions broadcast. Degenerate boxes (zero or negative extent) have area 0 and IoU 0.
+    """
+    a = torch.as_tensor(a, dtype=torch.float32)
+    b = torch.as_tensor(b, dtype=torch.float32)
+    if a.shape[-1] != 4 or b.shape[-1] != 4:
+        raise ValueError(f"boxes must end in 4 coordinates, got {tuple(a.shape)} and {tuple(b.shape)}")
+    aa, bb = a.unsqueeze(-2), b.unsqueeze(-3)
+    w = (torch.minimum(aa[..., 2], bb[..., 2]) - torch.maximum(aa[..., 0], bb[..., 0])).clamp(min=0)
+    h = (torch.minimum(aa[..., 3], bb[..., 3]) - torch.maximum(aa[..., 1], bb[..., 1])).clamp(min=0)
+    inter = w * h
+    area_a = ((a[..., 2] - a[..., 0]).clamp(min=0) * (a[..., 3] - a[..., 1]).clamp(min=0)).unsqueeze(-1)
+    area_b = ((b[..., 2] - b[..., 0]).clamp(min=0) * (b[..., 3] - b[..., 1]).clamp(min=0)).unsqueeze(-2)
+    union = area_a + area_b - inter
+    return torch.where(union > 0, inter / union.clamp(min=1e-12), torch.zeros_like(inter))
+
+
+def proposal_hits(data: GroundingData, iou: float = 0.5) -> torch.Tensor:
+    """(P, B) bool: proposal ``b`` of phrase ``p``'s image is a real box with IoU >= ``iou`` with one of
+    ``p``'s ground-truth boxes."""
+    props = data.boxes[data.image_index]  # (P, B, 4)
+    overlap = box_iou(props, data.target_boxes)  # (P, B, M)
+    ok = (overlap >= iou) & data.target_mask.unsqueeze(1)
+    return ok.any(dim=-1) & data.box_mask[data.image_index]
+
+
+def recall_at_k(scores: torch.Tensor, data: GroundingData, ks=(1, 5, 10), iou: float = 0.5) -> dict[int, float]:
+    """Recall@k of attention ``scores`` (P, B) over each phrase's image proposals.
+
+    A phrase is a hit at ``k`` when one of its ``k`` highest-scored real proposals (padding is ignored,
+    whatever its score) has IoU >= ``iou`` with one of its ground-truth boxes. Ties are broken by proposal
+    order. Returns ``{k: fraction of phrases hit}``; :func:`recall_upper_bound` is the ceiling that the
+    proposals allow.
+    """
+    scores = torch.as_tensor(scores).detach().float()
+    n_props = data.boxes.shape[1]
+    if scores.shape != (len(data), n_props):
+        raise ValueError(f"scores must have shape (phrases, proposals) = ({len(data)}, {n_props}), "
+                         f"got {tuple(scores.shape)}")
+    valid = data.box_mask[data.image_index]
+    if torch.isnan(scores[valid]).any():
+        raise ValueError("scores contain NaN on real proposals")
+    if any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in ks):
+        raise ValueError(f"ks must be positive integers, got {ks!r}")
+    if len(data) == 0:
+        return {int(k): float("nan") for k in ks}
+    hits = proposal_hits(data, iou)
+    masked = scores.masked_fill(~valid, float("-inf"))
+    order = torch.sort(masked, dim=1, descending=True, stable=True).indices
+    ranked_hits = torch.gather(hits, 1, order)  # padding sorts last and never hits
+    first_hit = torch.cumsum(ranked_hits.long(), dim=1) > 0
+    out = {}
+    for k in ks:
+        col = min(int(k), n_props) - 1
+        out[int(k)] = float(first_hit[:, col].float().mean()) if n_props else 0.0
+    return out
+
+
+def recall_upper_bound(data: GroundingData, iou: float = 0.5) -> float:
+    """The fraction of phrases that any proposal can hit (IoU >= ``iou``): the ceiling of Recall@k."""
+    if len(data) == 0:
+        return float("nan")
+    return float(proposal_hits(data, iou).any(dim=1).float().mean())
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Synthetic referring phrases
+
+def _describe(color: int | None, shape: int | None) -> str:
+    if color is None:
+        return SHAPES[shape]
+    return f"{COLORS[color]} {SHAPES[shape] if shape is not None else 'object'}"
+
+
+def _matches(labels: np.ndarray, color: int | None, shape: int | None) -> np.ndarray:
+    ok = np.ones(len(labels), dtype=bool)
+    if color is not None:
+        ok &= labels[:, 0] == color
+    if shape is not None:
+        ok &= labels[:, 1] == shape
+    return ok
+
+
+def _relation_holds(rel: str, centre: np.ndarray, k: int, anchor: int) -> tuple[bool, float]:
+    """(holds, signed margin) for "object k <rel> anchor" on box centres."""
+    dx = centre[anchor, 0] - centre[k, 0]
+    dy = centre[anchor, 1] - centre[k, 1]
+    d = {"left of": dx, "right of": -dx, "above": dy, "below": -dy}[rel]
+    return bool(d > 0), abs(float(d))
+
+
+def referring_candidates(boxes: np.ndarray, labels: np.ndarray) -> list[tuple[str, int, int, bool]]:
+    """Every phrase that refers to exactly one object of a scene: ``(phrase, kind id, target, needed)``.
+
+    ``needed`` marks relational/superlative phrases whose target's colour+shape alone is not unique (the
+    relation is then needed to single it out). Relations compare box centres and superlatives box areas;
+    a phrase is listed only if it holds or fails for every candidate by at least one pixel (relations) or
+    15% of area (superlatives), so rounding cannot change its referent.
+    """
+    n = len(labels)
+    out: list[tuple[str, int, int, bool]] = []
+    centre = box_centres(boxes)
+    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    combo_unique = [int(_matches(labels, labels[k, 0], labels[k, 1]).sum()) == 1 for k in range(n)]
+    for k in range(n):
+        c, s = int(labels[k, 0]), int(labels[k, 1])
+        if _matches(labels, c, None).sum() == 1:
+            out.append((f"the {COLORS[c]} object", 0, k, False))
+        if _matches(labels, None, s).sum() == 1:
+            out.append((f"the {SHAPES[s]}", 0, k, False))
+        if combo_unique[k]:
+            out.append((f"the {COLORS[c]} {SHAPES[s]}", 1, k, False))
+    for anchor in range(n):
+        if not combo_unique[anchor]:
+            continue
+        anchor_text = _describe(int(labels[anchor, 0]), int(labels[anchor, 1]))
+        for desc in ((False, True), (True, True), (True, False)):  # "circle", "red circle", "red object"
+            for k in range(n):
+                if k == anchor:
+                    continue
+                color = int(labels[k, 0]) if desc[0] else None
+                shape = int(labels[k, 1]) if desc[1] else None
+                pool = [j for j in np.nonzero(_matches(labels, color, shape))[0] if j != anchor]
+                for rel in RELATIONS:
+                    results = [_relation_holds(rel, centre, int(j), anchor) for j in pool]
+                    if any(margin < _MARGIN for _, margin in results):
+                        continue
+                    holding = [int(j) for j, (ok, _) in zip(pool, results) if ok]
+                    if holding == [k]:
+                        needed = len(pool) > 1
+                        out.append((f"the {_describe(color, shape)} {rel} the {anchor_text}", 2, k, needed))
+    for shape in [None] + sorted({int(s) for s in labels[:, 1]}):
+        pool = np.nonzero(_matches(labels, None, shape))[0]
+        if len(pool) < 2:
+            continue
+        ranked = pool[np.argsort(area[pool])]
+        for word, first, second in (("largest", ranked[-1], ranked[-2]), ("smallest", ranked[0], ranked[1])):
+            big, small = max(area[first], area[second]), min(area[first], area[second])
+            if big >= _AREA_RATIO * small:
+                noun = SHAPES[shape] if shape is not None else "object"
+                needed = not combo_unique[int(first)]
+                out.append((f"the {word} {noun}", 3, int(first), needed))
+    return out
+
+
+def _grounding_scene(rng: np.random.Generator, size: int):
+    while True:
+        n = int(rng.integers(MIN_OBJECTS, MAX_OBJECTS + 1))
+        extents = list(rng.uniform(0.12, 0.26, size=n) * size)
+        centres = place_objects(rng, extents, size)
+        if centres is None:
+            continue
+        colors = rng.integers(len(COLORS), size=n)
+        shapes = rng.integers(len(SHAPES), size=n)
+        objects = [(cx, cy, float(e), int(c), int(s)) for (cx, cy), e, c, s in zip(centres, extents, colors, shapes)]
+        image, boxes = render_scene(objects, size)
+        labels = np.stack([colors, shapes], axis=1).astype(np.int64)
+        candidates = referring_candidates(boxes, labels)
+        if candidates:
+            return image, boxes, labels, candidates
+
+
+def _iou_np(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return box_iou(torch.from_numpy(a), torch.from_numpy(b)).numpy()
+
+
+def _jitter(rng: np.random.Generator, box: np.ndarray, size: int, low: float, high: float, tries: int = 100):
+    """A random box whose IoU with ``box`` lies in [low, high), inside the image; None if not found."""
+    w, h = box[2] - box[0], box[3] - box[1]
+    spread = 0.25 if low >= 0.5 else 0.6
+    for _ in range(tries):
+        cx = (box[0] + box[2]) / 2 + rng.normal(0, spread) * w
+        cy = (box[1] + box[3]) / 2 + rng.normal(0, spread) * h
+        nw, nh = w * np.exp(rng.normal(0, spread)), h * np.exp(rng.normal(0, spread))
+        cand = np.clip(np.array([cx - nw / 2, cy - nh / 2, cx + nw / 2, cy + nh / 2], dtype=np.float32), 0, size)
+        if cand[2] - cand[0] < 1 or cand[3] - cand[1] < 1:
+            continue
+        iou = float(_iou_np(cand[None], box[None])[0, 0])
+        if low <= iou < high:
+            return cand
+    return None
+
+
+def make_proposals(rng: np.random.Generator, boxes: np.ndarray, size: int, num_proposals: int) -> np.ndarray:
+    """(n, 4) float32 shuffled proposals for a scene with object ``boxes``, ``n <= num_proposals``.
+
+    Every object's exact box; then, object by object in turn, a jittered copy with IoU in [0.5, 0.9) with
+    its object and one with IoU in [0.1, 0.5); then 2-5 background boxes (IoU < 0.1 with every object),
+    all while room is left. Images with few objects therefore get fewer proposals (padding, as with the
+    adaptive 10-100 bottom-up boxes).
+    """
+    out = [b for b in boxes]
+    extra: list[np.ndarray] = []
+    for low, high in ((0.5, 0.9), (0.1, 0.5)):
+        for box in boxes:
+            cand = _jitter(rng, box, size, low, high)
+            if cand is not None:
+                extra.append(cand)
+    for _ in range(int(rng.integers(2, 6))):
+        for _ in range(100):
+            w, h = rng.uniform(0.1, 0.35, size=2) * size
+            x0, y0 = rng.uniform(0, size - w), rng.uniform(0, size - h)
+            cand = np.array([x0, y0, x0 + w, y0 + h], dtype=np.float32)
+            if _iou_np(cand[None], boxes).max() < 0.1:
+                extra.append(cand)
+                break
+    out += extra[: max(0, num_proposals - len(out))]
+    props = np.stack(out).astype(np.float32)
+    return props[rng.permutation(len(props))]
+
+
+def _choose_phrases(rng: np.random.Generator, candidates, count: int) -> list[tuple[str, int, int]]:
+    by_kind: dict[int, list] = {k: [c for c in candidates if c[1] == k] for k in range(len(PHRASE_KINDS))}
+    start = int(rng.integers(len(PHRASE_KINDS)))
+    chosen: list[tuple[str, int, int]] = []
+    used_phrases: set[str] = set()
+    used_targets: set[int] = set()
+    for j in range(count):
+        for step in range(len(PHRASE_KINDS)):
+            pool = by_kind[(start + j + step) % len(PHRASE_KINDS)]
+            if pool:
+                break
+        # prefer: a phrase not yet used, whose relation/superlative is needed, about a new object
+        ranked = sorted(range(len(pool)), key=lambda i: (
+            pool[i][0] in used_phrases, not pool[i][3], pool[i][2] in used_targets, rng.random()))
+        phrase, kind, target, _ = pool[ranked[0]]
+        used_phrases.add(phrase)
+        used_targets.add(target)
+        chosen.append((phrase, kind, target))
+    return chosen
+
+
+def make_grounding(split: str, num_images: int, phrases_per_image: int = 4, size: int = 64, seed: int = 0,
+                   num_proposals: int = 24) -> GroundingData:
+    """Synthetic referring-phrase grounding: scenes of 4-7 objects, phrases that each name one object.
+
+    Colours (COLORS) and shapes (SHAPES) may repeat and object sizes vary (12-26% of the image side), so
+    phrases are of four kinds (PHRASE_KINDS), taken in turn from a random start per image: a unique colour
+    or shape ("the red object", "the circle"), a unique colour+shape ("the red square"), a relation to a
+    uniquely described anchor ("the circle left of the blue square", "the green object above the yellow
+    triangle", on box centres), and superlatives by box area ("the largest circle", "the smallest
+    object"), preferring relations and superlatives that are needed (the target's colour+shape alone is
+    ambiguous) and objects not yet named. Each phrase matches exactly one object (checked by
+    :func:`referring_candidates`). ``target_boxes`` are the referents' exact boxes (M = 1).
+
+    Proposals (:func:`make_proposals`) are padded to ``num_proposals`` (>= 7); ``box_labels`` gives each
+    proposal the (colour, shape) of the object it overlaps with IoU >= 0.5, else -1 (for pretraining an
+    object encoder). Deterministic per ``(seed, split, image index)``; splits never share an image.
+    """
+    _check_split(split)
+    _check_int("num_images", num_images, 1)
+    _check_int("phrases_per_image", phrases_per_image, 1)
+    _check_int("size", size, 32, 512)
+    _check_int("seed", seed, 0)
+    _check_int("num_proposals", num_proposals, MAX_OBJECTS)
+    images = np.empty((num_images, size, size, 3), dtype=np.uint8)
+    objects = np.zeros((num_images, MAX_OBJECTS, 4), dtype=np.float32)
+    object_labels = np.full((num_images, MAX_OBJECTS, 2), -1, dtype=np.int64)
+    proposals = np.zeros((num_images, num_proposals, 4), dtype=np.float32)
+    box_mask = np.zeros((num_images, num_proposals), dtype=bool)
+    box_labels = np.full((num_images, num_proposals, 2), -1, dtype=np.int64)
+    phrases, image_index, kinds, targets = [], [], [], []
+    for i in range(num_images):
+        rng = scene_rng("grounding", seed, split, i)
+        images[i], boxes, labels, candidates = _grounding_scene(rng, size)
+        n = len(boxes)
+        objects[i, :n], object_labels[i, :n] = boxes, labels
+        props = make_proposals(rng, boxes, size, num_proposals)
+        proposals[i, : len(props)] = props
+        box_mask[i, : len(props)] = True
+        overlap = _iou_np(props, boxes)
+        best = overlap.argmax(axis=1)
+        covered = overlap[np.arange(len(props)), best] >= 0.5
+        box_labels[i, : len(props)][covered] = labels[best[covered]]
+        for phrase, kind, target in _choose_phrases(rng, candidates, phrases_per_image):
+            phrases.append(phrase)
+            image_index.append(i)
+            kinds.append(kind)
+            targets.append(target)
+    idx = torch.tensor(image_index, dtype=torch.long)
+    tgt = torch.tensor(targets, dtype=torch.long)
+    obj = torch.from_numpy(objects)
+    log.debug("grounding %s: %d images, %d phrases", split, num_images, len(phrases))
+    return GroundingData(
+        phrases=phrases, image_index=idx, target_boxes=obj[idx, tgt].unsqueeze(1),
+        target_mask=torch.ones(len(phrases), 1, dtype=torch.bool),
+        images=torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), boxes=torch.from_numpy(proposals),
+        box_mask=torch.from_numpy(box_mask), box_labels=torch.from_numpy(box_labels), features=None,
+        image_size=torch.full((num_images, 2), float(size)), source=f"synthetic grounding {split} (seed {seed})",
+        label_names=(COLORS, SHAPES), kind=torch.tensor(kinds, dtype=torch.long), kind_names=PHRASE_KINDS,
+        objects=obj, object_mask=torch.from_numpy(object_labels[..., 0] >= 0),
+        object_labels=torch.from_numpy(object_labels), target_object=tgt, image_ids=tuple(range(num_images)))
