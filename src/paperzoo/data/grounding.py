@@ -258,7 +258,14 @@ def _grounding_scene(rng: np.random.Generator, size: int):
 
 
 def _iou_np(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return box_iou(torch.from_numpy(a), torch.from_numpy(b)).numpy()
+    """:func:`box_iou` for small numpy arrays (n, 4) x (m, 4) (no torch call overhead while generating)."""
+    w = np.clip(np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
+    h = np.clip(np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None)
+    inter = w * h
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
 
 
 def _jitter(rng: np.random.Generator, box: np.ndarray, size: int, low: float, high: float, tries: int = 100):
