@@ -43,7 +43,6 @@ import argparse
 import datetime as _dt
 import gc
 import json
-import math
 import os
 import statistics
 import subprocess
@@ -56,8 +55,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from paperzoo.core.procstats import OtherLoad, cpu_name, peak_rss_mib, reset_peak_rss, rss_mib, versions, \
-    wait_until_quiet
+from paperzoo.core.procstats import (
+    OtherLoad,
+    cpu_name,
+    peak_rss_mib,
+    reset_peak_rss,
+    rss_mib,
+    versions,
+    wait_until_quiet,
+)
 
 HERE = Path(__file__).resolve().parent
 PEER = "jnhwkim/ban-vqa bc.py + attention.py + fc.py (commit ef4cc36, 2023-10-30)"
@@ -319,11 +325,11 @@ def counted_step_flops(d: Dims, whole_step: bool = True, batches: tuple[int, int
         x = inputs(dd)
         if whole_step:
             model = build_ban(dd)
-            counts.append(counted_flops(lambda: soft_bce(model(x)[0], x["target"]).backward()))
+            counts.append(counted_flops(lambda m=model, x=x: soft_bce(m(x)[0], x["target"]).backward()))
         else:
             model = build_attention("ours", dd)
             q = x["q"].requires_grad_()
-            counts.append(counted_flops(lambda: model(x["v"], q).sum().backward()))
+            counts.append(counted_flops(lambda m=model, v=x["v"], q=q: m(v, q).sum().backward()))
     slope = (counts[1] - counts[0]) / (batches[1] - batches[0])
     return round(counts[0] + slope * (d.batch - batches[0]))
 
@@ -420,8 +426,8 @@ def _ms(s: float) -> str:
 
 def markdown(data: dict) -> str:
     """The README tables of a results dict (as written to the JSON file)."""
-    lines = ["| batch | threads | variant | fwd+bwd wall | CPU | vs ours | peak memory MiB | joint tensors MiB | "
-             "GFLOP/s | other CPU |", "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [("| batch | threads | variant | fwd+bwd wall | CPU | vs ours | peak memory MiB | joint tensors MiB | "
+              "GFLOP/s | other CPU |"), "|---|---|---|---|---|---|---|---|---|---|"]
     rows = data["attention"]
     for r in rows:
         if "error" in r:
@@ -437,8 +443,8 @@ def markdown(data: dict) -> str:
         lines.append(f"| {r['batch']}{note} | {r['threads']} | {r['variant']} | {_ms(r['median_s'])} | "
                      f"{_ms(r['median_cpu_s'])} | {vs} | {r['peak_delta_mib']:.0f} | {joint} | "
                      f"{r['flops'] / r['median_s'] / 1e9:.1f} | {oc} |")
-    lines += ["", "| threads | step wall | step CPU | peak memory MiB | step TFLOP (analytic; counter) | "
-              "GEMM GFLOP/s (wall; CPU) | achieved GFLOP/s (wall; CPU) | % of GEMM (wall; CPU) | other CPU |",
+    lines += ["", ("| threads | step wall | step CPU | peak memory MiB | step TFLOP (analytic; counter) | "
+                   "GEMM GFLOP/s (wall; CPU) | achieved GFLOP/s (wall; CPU) | % of GEMM (wall; CPU) | other CPU |"),
               "|---|---|---|---|---|---|---|---|---|"]
     for r in data["step"]:
         if "error" in r:
