@@ -208,3 +208,216 @@ def test_easy_vqa_missing_names_the_install(monkeypatch, tmp_path):
     with pytest.raises(DataNotFoundError, match="pip install easy-vqa") as info:
         load_easy_vqa("train", data_root=tmp_path)
     assert str(tmp_path / "easy_vqa") in str(info.value)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# VQA v2 official files (tiny copies written here) and bottom-up features
+
+def _ans(*texts):
+    return [{"answer": t, "answer_confidence": "yes", "answer_id": k + 1} for k, t in enumerate(texts)]
+
+
+def _write_vqa_v2(folder, split="train"):
+    """4 questions on 2 COCO images; ids deliberately out of order."""
+    qs = [{"image_id": 9, "question": "How many dogs?", "question_id": 91},
+          {"image_id": 7, "question": "Is it raining?", "question_id": 70},
+          {"image_id": 7, "question": "What color is the bus?", "question_id": 72},
+          {"image_id": 9, "question": "Is this a dog?", "question_id": 90}]
+    anns = [
+        {"question_id": 91, "image_id": 9, "answer_type": "number", "multiple_choice_answer": "2",
+         "answers": _ans("Two", "2", "2", "two", "3", "3", "3", "1", "2 ", "two.")},
+        {"question_id": 70, "image_id": 7, "answer_type": "yes/no", "multiple_choice_answer": "no",
+         "answers": _ans(*(["no"] * 9 + ["yes"]))},
+        {"question_id": 72, "image_id": 7, "answer_type": "other", "multiple_choice_answer": "red",
+         "answers": _ans("Red", "red", "the red", "maroon", "red!", "red.", "dark red", "red", "red", "red")},
+        {"question_id": 90, "image_id": 9, "answer_type": "yes/no", "multiple_choice_answer": "yes",
+         "answers": _ans(*(["yes"] * 10))}]
+    q_name, a_name = vqa.vqa_v2_files(split)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / q_name).write_text(json.dumps({"questions": qs}))
+    (folder / a_name).write_text(json.dumps({"annotations": anns}))
+    return folder / q_name, folder / a_name
+
+
+def _feature_rows():
+    """image id -> (features (n, 3), boxes (n, 4), width, height) with n = 2 and 3 boxes."""
+    rng = np.random.default_rng(0)
+    out = {}
+    for image_id, n, (w, h) in ((7, 3, (640.0, 480.0)), (9, 2, (500.0, 375.0)), (11, 2, (100.0, 100.0))):
+        xy = rng.uniform(0, 100, size=(n, 2)).astype(np.float32)
+        boxes = np.concatenate([xy, xy + rng.uniform(5, 50, size=(n, 2)).astype(np.float32)], axis=1)
+        out[image_id] = (rng.normal(size=(n, 3)).astype(np.float32), boxes, w, h)
+    return out
+
+
+def _b64(a: np.ndarray) -> str:
+    import base64
+
+    return base64.b64encode(np.ascontiguousarray(a, dtype=np.float32).tobytes()).decode("ascii")
+
+
+def _write_tsv(path, rows, num_boxes=None):
+    lines = []
+    for image_id, (f, b, w, h) in rows.items():
+        n = len(b) if num_boxes is None or image_id not in num_boxes else num_boxes[image_id]
+        lines.append("\t".join([str(image_id), str(int(w)), str(int(h)), str(n), _b64(b), _b64(f)]))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _write_hdf5(folder, split, rows, adaptive=False, bb_boxes=None):
+    import pickle
+
+    h5py = pytest.importorskip("h5py")
+    order = [11, 9, 7]  # rows in the file: not the question order
+    name = f"{split}{'' if adaptive else '36'}"
+    spatial = []
+    for i in order:
+        _, b, w, h = rows[i]
+        s = np.stack([b[:, 0] / w, b[:, 1] / h, b[:, 2] / w, b[:, 3] / h, (b[:, 2] - b[:, 0]) / w,
+                      (b[:, 3] - b[:, 1]) / h], axis=1)
+        spatial.append(s.astype(np.float32))
+    with h5py.File(folder / f"{name}.hdf5", "w") as hf:
+        if adaptive:
+            counts = [len(rows[i][1]) for i in order]
+            stops = np.cumsum(counts)
+            hf["pos_boxes"] = np.stack([stops - counts, stops], axis=1)
+            hf["image_features"] = np.concatenate([rows[i][0] for i in order])
+            hf["image_bb"] = np.concatenate([rows[i][1] for i in order])
+            hf["spatial_features"] = np.concatenate(spatial)
+        else:  # fixed layout: every image padded to 3 boxes by repeating its last (as real files have 36)
+            def pad(a):
+                return np.concatenate([a, np.repeat(a[-1:], 3 - len(a), axis=0)])
+            hf["image_features"] = np.stack([pad(rows[i][0]) for i in order])
+            hf["image_bb"] = np.stack([pad(rows[i][1])[: bb_boxes or 3] for i in order])
+            hf["spatial_features"] = np.stack([pad(s) for s in spatial])
+    with open(folder / f"{name}_imgid2idx.pkl", "wb") as fh:
+        pickle.dump({i: r for r, i in enumerate(order)}, fh)
+
+
+def test_normalize_answer_and_scores():
+    norm = vqa.normalize_answer
+    assert [norm(a) for a in ("Two", "the dog.", "yes!", "1,000", "dont know", "t-shirt", "A red  car", "3.5")] == [
+        "2", "dog", "yes", "1000", "don't know", "t shirt", "red car", "3.5"]
+    assert [vqa.answer_score(c) for c in range(6)] == [0.0, 0.3, 0.6, 0.9, 1.0, 1.0]
+
+
+def test_vqa_v2_with_tsv_features(tmp_path):
+    folder = tmp_path / "vqa_v2"
+    _write_vqa_v2(folder)
+    rows = _feature_rows()
+    _write_tsv(folder / "train36.tsv", rows)
+    data = vqa.load_vqa_v2("train", data_root=tmp_path, min_answer_count=1)
+    assert data.question_ids == (70, 72, 90, 91)  # sorted by question id
+    assert data.image_ids == (7, 9) and data.image_index.tolist() == [0, 0, 1, 1]
+    assert [data.qtype_names[t] for t in data.qtype.tolist()] == ["yes/no", "other", "yes/no", "number"]
+    assert data.answers == ["2", "no", "red", "yes"]  # each the answer of one question: alphabetical
+    score = {a: data.answer_scores[3, k].item() for k, a in enumerate(data.answers)}
+    assert score["2"] == 1.0 and "3" not in score  # "Two", "2", "2", "two", "2 ", "two." -> 6 of 10
+    assert data.answer_scores[1, data.answers.index("red")].item() == 1.0  # 8 normalise to "red"
+    assert data.answer_scores[0, data.answers.index("yes")].item() == pytest.approx(0.3)
+    assert data.answer_scores[0, data.answers.index("no")].item() == 1.0
+    assert data.images is None and data.features.shape == (2, 3, 3) and data.boxes.shape == (2, 3, 4)
+    assert data.box_mask.tolist() == [[True, True, True], [True, True, False]]
+    for r, image_id in enumerate(data.image_ids):
+        f, b, w, h = rows[image_id]
+        n = len(b)
+        assert torch.equal(data.features[r, :n], torch.from_numpy(f))
+        assert torch.equal(data.boxes[r, :n], torch.from_numpy(b)) and (data.boxes[r, n:] == 0).all()
+        assert data.image_size[r].tolist() == [w, h]
+    limited = vqa.load_vqa_v2("train", data_root=tmp_path, min_answer_count=1, limit=2)
+    assert limited.question_ids == (70, 72) and limited.image_ids == (7,) and limited.features.shape[0] == 1
+    text_only = vqa.load_vqa_v2("train", data_root=tmp_path, features=None, answers=["red", "no"])
+    assert text_only.boxes is None and text_only.answers == ["red", "no"]
+    assert text_only.answer_scores[:, 0].tolist() == [0.0, 1.0, 0.0, 0.0]
+
+
+def test_vqa_v2_vocabulary_from_train_and_min_count(tmp_path):
+    folder = tmp_path / "vqa_v2"
+    _write_vqa_v2(folder)
+    _write_vqa_v2(folder, "val")
+    assert vqa.vqa_v2_answer_vocab(folder / vqa.vqa_v2_files("train")[1], min_count=1) == ["2", "no", "red", "yes"]
+    assert vqa.vqa_v2_answer_vocab(folder / vqa.vqa_v2_files("train")[1], min_count=2) == []
+    val_a = folder / vqa.vqa_v2_files("val")[1]
+    anns = json.loads(val_a.read_text())
+    anns["annotations"][0]["multiple_choice_answer"] = "Red!"  # now "red" is the answer of 2 val questions
+    val_a.write_text(json.dumps(anns))
+    val = vqa.load_vqa_v2("val", data_root=tmp_path, features=None, min_answer_count=1)
+    assert val.answers == ["red", "no", "yes", "2"] and len(val) == 4  # train + val: red 3, no/yes 2, "2" 1
+    train = vqa.load_vqa_v2("train", data_root=tmp_path, features=None, min_answer_count=3)
+    assert train.answers == ["red"]
+
+
+def test_vqa_v2_hdf5_fixed_and_adaptive(tmp_path):
+    folder = tmp_path / "vqa_v2"
+    _write_vqa_v2(folder)
+    rows = _feature_rows()
+    _write_hdf5(folder, "train", rows)
+    data = vqa.load_vqa_v2("train", data_root=tmp_path, min_answer_count=1)
+    assert data.features.shape == (2, 3, 3) and data.box_mask.all()  # fixed layout: every box is real
+    for r, image_id in enumerate(data.image_ids):
+        f, _, w, h = rows[image_id]
+        assert torch.equal(data.features[r, : len(f)], torch.from_numpy(f))
+        assert torch.allclose(data.image_size[r], torch.tensor([w, h]))
+    (folder / "train36.hdf5").unlink()
+    _write_hdf5(folder, "train", rows, adaptive=True)
+    data = vqa.load_vqa_v2("train", data_root=tmp_path, min_answer_count=1)
+    assert data.box_mask.tolist() == [[True, True, True], [True, True, False]]
+    assert torch.equal(data.boxes[1, :2], torch.from_numpy(rows[9][1]))
+
+
+def test_vqa_v2_feature_errors_name_file_and_image(tmp_path):
+    folder = tmp_path / "vqa_v2"
+    _write_vqa_v2(folder)
+    rows = _feature_rows()
+    tsv = _write_tsv(folder / "train36.tsv", rows, num_boxes={9: 3})  # issue #43/#44: count vs boxes
+    with pytest.raises(vqa.FeatureFileError, match=rf"{re.escape(str(tsv))}: image id 9: num_boxes is 3"):
+        vqa.load_vqa_v2("train", data_root=tmp_path, min_answer_count=1)
+    bad = dict(rows)
+    f, b, w, h = rows[7]
+    bad[7] = (np.concatenate([f, f]), b, w, h)  # 6 feature rows for 3 boxes, width 3: detected by width
+    _write_tsv(tsv, {9: rows[9], 7: bad[7]})
+    with pytest.raises(ValueError, match=r"image id 7: 18 feature values do not split into num_boxes = 3 rows"):
+        vqa.load_vqa_v2("train", data_root=tmp_path, min_answer_count=1)
+    _write_tsv(tsv, {k: v for k, v in rows.items() if k != 9})
+    with pytest.raises(ValueError, match=rf"{re.escape(str(tsv))}: image id 9 has no feature row"):
+        vqa.load_vqa_v2("train", data_root=tmp_path, min_answer_count=1)
+    tsv.unlink()
+    _write_hdf5(folder, "train", rows, bb_boxes=2)
+    with pytest.raises(ValueError, match=r"train36\.hdf5: image id 7: image_features has 3 boxes but image_bb has 2"):
+        vqa.load_vqa_v2("train", data_root=tmp_path, min_answer_count=1)
+
+
+def test_vqa_v2_question_annotation_mismatch(tmp_path):
+    folder = tmp_path / "vqa_v2"
+    q_path, a_path = _write_vqa_v2(folder)
+    anns = json.loads(a_path.read_text())
+    anns["annotations"][2]["image_id"] = 8
+    a_path.write_text(json.dumps(anns))
+    with pytest.raises(ValueError, match=r"questions\.json: question id 72 is about image 7 but .* says image 8"):
+        vqa.load_vqa_v2("train", data_root=tmp_path, features=None)
+    anns["annotations"].pop(2)
+    a_path.write_text(json.dumps(anns))
+    with pytest.raises(ValueError, match=r"question id 72 has no annotation"):
+        vqa.load_vqa_v2("train", data_root=tmp_path, features=None)
+    qs = json.loads(q_path.read_text())
+    qs["questions"][1] = {"image_id": 7, "question_id": 70}
+    q_path.write_text(json.dumps(qs))
+    with pytest.raises(ValueError, match=r"questions\.json: questions\[1\] has no str field 'question'"):
+        vqa.load_vqa_v2("train", data_root=tmp_path, features=None)
+
+
+def test_vqa_v2_missing_files_and_h5py(tmp_path, monkeypatch):
+    monkeypatch.delenv("PAPERZOO_DATA", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    with pytest.raises(DataNotFoundError, match="v2_OpenEnded_mscoco_val2014_questions.json"):
+        vqa.load_vqa_v2("val", data_root=tmp_path)
+    folder = tmp_path / "vqa_v2"
+    _write_vqa_v2(folder)
+    with pytest.raises(DataNotFoundError, match="no bottom-up features for split 'train'"):
+        vqa.load_vqa_v2("train", data_root=tmp_path, min_answer_count=1)
+    (folder / "train36.hdf5").write_bytes(b"")
+    (folder / "train36_imgid2idx.pkl").write_bytes(b"")
+    monkeypatch.setitem(__import__("sys").modules, "h5py", None)
+    with pytest.raises(ImportError, match="pip install h5py"):
+        vqa.load_vqa_v2("train", data_root=tmp_path, min_answer_count=1)

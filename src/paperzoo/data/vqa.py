@@ -444,3 +444,413 @@ def make_relational_vqa(split: str, num_images: int, questions_per_image: int = 
         features=None, image_size=torch.full((num_images, 2), float(size)), label_names=(COLORS, SHAPES),
         source=f"relational VQA {split} (seed {seed})", qkind=torch.tensor(qkind, dtype=torch.long),
         qkind_names=all_kinds, image_ids=tuple(range(num_images)))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Bottom-up-attention object features (Anderson et al. 2018), in the layouts the official code ships
+
+TSV_FIELDS = ("image_id", "image_w", "image_h", "num_boxes", "boxes", "features")
+"""Columns of the original bottom-up-attention TSV (boxes and features are base64 float32 arrays)."""
+H5PY_INSTALL = "pip install h5py"
+
+
+class FeatureFileError(ValueError):
+    """A bottom-up feature file disagrees with itself or with the questions (box counts, image ids)."""
+
+
+@dataclass
+class BottomUpFeatures:
+    """Object features of some images, rows in the order asked for, boxes padded to ``B``."""
+
+    image_ids: tuple
+    features: torch.Tensor
+    """(I, B, D) float32, zero on padding."""
+    boxes: torch.Tensor
+    """(I, B, 4) float32 x0, y0, x1, y1 in the image's pixels, zero on padding."""
+    box_mask: torch.Tensor
+    """(I, B) bool."""
+    image_size: torch.Tensor | None
+    """(I, 2) float32 (width, height), when the file says (TSV; hdf5 with spatial_features)."""
+    source: str
+
+
+def _stack_rows(path: Path, ids: list, rows: dict, sizes: dict | None) -> BottomUpFeatures:
+    dims = {f.shape[1] for f, _ in rows.values()}
+    if len(dims) > 1:
+        raise FeatureFileError(f"{path}: feature rows have different widths {sorted(dims)}")
+    dim = dims.pop() if dims else 0
+    n_box = max((len(b) for _, b in rows.values()), default=0)
+    feats = np.zeros((len(ids), n_box, dim), dtype=np.float32)
+    boxes = np.zeros((len(ids), n_box, 4), dtype=np.float32)
+    mask = np.zeros((len(ids), n_box), dtype=bool)
+    for r, image_id in enumerate(ids):
+        f, b = rows[image_id]
+        feats[r, : len(f)], boxes[r, : len(b)], mask[r, : len(b)] = f, b, True
+    size = None
+    if sizes is not None:
+        size = torch.tensor([sizes[i] for i in ids], dtype=torch.float32).reshape(len(ids), 2)
+    return BottomUpFeatures(image_ids=tuple(ids), features=torch.from_numpy(feats), boxes=torch.from_numpy(boxes),
+                            box_mask=torch.from_numpy(mask), image_size=size, source=str(path))
+
+
+def _b64_floats(text: str, path: Path, image_id, column: str) -> np.ndarray:
+    import base64
+    import binascii
+
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise FeatureFileError(f"{path}: image id {image_id}: column {column} is not base64") from None
+    if len(raw) % 4:
+        raise FeatureFileError(f"{path}: image id {image_id}: column {column} is not a float32 array "
+                               f"({len(raw)} bytes)")
+    return np.frombuffer(raw, dtype=np.float32)
+
+
+def read_bottom_up_tsv(path: str | os.PathLike, image_ids, feature_dim: int | None = None) -> BottomUpFeatures:
+    """Rows ``image_ids`` (in that order) of a bottom-up-attention TSV (columns TSV_FIELDS, extra ones
+    ignored). Each used row is checked: ``num_boxes`` must match the boxes and the features (``num_boxes``
+    rows of ``feature_dim`` values, or of the width of the first row read), else a FeatureFileError naming
+    the file and image id; so is an image id with no row."""
+    import csv
+    import sys
+
+    path = Path(path)
+    wanted = {_as_id(i) for i in image_ids}
+    rows: dict = {}
+    sizes: dict = {}
+    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+    with open(path, encoding="ascii", newline="") as fh:
+        for lineno, fields_ in enumerate(csv.reader(fh, delimiter="\t"), 1):
+            if len(fields_) < len(TSV_FIELDS):
+                raise FeatureFileError(f"{path}:{lineno}: {len(fields_)} columns, expected {', '.join(TSV_FIELDS)}")
+            rec = dict(zip(TSV_FIELDS, fields_))
+            image_id = _as_id(rec["image_id"])
+            if image_id not in wanted or image_id in rows:
+                continue
+            try:
+                n = int(rec["num_boxes"])
+                sizes[image_id] = (float(rec["image_w"]), float(rec["image_h"]))
+            except ValueError:
+                raise FeatureFileError(f"{path}:{lineno}: image id {image_id}: num_boxes / image_w / image_h "
+                                       f"are not numbers") from None
+            boxes = _b64_floats(rec["boxes"], path, image_id, "boxes")
+            feats = _b64_floats(rec["features"], path, image_id, "features")
+            if n <= 0 or boxes.size != 4 * n:
+                raise FeatureFileError(f"{path}: image id {image_id}: num_boxes is {n} but the boxes column holds "
+                                       f"{boxes.size / 4:g} boxes")
+            if feats.size % n or (feature_dim is not None and feats.size != n * feature_dim):
+                raise FeatureFileError(f"{path}: image id {image_id}: {feats.size} feature values do not split "
+                                       f"into num_boxes = {n} rows" + (
+                                           f" of {feature_dim}" if feature_dim is not None else ""))
+            if feature_dim is None:
+                feature_dim = feats.size // n
+            rows[image_id] = (feats.reshape(n, -1), boxes.reshape(n, 4))
+    ids = [_as_id(i) for i in image_ids]
+    missing = [i for i in ids if i not in rows]
+    if missing:
+        raise FeatureFileError(f"{path}: image id {missing[0]} has no feature row ({len(missing)} missing)")
+    return _stack_rows(path, ids, rows, sizes)
+
+
+def _as_id(value):
+    """Image ids as ints where they are integral (JSON/TSV/pickle disagree on int vs str)."""
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return value
+
+
+def read_bottom_up_hdf5(path: str | os.PathLike, imgid2idx_path: str | os.PathLike, image_ids) -> BottomUpFeatures:
+    """Rows ``image_ids`` of a BAN / bottom-up-attention-vqa feature file: ``image_features`` and
+    ``image_bb`` (fixed ``(N, 36, D)`` / ``(N, 36, 4)``, or adaptive ``(total, D)`` / ``(total, 4)`` with
+    ``pos_boxes`` (N, 2) row ranges), optional ``spatial_features``; ``imgid2idx_path`` is the pickled
+    image id -> row dict (a pickle: load only files you trust). Box-count disagreements and image ids
+    without a row raise a FeatureFileError naming the file and image id."""
+    import pickle
+
+    try:
+        import h5py
+    except ImportError:
+        raise ImportError(f"reading {path} needs h5py: `{H5PY_INSTALL}` (or use the bottom-up TSV)") from None
+    path, imgid2idx_path = Path(path), Path(imgid2idx_path)
+    for p in (path, imgid2idx_path):
+        if not p.is_file():
+            raise FileNotFoundError(f"{p} does not exist")
+    try:
+        with open(imgid2idx_path, "rb") as fh:
+            index = {_as_id(k): int(v) for k, v in pickle.load(fh).items()}
+    except Exception as exc:  # noqa: BLE001 -- unpickling fails in many ways; all mean a bad file
+        raise FeatureFileError(f"{imgid2idx_path}: not a pickled image id -> row dict ({exc})") from None
+    ids = [_as_id(i) for i in image_ids]
+    missing = [i for i in ids if i not in index]
+    if missing:
+        raise FeatureFileError(f"{imgid2idx_path}: image id {missing[0]} has no feature row "
+                               f"({len(missing)} missing)")
+    rows: dict = {}
+    sizes: dict | None = {}
+    try:
+        hf = h5py.File(path, "r")
+    except OSError as exc:
+        raise FeatureFileError(f"{path}: not an HDF5 file ({exc})") from None
+    with hf:
+        for name in ("image_features", "image_bb"):
+            if name not in hf:
+                raise FeatureFileError(f"{path}: no dataset {name!r} (has {', '.join(hf.keys())})")
+        feats, bb = hf["image_features"], hf["image_bb"]
+        spatial = hf.get("spatial_features")
+        pos = np.asarray(hf["pos_boxes"]) if "pos_boxes" in hf else None
+        n_rows = len(pos) if pos is not None else feats.shape[0]
+        for image_id in ids:
+            row = index[image_id]
+            if not 0 <= row < n_rows:
+                raise FeatureFileError(f"{path}: image id {image_id}: row {row} is outside the file's "
+                                       f"{n_rows} rows")
+            if pos is not None:
+                start, stop = (int(v) for v in pos[row])
+                if not 0 <= start < stop <= min(feats.shape[0], bb.shape[0]):
+                    raise FeatureFileError(f"{path}: image id {image_id}: pos_boxes [{start}, {stop}) outside "
+                                           f"image_features ({feats.shape[0]}) / image_bb ({bb.shape[0]}) rows")
+                f, b = np.asarray(feats[start:stop]), np.asarray(bb[start:stop])
+                s = None if spatial is None else np.asarray(spatial[start:stop])
+            else:
+                f, b = np.asarray(feats[row]), np.asarray(bb[row])
+                s = None if spatial is None else np.asarray(spatial[row])
+            if f.ndim != 2 or b.ndim != 2 or b.shape[1] != 4 or len(f) != len(b):
+                raise FeatureFileError(f"{path}: image id {image_id}: image_features has {len(f)} boxes but "
+                                       f"image_bb has {len(b)}")
+            rows[image_id] = (f.astype(np.float32), b.astype(np.float32))
+            if s is not None and sizes is not None and s.ndim == 2 and s.shape[1] >= 6:
+                ok = np.nonzero((s[:, 4] > 0) & (s[:, 5] > 0))[0]
+                if len(ok):
+                    k = ok[0]  # spatial columns: x0/w, y0/h, x1/w, y1/h, box w/w, box h/h
+                    sizes[image_id] = (float((b[k, 2] - b[k, 0]) / s[k, 4]), float((b[k, 3] - b[k, 1]) / s[k, 5]))
+                    continue
+            sizes = None
+    return _stack_rows(path, ids, rows, sizes)
+
+
+def read_bottom_up(folder: Path, split: str, image_ids, features: str = "auto",
+                   features_path: str | os.PathLike | None = None) -> BottomUpFeatures:
+    """Features of ``image_ids`` from the first layout present in ``folder`` (or ``features_path``):
+    ``hdf5`` = ``<split>36.hdf5`` + ``<split>36_imgid2idx.pkl`` (fixed 36 boxes) or ``<split>.hdf5`` +
+    ``<split>_imgid2idx.pkl`` (adaptive 10-100 boxes); ``tsv`` = ``<split>36.tsv``, ``<split>.tsv`` or the
+    bottom-up release's ``trainval_36/trainval_resnet101_faster_rcnn_genome_36.tsv``."""
+    if features not in ("auto", "hdf5", "tsv"):
+        raise VQAInputError(f"features must be 'auto', 'hdf5', 'tsv' or None, got {features!r}")
+    if features_path is not None:
+        p = Path(features_path)
+        if p.suffix in (".hdf5", ".h5"):
+            return read_bottom_up_hdf5(p, p.with_name(p.stem + "_imgid2idx.pkl"), image_ids)
+        return read_bottom_up_tsv(p, image_ids)
+    h5 = [(folder / f"{split}{s}.hdf5", folder / f"{split}{s}_imgid2idx.pkl") for s in ("36", "")]
+    tsv = [folder / f"{split}36.tsv", folder / f"{split}.tsv",
+           folder / "trainval_36" / "trainval_resnet101_faster_rcnn_genome_36.tsv",
+           folder / "trainval_resnet101_faster_rcnn_genome_36.tsv"]
+    if features in ("auto", "hdf5"):
+        for data, index in h5:
+            if data.is_file() and index.is_file():
+                return read_bottom_up_hdf5(data, index, image_ids)
+    if features in ("auto", "tsv"):
+        for p in tsv:
+            if p.is_file():
+                return read_bottom_up_tsv(p, image_ids)
+    tried = ([f"{d.name} + {i.name}" for d, i in h5] if features != "tsv" else []) + (
+        [str(p.relative_to(folder)) for p in tsv] if features != "hdf5" else [])
+    raise DataNotFoundError(f"no bottom-up features for split {split!r} in {folder}: tried {'; '.join(tried)}")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# VQA v2 (official JSON files)
+
+VQA_V2_QTYPES: tuple[str, ...] = ("yes/no", "number", "other")
+VQA_V2_SPLITS = ("train", "val")
+_PUNCT = (";", "/", "[", "]", '"', "{", "}", "(", ")", "=", "+", "\\", "_", "-", ">", "<", "@", "`", ",", "?", "!")
+_NUMBER_WORDS = {"none": "0", "zero": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5",
+                 "six": "6", "seven": "7", "eight": "8", "nine": "9", "ten": "10"}
+_ARTICLES = ("a", "an", "the")
+_CONTRACTIONS = {w.replace("'", ""): w for w in (
+    "aren't", "can't", "couldn't", "didn't", "doesn't", "don't", "hadn't", "hasn't", "haven't", "he's", "i'd",
+    "i'm", "i've", "isn't", "it'd", "it'll", "let's", "shouldn't", "that's", "there's", "they're", "they've",
+    "wasn't", "weren't", "what's", "where's", "who's", "won't", "wouldn't", "you'd", "you're", "you've")}
+
+
+def normalize_answer(answer: str) -> str:
+    """An answer string normalised as the official VQA evaluation does before comparing (a subset).
+
+    Lowercase; newlines/tabs to spaces; the punctuation ``;/[]"{}()=+\\_-><@`,?!`` is deleted where it
+    touches a space or the answer has a digit-comma-digit, else replaced by a space; a period not followed
+    by a digit is deleted; number words zero..ten (and "none") become digits; the articles a/an/the are
+    dropped; common apostrophe-less contractions get their apostrophe back ("dont" -> "don't"); finally
+    commas are removed and spaces collapsed (as the BAN/bottom-up answer preprocessing does).
+    """
+    import re
+
+    text = answer.replace("\n", " ").replace("\t", " ").strip().lower()
+    comma_digits = re.search(r"(\d)(,)(\d)", text) is not None
+    for p in _PUNCT:
+        if f"{p} " in text or f" {p}" in text or comma_digits:
+            text = text.replace(p, "")
+        else:
+            text = text.replace(p, " ")
+    text = re.sub(r"(?<!\d)\.(?!\d)", "", text)
+    words = []
+    for w in text.split():
+        w = _NUMBER_WORDS.get(w, w)
+        if w in _ARTICLES:
+            continue
+        words.append(_CONTRACTIONS.get(w, w))
+    return " ".join(words).replace(",", "")
+
+
+def answer_score(count: int) -> float:
+    """Soft score of an answer given by ``count`` of the 10 annotators (BAN / bottom-up rule):
+    0 -> 0, 1 -> 0.3, 2 -> 0.6, 3 -> 0.9, 4 or more -> 1."""
+    return (0.0, 0.3, 0.6, 0.9)[count] if count < 4 else 1.0
+
+
+def _read_json(path: Path, key: str) -> list:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist")
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise VQAInputError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(obj, dict) or not isinstance(obj.get(key), list):
+        raise VQAInputError(f"{path}: expected an object with a {key!r} list")
+    return obj[key]
+
+
+def _field(path: Path, key: str, k: int, item, name: str, kind):
+    if not isinstance(item, dict) or name not in item or not isinstance(item[name], kind) or isinstance(
+            item[name], bool):
+        raise VQAInputError(f"{path}: {key}[{k}] has no {kind.__name__} field {name!r}")
+    return item[name]
+
+
+def vqa_v2_files(split: str) -> tuple[str, str]:
+    """The official question and annotation file names of ``split`` ("train" or "val")."""
+    return f"v2_OpenEnded_mscoco_{split}2014_questions.json", f"v2_mscoco_{split}2014_annotations.json"
+
+
+def vqa_v2_dir(split: str, data_root: str | os.PathLike | None = None) -> Path:
+    """The folder holding ``split``'s VQA v2 question and annotation files."""
+    import dataclasses
+
+    from paperzoo.data.catalog import DATASETS
+
+    return locate(dataclasses.replace(DATASETS["vqa_v2"], files=vqa_v2_files(split)), data_root)
+
+
+def _read_annotations(path: Path) -> dict:
+    out = {}
+    for k, item in enumerate(_read_json(path, "annotations")):
+        qid = _field(path, "annotations", k, item, "question_id", int)
+        image_id = _field(path, "annotations", k, item, "image_id", int)
+        given = _field(path, "annotations", k, item, "answers", list)
+        mc = _field(path, "annotations", k, item, "multiple_choice_answer", str)
+        atype = _field(path, "annotations", k, item, "answer_type", str)
+        if atype not in VQA_V2_QTYPES:
+            raise VQAInputError(f"{path}: annotations[{k}]: answer_type {atype!r} is not one of "
+                                f"{', '.join(VQA_V2_QTYPES)}")
+        texts = []
+        for a in given:
+            if not isinstance(a, dict) or not isinstance(a.get("answer"), str):
+                raise VQAInputError(f"{path}: annotations[{k}]: an answer without an 'answer' string")
+            texts.append(normalize_answer(a["answer"]))
+        if qid in out:
+            raise VQAInputError(f"{path}: question id {qid} is annotated twice")
+        out[qid] = (image_id, texts, normalize_answer(mc), atype)
+    return out
+
+
+def vqa_v2_answer_vocab(annotations, min_count: int = 9) -> list[str]:
+    """The answer vocabulary of the official BAN / bottom-up code: normalised multiple-choice answers that
+    are the answer of at least ``min_count`` questions, most frequent first (ties alphabetically).
+
+    ``annotations`` is an annotation file or its parsed form, or a list of them; the official code counts
+    over train + val (its ``trainval_ans2label``: 3,129 answers)."""
+    sources = annotations if isinstance(annotations, (list, tuple)) else [annotations]
+    counts: dict[str, int] = {}
+    for source in sources:
+        parsed = source if isinstance(source, dict) else _read_annotations(Path(source))
+        for _, _, mc, _ in parsed.values():
+            counts[mc] = counts.get(mc, 0) + 1
+    return sorted((a for a, c in counts.items() if c >= min_count), key=lambda a: (-counts[a], a))
+
+
+def load_vqa_v2(split: str, data_root: str | os.PathLike | None = None, features: str | None = "auto",
+                answers: list[str] | None = None, min_answer_count: int = 9, limit: int | None = None,
+                features_path: str | os.PathLike | None = None) -> VQAData:
+    """VQA v2 ``split`` ("train"/"val") from the official JSON files, with bottom-up object features.
+
+    Questions come sorted by question id (as the official code orders them); ``limit`` keeps the first
+    ``limit`` and only their images. Soft scores: :func:`answer_score` of how many of the 10 annotators
+    gave each (normalised, :func:`normalize_answer`) answer. The answer vocabulary is ``answers`` if given,
+    else :func:`vqa_v2_answer_vocab` (``min_answer_count``) of the train and val annotations found in the
+    folder, as the official code builds it, so train and val agree. ``qtype`` is the ``answer_type``.
+    ``features``: "auto" / "hdf5" / "tsv" (see :func:`read_bottom_up`) or None for questions only.
+
+    Raises DataNotFoundError when the files are absent and a ValueError naming the file and the question
+    or image id when the questions and annotations disagree, an image has no feature row, or a feature
+    row's box count disagrees with its boxes.
+    """
+    _check_split(split, VQA_V2_SPLITS)
+    if limit is not None:
+        _check_int("limit", limit, 1)
+    folder = vqa_v2_dir(split, data_root)
+    q_path, a_path = (folder / name for name in vqa_v2_files(split))
+    rows = []
+    for k, item in enumerate(_read_json(q_path, "questions")):
+        rows.append((_field(q_path, "questions", k, item, "question_id", int),
+                     _field(q_path, "questions", k, item, "image_id", int),
+                     _field(q_path, "questions", k, item, "question", str)))
+    annotations = _read_annotations(a_path)
+    qids = {r[0] for r in rows}
+    if len(qids) != len(rows):
+        raise VQAInputError(f"{q_path}: a question id appears twice")
+    for qid, image_id, _ in rows:
+        if qid not in annotations:
+            raise VQAInputError(f"{q_path}: question id {qid} has no annotation in {a_path}")
+        if annotations[qid][0] != image_id:
+            raise VQAInputError(f"{q_path}: question id {qid} is about image {image_id} but {a_path} says "
+                                f"image {annotations[qid][0]}")
+    extra = sorted(set(annotations) - qids)
+    if extra:
+        raise VQAInputError(f"{a_path}: question id {extra[0]} is annotated but not in {q_path}")
+    if answers is None:  # train + val annotations, as the official trainval_ans2label
+        sources = [annotations if s == split else folder / vqa_v2_files(s)[1] for s in VQA_V2_SPLITS]
+        sources = [a for a in sources if isinstance(a, dict) or a.is_file()]
+        vocab = vqa_v2_answer_vocab(sources, min_answer_count)
+    else:
+        vocab = list(answers)
+        if len(set(vocab)) != len(vocab):
+            raise VQAInputError("answers: the vocabulary lists an answer twice")
+    answer_id = {a: k for k, a in enumerate(vocab)}
+    rows.sort()
+    if limit is not None:
+        rows = rows[:limit]
+    scores = torch.zeros(len(rows), len(vocab), dtype=torch.float32)
+    row_of_image: dict[int, int] = {}
+    image_rows, qtypes = [], []
+    for q, (qid, image_id, _) in enumerate(rows):
+        _, texts, _, atype = annotations[qid]
+        for a in set(texts):
+            if a in answer_id:
+                scores[q, answer_id[a]] = answer_score(texts.count(a))
+        qtypes.append(VQA_V2_QTYPES.index(atype))
+        image_rows.append(row_of_image.setdefault(image_id, len(row_of_image)))
+    image_ids = tuple(row_of_image)
+    feats = None
+    if features is not None:
+        feats = read_bottom_up(folder, split, image_ids, features, features_path)
+    log.info("VQA v2 %s: %d questions, %d images, %d answers (%.1f%% of questions have a scored answer)",
+             split, len(rows), len(image_ids), len(vocab),
+             100.0 * float((scores.sum(1) > 0).float().mean()) if len(rows) else 0.0)
+    return VQAData(
+        questions=[r[2] for r in rows], image_index=torch.tensor(image_rows, dtype=torch.long),
+        answer_scores=scores, answers=vocab, qtype=torch.tensor(qtypes, dtype=torch.long),
+        qtype_names=VQA_V2_QTYPES, images=None, boxes=None if feats is None else feats.boxes,
+        box_mask=None if feats is None else feats.box_mask, box_labels=None,
+        features=None if feats is None else feats.features, image_size=None if feats is None else feats.image_size,
+        source=f"VQA v2 {split} ({folder})", image_ids=image_ids, question_ids=tuple(r[0] for r in rows))
