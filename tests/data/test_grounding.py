@@ -159,3 +159,94 @@ def test_bad_arguments():
         make_grounding("train", 2, num_proposals=6)
     with pytest.raises(ValueError, match="split"):
         make_grounding("dev", 2)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Flickr30k Entities official files (tiny copies written here)
+
+_SENTENCES = {
+    101: ["[/EN#18/people A man] with [/EN#19/clothing pierced ears] is wearing [/EN#20/clothing glasses] .",
+          "[/EN#18/people A guy] stands in [/EN#0/notvisual the light] near [/EN#21/scene a wall] ."],
+    202: ["[/EN#30/people/other Two kids] play with [/EN#31/animals a dog] ."],
+}
+_XML = {
+    101: [("18", (10, 20, 110, 220)), ("19", (40, 30, 60, 50)), ("18", (120, 20, 200, 210)),
+          ("20", None), ("21", None)],  # 20: nobndbox; 21: scene without a box
+    202: [("30", (5, 5, 50, 90)), ("30", (60, 5, 100, 95)), ("31", (110, 40, 150, 80))],
+}
+
+
+def _write_flickr(root, proposals):
+    import base64
+
+    folder = root / "flickr30k_entities"
+    for sub in ("Sentences", "Annotations"):
+        (folder / sub).mkdir(parents=True)
+    for split, ids in (("train", [202]), ("val", []), ("test", [101, 202])):
+        (folder / f"{split}.txt").write_text("".join(f"{i}\n" for i in ids))
+    for image_id, lines in _SENTENCES.items():
+        (folder / "Sentences" / f"{image_id}.txt").write_text("\n".join(lines) + "\n")
+        objs = []
+        for name, box in _XML[image_id]:
+            inner = ("<nobndbox>1</nobndbox>" if box is None else
+                     "<bndbox>" + "".join(f"<{t}>{v}</{t}>" for t, v in zip(("xmin", "ymin", "xmax", "ymax"), box))
+                     + "</bndbox>")
+            objs.append(f"<object><name>{name}</name>{inner}</object>")
+        (folder / "Annotations" / f"{image_id}.xml").write_text(
+            f"<annotation><filename>{image_id}.jpg</filename><size><width>500</width><height>333</height>"
+            f"<depth>3</depth></size>{''.join(objs)}</annotation>")
+    lines = []
+    for image_id, boxes in proposals.items():
+        b = np.asarray(boxes, dtype=np.float32)
+        f = np.arange(len(b) * 2, dtype=np.float32).reshape(len(b), 2) + image_id
+        lines.append("\t".join([str(image_id), "500", "333", str(len(b)), base64.b64encode(b.tobytes()).decode(),
+                                base64.b64encode(f.tobytes()).decode()]))
+    (folder / "test36.tsv").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+_PROPOSALS = {101: [[10, 20, 110, 220], [40, 30, 60, 52], [300, 300, 400, 330], [125, 25, 200, 210]],
+              202: [[110, 40, 150, 80], [0, 0, 500, 333], [60, 5, 100, 95]]}
+
+
+def test_flickr30k_entities_reader(tmp_path, caplog):
+    from paperzoo.data.grounding import ENTITY_TYPES, load_flickr30k_entities
+
+    _write_flickr(tmp_path, _PROPOSALS)
+    with caplog.at_level("INFO", logger="paperzoo.data.grounding"):
+        data = load_flickr30k_entities("test", data_root=tmp_path)
+    assert "skipped 3 of 8 phrases without a box" in caplog.text  # glasses (nobndbox), notvisual, scene
+    assert data.phrases == ["A man", "pierced ears", "A guy", "Two kids", "a dog"]
+    assert data.image_ids == (101, 202) and data.image_index.tolist() == [0, 0, 0, 1, 1]
+    assert [ENTITY_TYPES[k] for k in data.kind.tolist()] == ["people", "clothing", "people", "people", "animals"]
+    assert data.target_mask.tolist() == [[True, True], [True, False], [True, True], [True, True], [True, False]]
+    assert data.target_boxes[0].tolist() == [[10, 20, 110, 220], [120, 20, 200, 210]]
+    assert data.sentences[1] == "A man with pierced ears is wearing glasses ."
+    assert data.phrase_word.tolist() == [0, 3, 0, 0, 4]
+    assert data.boxes.shape == (2, 4, 4) and data.box_mask.tolist() == [[True] * 4, [True, True, True, False]]
+    assert data.features[1, 0].tolist() == [202.0, 203.0] and data.image_size[0].tolist() == [500.0, 333.0]
+    # "A man": either of its two boxes counts; "Two kids": proposal 2 hits its second box
+    scores = torch.tensor([[0.0, 0, 0, 1.0], [0.0, 1, 0, 0], [0.0, 0.5, 1, 0], [0.0, 1, 0.5, 0], [1.0, 0, 0, 0]])
+    assert recall_at_k(scores, data, ks=(1, 2, 3)) == pytest.approx({1: 3 / 5, 2: 4 / 5, 3: 1.0})
+    assert recall_upper_bound(data) == 1.0
+    assert len(load_flickr30k_entities("test", data_root=tmp_path, limit=1)) == 3
+
+
+def test_flickr30k_errors_name_the_file(tmp_path):
+    from paperzoo.data.grounding import load_flickr30k_entities
+
+    folder = _write_flickr(tmp_path, {101: _PROPOSALS[101]})
+    with pytest.raises(ValueError, match=r"test36\.tsv: image id 202 has no feature row"):
+        load_flickr30k_entities("test", data_root=tmp_path)
+    with pytest.raises(FileNotFoundError, match="no bottom-up features for split 'train'"):
+        load_flickr30k_entities("train", data_root=tmp_path)
+    sentences = folder / "Sentences" / "202.txt"
+    sentences.write_text("[/EN#30/people Two kids] play with [/EN#31 animals a dog] .\n")
+    with pytest.raises(ValueError, match=r"Sentences/202\.txt:1: a malformed"):
+        load_flickr30k_entities("test", data_root=tmp_path, limit=2)
+    (folder / "Annotations" / "101.xml").write_text("<annotation><object>")
+    with pytest.raises(ValueError, match=r"Annotations/101\.xml: not valid XML"):
+        load_flickr30k_entities("test", data_root=tmp_path)
+    (folder / "test.txt").write_text("101\nabc\n")
+    with pytest.raises(ValueError, match=r"test\.txt:2: not an image id"):
+        load_flickr30k_entities("test", data_root=tmp_path)

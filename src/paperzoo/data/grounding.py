@@ -16,11 +16,15 @@ Boxes are ``(x0, y0, x1, y1)`` in pixels, as in :mod:`paperzoo.data.vqa`.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 
+from paperzoo.data.roots import locate
 from paperzoo.data.vqa import (
     COLORS,
     SHAPES,
@@ -76,6 +80,10 @@ class GroundingData:
     """(I, O, 2) long (colour id, shape id) per object, -1 on padding."""
     target_object: torch.Tensor | None = None
     image_ids: tuple = ()
+    sentences: list[str] = field(default_factory=list)
+    """Flickr30k: the sentence each phrase comes from (annotations removed); else empty."""
+    phrase_word: torch.Tensor | None = None
+    """Flickr30k: (P,) long index of the phrase's first word in its sentence (whitespace words)."""
 
     def __post_init__(self) -> None:
         n = len(self.phrases)
@@ -394,3 +402,147 @@ def make_grounding(split: str, num_images: int, phrases_per_image: int = 4, size
         label_names=(COLORS, SHAPES), kind=torch.tensor(kinds, dtype=torch.long), kind_names=PHRASE_KINDS,
         objects=obj, object_mask=torch.from_numpy(object_labels[..., 0] >= 0),
         object_labels=torch.from_numpy(object_labels), target_object=tgt, image_ids=tuple(range(num_images)))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Flickr30k Entities (official annotation files + bottom-up features)
+
+FLICKR_SPLITS = ("train", "val", "test")
+ENTITY_TYPES: tuple[str, ...] = ("people", "clothing", "bodyparts", "animals", "vehicles", "instruments", "scene",
+                                 "other", "notvisual")
+"""Flickr30k Entities phrase types (``kind`` indexes this; a phrase with several types gets the first)."""
+_ENTITY = re.compile(r"\[/EN#(\d+)((?:/[^\s\]/]+)+) ([^\[\]]*)\]")
+
+
+def flickr30k_dir(data_root: str | os.PathLike | None = None) -> Path:
+    """The Flickr30k Entities folder (split lists ``train.txt``/``val.txt``/``test.txt`` and, in it or in
+    its ``Flickr30kEntities/`` subfolder as BAN lays it out, ``Sentences/`` and ``Annotations/``)."""
+    from paperzoo.data.catalog import DATASETS
+
+    return locate(DATASETS["flickr30k_entities"], data_root)
+
+
+def parse_flickr_annotation(path: Path) -> tuple[dict[int, list[list[float]]], tuple[float, float] | None]:
+    """``Annotations/<id>.xml``: entity id -> its boxes ``[xmin, ymin, xmax, ymax]`` (an object element can
+    name several entities; ``nobndbox``/scene objects have no box), and the image (width, height)."""
+    from xml.etree import ElementTree
+
+    try:
+        root = ElementTree.parse(path).getroot()
+    except ElementTree.ParseError as exc:
+        raise VQAInputError(f"{path}: not valid XML ({exc})") from None
+    boxes: dict[int, list[list[float]]] = {}
+    for k, obj in enumerate(root.findall("object")):
+        box = obj.find("bndbox")
+        if box is None or len(box) == 0:
+            continue
+        try:
+            coords = [float(box.findtext(t)) for t in ("xmin", "ymin", "xmax", "ymax")]
+            names = [int(n.text) for n in obj.findall("name")]
+        except (TypeError, ValueError):
+            raise VQAInputError(f"{path}: object {k} has a bndbox or name that is not a number") from None
+        if coords[2] < coords[0] or coords[3] < coords[1]:
+            raise VQAInputError(f"{path}: object {k} has xmax < xmin or ymax < ymin")
+        for name in names:
+            boxes.setdefault(name, []).append(coords)
+    size = None
+    try:
+        size = (float(root.findtext("size/width")), float(root.findtext("size/height")))
+    except (TypeError, ValueError):
+        pass
+    return boxes, size
+
+
+def parse_flickr_sentence(line: str, where: str = "") -> tuple[str, list[tuple[int, str, str, int]]]:
+    """One ``Sentences/<id>.txt`` line: the plain sentence and its phrases ``(entity id, first type, text,
+    index of the phrase's first word in the sentence)``; ``[/EN#18/people A man] with ...`` gives
+    ``("A man with ...", [(18, "people", "A man", 0)])``."""
+    phrases = []
+    words: list[str] = []
+    pos = 0
+    gaps = []
+    for m in _ENTITY.finditer(line):
+        gaps.append(line[pos:m.start()])
+        words += gaps[-1].split()
+        phrases.append((int(m.group(1)), m.group(2).split("/")[1], m.group(3).strip(), len(words)))
+        words += m.group(3).split()
+        pos = m.end()
+    gaps.append(line[pos:])
+    words += gaps[-1].split()
+    if any("[/EN#" in gap or "]" in gap for gap in gaps):
+        raise VQAInputError(f"{where}: a malformed [/EN#<id>/<type> <phrase>] annotation")
+    return " ".join(words), phrases
+
+
+def load_flickr30k_entities(split: str, data_root: str | os.PathLike | None = None, features: str = "auto",
+                            limit: int | None = None, features_path: str | os.PathLike | None = None,
+                            ) -> GroundingData:
+    """Flickr30k Entities ``split`` ("train"/"val"/"test"): every annotated phrase of every sentence, with
+    its ground-truth boxes (all boxes of its entity; a hit on any counts, as in BAN's evaluation) and the
+    image's bottom-up proposals and features (:func:`paperzoo.data.vqa.read_bottom_up`: BAN's
+    ``<split>36.hdf5`` / adaptive ``<split>.hdf5`` with the ``_imgid2idx.pkl``, or a TSV).
+
+    ``limit`` keeps the first ``limit`` images of the split list. Phrases whose entity has no box
+    (``notvisual``, scene-only, ``nobndbox``) are skipped, as in the official protocol, and counted in an
+    INFO log line. ``kind`` indexes ENTITY_TYPES; ``sentences``/``phrase_word`` give each phrase's sentence
+    (annotations removed) and the index of its first word there. Boxes are the files' pixel coordinates.
+    """
+    from paperzoo.data.vqa import read_bottom_up
+
+    _check_split(split, FLICKR_SPLITS)
+    if limit is not None:
+        _check_int("limit", limit, 1)
+    folder = flickr30k_dir(data_root)
+    list_path = folder / f"{split}.txt"
+    ids = []
+    for lineno, line in enumerate(list_path.read_text(encoding="utf-8").splitlines(), 1):
+        if line.strip():
+            if not line.strip().isdigit():
+                raise VQAInputError(f"{list_path}:{lineno}: not an image id: {line.strip()!r:.40}")
+            ids.append(int(line.strip()))
+    if limit is not None:
+        ids = ids[:limit]
+    base = folder / "Flickr30kEntities" if (folder / "Flickr30kEntities" / "Sentences").is_dir() else folder
+    phrases, image_index, kinds, targets, sentences, first_word = [], [], [], [], [], []
+    sizes = []
+    skipped = total = 0
+    for row, image_id in enumerate(ids):
+        s_path, a_path = base / "Sentences" / f"{image_id}.txt", base / "Annotations" / f"{image_id}.xml"
+        for p in (s_path, a_path):
+            if not p.is_file():
+                raise FileNotFoundError(f"{p} does not exist (image {image_id} of {list_path})")
+        boxes, size = parse_flickr_annotation(a_path)
+        sizes.append(size)
+        for lineno, line in enumerate(s_path.read_text(encoding="utf-8").splitlines(), 1):
+            sentence, found = parse_flickr_sentence(line, f"{s_path}:{lineno}")
+            for entity, etype, text, word in found:
+                total += 1
+                if entity not in boxes:
+                    skipped += 1
+                    continue
+                if etype not in ENTITY_TYPES:
+                    raise VQAInputError(f"{s_path}:{lineno}: unknown entity type {etype!r}")
+                phrases.append(text)
+                image_index.append(row)
+                kinds.append(ENTITY_TYPES.index(etype))
+                targets.append(boxes[entity])
+                sentences.append(sentence)
+                first_word.append(word)
+    log.info("Flickr30k Entities %s: %d phrases over %d images; skipped %d of %d phrases without a box",
+             split, len(phrases), len(ids), skipped, total)
+    m = max((len(t) for t in targets), default=1)
+    target_boxes = torch.zeros(len(phrases), m, 4)
+    target_mask = torch.zeros(len(phrases), m, dtype=torch.bool)
+    for p, t in enumerate(targets):
+        target_boxes[p, : len(t)] = torch.tensor(t)
+        target_mask[p, : len(t)] = True
+    feats = read_bottom_up(folder, split, ids, features, features_path)
+    image_size = feats.image_size
+    if all(s is not None for s in sizes):
+        image_size = torch.tensor(sizes, dtype=torch.float32).reshape(len(ids), 2)
+    return GroundingData(
+        phrases=phrases, image_index=torch.tensor(image_index, dtype=torch.long), target_boxes=target_boxes,
+        target_mask=target_mask, images=None, boxes=feats.boxes, box_mask=feats.box_mask, box_labels=None,
+        features=feats.features, image_size=image_size, source=f"Flickr30k Entities {split} ({folder})",
+        kind=torch.tensor(kinds, dtype=torch.long), kind_names=ENTITY_TYPES, image_ids=tuple(ids),
+        sentences=sentences, phrase_word=torch.tensor(first_word, dtype=torch.long))
