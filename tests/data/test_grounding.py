@@ -75,7 +75,10 @@ def referents(phrase: str, boxes: np.ndarray, labels: np.ndarray) -> set[int]:
         a = anchors.pop()
         rel = {"left of": lambda j: cx[j] < cx[a], "right of": lambda j: cx[j] > cx[a],
                "above": lambda j: cy[j] < cy[a], "below": lambda j: cy[j] > cy[a]}[m.group(3)]
-        return {j for j in _matching(labels, m.group("tc"), m.group("ts")) if j != a and rel(j)}
+        pool = _matching(labels, m.group("tc"), m.group("ts")) - {a}
+        axis = cx if m.group(3).endswith("of") else cy
+        assert all(abs(axis[j] - axis[a]) >= 1 for j in pool), phrase  # no relation hinges on < 1 pixel
+        return {j for j in pool if rel(j)}
     m = re.fullmatch(rf"the {_desc_re('t')}", phrase)
     assert m, phrase
     return _matching(labels, m.group("tc"), m.group("ts"))

@@ -45,6 +45,15 @@ def test_relational_layout(rel):
     assert counts.min() > 0
 
 
+def test_subset_keeps_the_image_table(rel):
+    idx = [5, 0, 37]
+    sub = rel.subset(idx)
+    assert sub.questions == [rel.questions[i] for i in idx] and len(sub) == 3
+    assert torch.equal(sub.image_index, rel.image_index[idx]) and torch.equal(sub.qtype, rel.qtype[idx])
+    assert torch.equal(sub.answer_scores, rel.answer_scores[idx]) and torch.equal(sub.qkind, rel.qkind[idx])
+    assert sub.images is rel.images and sub.num_images == 12
+
+
 def test_vocabulary_is_fixed():
     small = make_relational_vqa("test", 2, questions_per_image=3, num_objects=3, shapes=("triangle",), seed=1)
     assert small.answers == list(RELATIONAL_ANSWERS) and small.boxes.shape == (2, 3, 4)
@@ -102,6 +111,11 @@ def _recompute(question: str, boxes: np.ndarray, labels: np.ndarray, size: int) 
     cx, cy = (boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2
     dist = [((cx[j] - cx[k]) ** 2 + (cy[j] - cy[k]) ** 2) ** 0.5 if j != k else None for j in range(len(cx))]
     others = sorted((d, j) for j, d in enumerate(dist) if d is not None)
+    if "nearest" in question:  # never asked when the winner leads by less than a pixel
+        assert others[1][0] - others[0][0] >= 1, question
+    if "farthest" in question:
+        assert others[-1][0] - others[-2][0] >= 1, question
+    assert abs(cx[k] - size / 2) >= 1 and abs(cy[k] - size / 2) >= 1
     if question.startswith("what is the shape of the object nearest"):
         return SHAPES[labels[others[0][1], 1]]
     if question.startswith("what is the shape of the object farthest"):

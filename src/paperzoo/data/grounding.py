@@ -186,12 +186,8 @@ def _matches(labels: np.ndarray, color: int | None, shape: int | None) -> np.nda
     return ok
 
 
-def _relation_holds(rel: str, centre: np.ndarray, k: int, anchor: int) -> tuple[bool, float]:
-    """(holds, signed margin) for "object k <rel> anchor" on box centres."""
-    dx = centre[anchor, 0] - centre[k, 0]
-    dy = centre[anchor, 1] - centre[k, 1]
-    d = {"left of": dx, "right of": -dx, "above": dy, "below": -dy}[rel]
-    return bool(d > 0), abs(float(d))
+_REL_AXIS = {"left of": (0, 1.0), "right of": (0, -1.0), "above": (1, 1.0), "below": (1, -1.0)}
+"""relation -> (axis, sign): "j <rel> anchor" holds when sign * (anchor centre - j centre) on axis > 0."""
 
 
 def referring_candidates(boxes: np.ndarray, labels: np.ndarray) -> list[tuple[str, int, int, bool]]:
@@ -219,21 +215,21 @@ def referring_candidates(boxes: np.ndarray, labels: np.ndarray) -> list[tuple[st
         if not combo_unique[anchor]:
             continue
         anchor_text = _describe(int(labels[anchor, 0]), int(labels[anchor, 1]))
+        others = np.arange(n) != anchor
         for desc in ((False, True), (True, True), (True, False)):  # "circle", "red circle", "red object"
-            for k in range(n):
-                if k == anchor:
-                    continue
-                color = int(labels[k, 0]) if desc[0] else None
-                shape = int(labels[k, 1]) if desc[1] else None
-                pool = [j for j in np.nonzero(_matches(labels, color, shape))[0] if j != anchor]
+            described = {(int(labels[k, 0]) if desc[0] else None, int(labels[k, 1]) if desc[1] else None)
+                         for k in np.nonzero(others)[0]}
+            for color, shape in sorted(described, key=str):
+                pool = np.nonzero(_matches(labels, color, shape) & others)[0]
                 for rel in RELATIONS:
-                    results = [_relation_holds(rel, centre, int(j), anchor) for j in pool]
-                    if any(margin < _MARGIN for _, margin in results):
+                    axis, sign = _REL_AXIS[rel]
+                    d = sign * (centre[anchor, axis] - centre[pool, axis])
+                    if np.abs(d).min() < _MARGIN:
                         continue
-                    holding = [int(j) for j, (ok, _) in zip(pool, results) if ok]
-                    if holding == [k]:
-                        needed = len(pool) > 1
-                        out.append((f"the {_describe(color, shape)} {rel} the {anchor_text}", 2, k, needed))
+                    holding = pool[d > 0]
+                    if len(holding) == 1:
+                        text = f"the {_describe(color, shape)} {rel} the {anchor_text}"
+                        out.append((text, 2, int(holding[0]), len(pool) > 1))
     for shape in [None] + sorted({int(s) for s in labels[:, 1]}):
         pool = np.nonzero(_matches(labels, None, shape))[0]
         if len(pool) < 2:
