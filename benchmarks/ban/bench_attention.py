@@ -420,14 +420,14 @@ def run_child(kind: str, variant: str, d: Dims, threads: int, args) -> dict:
 # --------------------------------------------------------------------------------------------
 # parent
 # --------------------------------------------------------------------------------------------
-def _ms(s: float) -> str:
-    return f"{s * 1e3:.0f}" if s < 10 else f"{s:.1f} s"
+def _s(s: float) -> str:
+    return f"{s:.2f} s" if s < 10 else f"{s:.1f} s"
 
 
 def markdown(data: dict) -> str:
     """The README tables of a results dict (as written to the JSON file)."""
-    lines = [("| batch | threads | variant | fwd+bwd wall | CPU | vs ours | peak memory MiB | joint tensors MiB | "
-              "GFLOP/s | other CPU |"), "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [("| batch | threads | variant | fwd+bwd wall | CPU | vs ours (wall; CPU) | peak memory MiB | joint tensors MiB | "
+              "GFLOP/s (wall; CPU) | other CPU |"), "|---|---|---|---|---|---|---|---|---|---|"]
     rows = data["attention"]
     for r in rows:
         if "error" in r:
@@ -435,14 +435,15 @@ def markdown(data: dict) -> str:
             continue
         ours = next((o for o in rows if o["variant"] == "ours" and o["batch"] == r["batch"]
                      and o["threads"] == r["threads"] and "error" not in o), None)
-        vs = f"{r['median_s'] / ours['median_s']:.2f}x" if ours else "-"
+        vs = (f"{r['median_s'] / ours['median_s']:.2f}x; **{r['median_cpu_s'] / ours['median_cpu_s']:.2f}x**"
+              if ours else "-")
         jb = r.get("joint_mib", {})
         joint = f"{jb['attention']:.0f} + {r['glimpses']} x {jb['pooling']:.0f}" if r["variant"] == "naive" else "0"
         note = f" (asked {r['asked_batch']})" if r.get("asked_batch", r["batch"]) != r["batch"] else ""
         oc = f"{r['other_cpu']:.2f}" if r.get("other_cpu") is not None else "?"
-        lines.append(f"| {r['batch']}{note} | {r['threads']} | {r['variant']} | {_ms(r['median_s'])} | "
-                     f"{_ms(r['median_cpu_s'])} | {vs} | {r['peak_delta_mib']:.0f} | {joint} | "
-                     f"{r['flops'] / r['median_s'] / 1e9:.1f} | {oc} |")
+        lines.append(f"| {r['batch']}{note} | {r['threads']} | {r['variant']} | {_s(r['median_s'])} | "
+                     f"{_s(r['median_cpu_s'])} | {vs} | {r['peak_delta_mib']:.0f} | {joint} | "
+                     f"{r['flops'] / r['median_s'] / 1e9:.1f}; {r['flops'] / r['median_cpu_s'] / 1e9:.1f} | {oc} |")
     lines += ["", ("| threads | step wall | step CPU | peak memory MiB | step TFLOP (analytic; counter) | "
                    "GEMM GFLOP/s (wall; CPU) | achieved GFLOP/s (wall; CPU) | % of GEMM (wall; CPU) | other CPU |"),
               "|---|---|---|---|---|---|---|---|---|"]
@@ -452,7 +453,7 @@ def markdown(data: dict) -> str:
             continue
         s = step_summary(r)
         oc = f"{r['other_cpu']:.2f}" if r.get("other_cpu") is not None else "?"
-        lines.append(f"| {r['threads']} | {_ms(r['median_s'])} | {_ms(r['median_cpu_s'])} | {r['peak_delta_mib']:.0f} | "
+        lines.append(f"| {r['threads']} | {_s(r['median_s'])} | {_s(r['median_cpu_s'])} | {r['peak_delta_mib']:.0f} | "
                      f"{r['flops'] / 1e12:.3f}; {r['counted_flops'] / 1e12:.3f} | {s['gemm']:.1f}; {s['gemm_cpu']:.1f} | "
                      f"{s['achieved']:.1f}; {s['achieved_cpu']:.1f} | {s['pct']:.0f} %; {s['pct_cpu']:.0f} % | {oc} |")
     return "\n".join(lines)
