@@ -20,6 +20,7 @@ METHODS: dict[str, str] = {
     "sky_broker": "paperzoo.methods.sky_broker:SPEC",
     "dgp": "paperzoo.methods.dgp:SPEC",
     "interp_cnn": "paperzoo.methods.interp_cnn:SPEC",
+    "ban": "paperzoo.methods.ban:SPEC",
 }
 
 

@@ -180,7 +180,7 @@ def test_the_counter_counts_separate_boxes_and_merges_duplicates():
     boxes = torch.tensor([[[0.0, 0.0, 0.1, 0.1], [0.2, 0.2, 0.3, 0.3], [0.5, 0.5, 0.6, 0.6],
                            [0.7, 0.0, 0.9, 0.2], [0.0, 0.7, 0.2, 0.9], [0.4, 0.0, 0.5, 0.1]]])
     big = 50.0  # sigmoid(50) = 1, sigmoid(-50) = 0: hard attention
-    for n in range(0, 5):
+    for n in range(5):
         logits = torch.full((1, 6), -big)
         logits[0, :n] = big
         c, _, _ = counter.count(boxes, logits)

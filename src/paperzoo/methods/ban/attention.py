@@ -31,7 +31,7 @@ attention's visual side gets an extra dropout, and the rank of the attention spa
 from __future__ import annotations
 
 import torch
-import torch.nn as nn
+from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
 
@@ -182,6 +182,17 @@ def attention_entropy(att: torch.Tensor) -> torch.Tensor:
     return -(p * torch.log(p.clamp_min(1e-12))).sum(-1).sum(0)
 
 
-__all__ = ["FCNet", "BilinearAttentionMap", "BilinearPooling", "attention_entropy", "bilinear_logits",
-           "bilinear_pool", "empty_box_mask", "masked_joint_softmax", "naive_bilinear_logits",
-           "naive_bilinear_pool", "pair_mask", "wn_linear"]
+__all__ = [
+    "BilinearAttentionMap",
+    "BilinearPooling",
+    "FCNet",
+    "attention_entropy",
+    "bilinear_logits",
+    "bilinear_pool",
+    "empty_box_mask",
+    "masked_joint_softmax",
+    "naive_bilinear_logits",
+    "naive_bilinear_pool",
+    "pair_mask",
+    "wn_linear",
+]

@@ -14,7 +14,7 @@ Every transfer function is a learned monotone piecewise-linear map of ``[0, 1]``
 from __future__ import annotations
 
 import torch
-import torch.nn as nn
+from torch import nn
 
 
 class PiecewiseLinear(nn.Module):

@@ -21,7 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn as nn
+from torch import nn
 
 from paperzoo.methods.ban.attention import (
     BilinearAttentionMap,
