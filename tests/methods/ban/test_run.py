@@ -72,3 +72,57 @@ def test_report_verdicts():
     assert ok and "at or above in 2/3" in text and "+1.3 points" in text
     assert not _compare(runs([(0.60, 0.68)]), "accuracy_relational", "rel")[1]
     assert _compare(runs([(0.60, 0.68)]), "recall_at_1", "rel") is None
+
+
+def _write_vqa_v2(root, rng):
+    """Tiny VQA v2 train/val files in the official layout, with bottom-up TSV features (3-d, 2-4 boxes)."""
+    import base64
+    import json
+
+    import numpy as np
+
+    from paperzoo.data.vqa import vqa_v2_files
+
+    folder = root / "vqa_v2"
+    folder.mkdir(parents=True)
+    for split, first in (("train", 0), ("val", 100)):
+        images = [first + i for i in range(3)]
+        qs, anns, rows = [], [], []
+        for k in range(8):
+            image = images[k % 3]
+            answer = ["yes", "no", "2"][k % 3]
+            qs.append({"image_id": image, "question": f"is there a dog number {k}?", "question_id": first * 10 + k})
+            anns.append({"question_id": first * 10 + k, "image_id": image, "answer_type": "other",
+                         "multiple_choice_answer": answer,
+                         "answers": [{"answer": answer, "answer_confidence": "yes", "answer_id": j + 1}
+                                     for j in range(10)]})
+        for image in images:
+            n = 2 + image % 3
+            xy = rng.uniform(0, 50, size=(n, 2))
+            boxes = np.concatenate([xy, xy + 10], 1).astype(np.float32)
+            feats = rng.uniform(0.1, 1, size=(n, 3)).astype(np.float32)
+            rows.append("\t".join([str(image), "100", "80", str(n), base64.b64encode(boxes.tobytes()).decode(),
+                                   base64.b64encode(feats.tobytes()).decode()]))
+        q_name, a_name = vqa_v2_files(split)
+        (folder / q_name).write_text(json.dumps({"questions": qs}))
+        (folder / a_name).write_text(json.dumps({"annotations": anns}))
+        (folder / f"{split}36.tsv").write_text("\n".join(rows) + "\n")
+
+
+def test_a_vqa2_run_reads_the_official_files_and_bottom_up_features(tmp_path, one_thread):
+    import numpy as np
+
+    from paperzoo.core.runs import RunDir
+    from paperzoo.methods.ban.run import load_data, run
+
+    _write_vqa_v2(tmp_path / "data", np.random.default_rng(0))
+    cfg = BANConfig(dataset="vqa2", models=("coattention", "ban"), hidden=8, glimpses=2, counter=True,
+                    counter_objects=3, glove=False, embed_dim=6, epochs=2, batch_size=4, min_answer_count=1)
+    data = load_data(cfg, str(tmp_path / "data"))
+    assert sorted(data.answers) == ["2", "no", "yes"] and data.v_dim == 3 + 6  # features + box geometry
+    # box geometry normalised by the TSV's image size, zero on padded boxes
+    assert 0 <= float(data.train.table[..., 3:].min()) and float(data.train.table[..., 3:].max()) <= 1
+    assert (data.train.table[~data.train.v_mask] == 0).all() and data.train.v_mask.sum(1).tolist() == [2, 3, 4]
+    run_dir = RunDir.create(tmp_path / "run", method="ban", preset="test", config=cfg, data_root=str(tmp_path / "data"))
+    result = run(cfg, run_dir)
+    assert 0 <= result.metrics["test/ban/accuracy"] <= 1 and "test/coattention/accuracy_other" in result.metrics

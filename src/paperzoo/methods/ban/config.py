@@ -76,6 +76,8 @@ class BANConfig:
     """Generated sets: questions (relational) or phrases (grounding) per image."""
     limit: int = 0
     """easy_vqa / vqa2 / flickr30k: the first N training questions (0 = all; val/test take N / 4)."""
+    min_answer_count: int = 9
+    """vqa2: answers given at least this often (train + val) form the vocabulary (official 9: 3,129)."""
     data_seed: int = 0
     """Seed of the generated sets (fixed across training seeds)."""
     epochs: int = 13
@@ -118,7 +120,7 @@ class BANConfig:
                   "crop_size", "grid", "epochs", "batch_size", "train_images", "val_images", "test_images",
                   "questions_per_image", "counter_objects"):
             check(getattr(self, f) >= 1, name, f, "must be >= 1")
-        for f in ("encoder_epochs", "limit", "data_seed", "num_threads", "decay_start"):
+        for f in ("encoder_epochs", "limit", "min_answer_count", "data_seed", "num_threads", "decay_start"):
             check(getattr(self, f) >= 0, name, f, "must be >= 0")
         check(self.glove is False or self.embed_dim == 50, name, "embed_dim", "GloVe 6B vectors here are 50-d: "
               "use embed_dim=50 or glove=false")

@@ -160,7 +160,7 @@ def _raw_splits(cfg: BANConfig, data_root: str | None) -> dict[str, Any]:
     if cfg.dataset == "vqa2":
         from paperzoo.data.vqa import load_vqa_v2
 
-        train = load_vqa_v2("train", data_root, limit=cfg.limit or None)
+        train = load_vqa_v2("train", data_root, limit=cfg.limit or None, min_answer_count=cfg.min_answer_count)
         val = load_vqa_v2("val", data_root, answers=train.answers, limit=cfg.limit // 4 or None)
         return {"train": train, "val": val, "test": val}
     from paperzoo.data.grounding import load_flickr30k_entities
