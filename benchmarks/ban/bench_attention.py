@@ -45,7 +45,6 @@ import gc
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, replace
@@ -56,13 +55,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from paperzoo.core.procstats import (
-    OtherLoad,
     cpu_name,
     peak_rss_mib,
     reset_peak_rss,
     rss_mib,
+    run_json_child,
     versions,
-    wait_until_quiet,
 )
 
 HERE = Path(__file__).resolve().parent
@@ -399,22 +397,7 @@ def run_child(kind: str, variant: str, d: Dims, threads: int, args) -> dict:
            "--gemm-repeats", str(args.gemm_repeats)]
     if args.ban_vqa:
         cmd += ["--ban-vqa", args.ban_vqa]
-    quiet = wait_until_quiet(args.max_wait) if args.max_wait > 0 else None
-    load = OtherLoad()
-    la0 = os.getloadavg()[0]
-    t0 = time.perf_counter()
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-    try:
-        res = subprocess.run(cmd, capture_output=True, text=True, timeout=args.child_timeout, check=False, env=env)
-    except subprocess.TimeoutExpired:
-        return {"error": f"timed out after {args.child_timeout:.0f} s"}
-    info = {"child_wall_s": time.perf_counter() - t0, "other_cpu": load.stop(), "other_cpu_before": quiet,
-            "loadavg_start": la0, "loadavg_end": os.getloadavg()[0]}
-    lines = res.stdout.strip().splitlines()
-    if res.returncode != 0 or not lines:
-        err = res.stderr.strip().splitlines()
-        return {**info, "error": err[-1] if err else f"rc {res.returncode}", "stderr_tail": err[-15:]}
-    return {**info, **json.loads(lines[-1])}
+    return run_json_child(cmd, threads, args.child_timeout, args.max_wait)
 
 
 # --------------------------------------------------------------------------------------------

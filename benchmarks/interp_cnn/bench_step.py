@@ -47,7 +47,6 @@ import json
 import math
 import os
 import statistics
-import subprocess
 import sys
 import time
 import types
@@ -57,7 +56,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from paperzoo.core.procstats import OtherLoad, cpu_name, versions, wait_until_quiet
+from paperzoo.core.procstats import cpu_name, run_json_child, versions
 
 HERE = Path(__file__).resolve().parent
 IMAGE, BATCH, CLASSES = 64, 64, 5  # the presets: 64-pixel part images, batch 64, five part categories
@@ -262,22 +261,7 @@ def run_child(backbone: str, size: str, threads: int, args) -> dict:
            "--warmup", str(args.warmup)]
     if args.icnn:
         cmd += ["--icnn", args.icnn]
-    quiet = wait_until_quiet(args.max_wait) if args.max_wait > 0 else None
-    load = OtherLoad()
-    la0 = os.getloadavg()[0]
-    t0 = time.perf_counter()
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-    try:
-        res = subprocess.run(cmd, capture_output=True, text=True, timeout=args.child_timeout, check=False, env=env)
-    except subprocess.TimeoutExpired:
-        return {"error": f"timed out after {args.child_timeout} s"}
-    info = {"child_wall_s": time.perf_counter() - t0, "other_cpu": load.stop(), "other_cpu_before": quiet,
-            "loadavg_start": la0, "loadavg_end": os.getloadavg()[0]}
-    lines = res.stdout.strip().splitlines()
-    if res.returncode != 0 or not lines:
-        err = res.stderr.strip().splitlines()
-        return {**info, "error": err[-1] if err else f"rc {res.returncode}", "stderr_tail": err[-15:]}
-    return {**info, **json.loads(lines[-1])}
+    return run_json_child(cmd, threads, args.child_timeout, args.max_wait)
 
 
 # --------------------------------------------------------------------------------------------

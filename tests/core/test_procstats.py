@@ -106,3 +106,17 @@ def test_versions_reads_package_metadata_without_importing():
     v = versions("paperzoo", "no-such-distribution-xyz")
     assert v["python"].count(".") == 2 and v["torch"] and v["paperzoo"]
     assert v["no-such-distribution-xyz"] is None
+
+
+def test_run_json_child_merges_the_last_json_line_and_reports_failures_without_raising():
+    import sys
+
+    from paperzoo.core.procstats import run_json_child
+
+    code = "import json, os; print('noise'); print(json.dumps({'x': 1, 'threads': os.environ['OMP_NUM_THREADS']}))"
+    out = run_json_child([sys.executable, "-c", code], threads=3, timeout=60)
+    assert out["x"] == 1 and out["threads"] == "3" and out["child_wall_s"] > 0 and "other_cpu" in out
+    failed = run_json_child([sys.executable, "-c", "import sys; sys.exit('boom')"], threads=1, timeout=60)
+    assert failed["error"] == "boom"
+    slow = run_json_child([sys.executable, "-c", "import time; time.sleep(30)"], threads=1, timeout=1)
+    assert slow["error"].startswith("timed out")

@@ -17,8 +17,10 @@ raising.
 """
 from __future__ import annotations
 
+import json
 import os
 import platform
+import subprocess
 import time
 from pathlib import Path
 
@@ -27,7 +29,8 @@ try:
 except ImportError:  # Windows
     resource = None  # type: ignore[assignment]
 
-__all__ = ["OtherLoad", "cpu_name", "cpu_ticks", "peak_rss_mib", "reset_peak_rss", "rss_mib", "status_kib"]
+__all__ = ["OtherLoad", "cpu_name", "cpu_ticks", "peak_rss_mib", "reset_peak_rss", "rss_mib", "run_json_child",
+           "status_kib", "wait_until_quiet"]
 
 
 def status_kib(key: str) -> int | None:
@@ -147,6 +150,30 @@ def wait_until_quiet(max_wait: float, threshold: float = 0.05, quiet_seconds: in
         quiet = quiet + 1 if share < threshold else 0
         if quiet >= quiet_seconds or time.monotonic() >= deadline:
             return share
+
+
+def run_json_child(cmd: list[str], threads: int, timeout: float, max_wait: float = 0.0) -> dict:
+    """Run one benchmark child process and return its result: the JSON object on its last stdout line,
+    merged with how loaded the machine was (``other_cpu`` while it ran, ``other_cpu_before`` after
+    :func:`wait_until_quiet` for up to ``max_wait`` seconds, load averages) and ``child_wall_s``. The child
+    gets ``threads`` OpenMP/MKL threads. A timeout, a non-zero exit or no output gives ``{"error": ...}``
+    (with the stderr tail) instead of raising, so one failed measurement does not lose the others."""
+    quiet = wait_until_quiet(max_wait) if max_wait > 0 else None
+    load = OtherLoad()
+    la0 = os.getloadavg()[0]
+    t0 = time.perf_counter()
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    try:
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False, env=env)
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout:.0f} s"}
+    info = {"child_wall_s": time.perf_counter() - t0, "other_cpu": load.stop(), "other_cpu_before": quiet,
+            "loadavg_start": la0, "loadavg_end": os.getloadavg()[0]}
+    lines = res.stdout.strip().splitlines()
+    if res.returncode != 0 or not lines:
+        err = res.stderr.strip().splitlines()
+        return {**info, "error": err[-1] if err else f"rc {res.returncode}", "stderr_tail": err[-15:]}
+    return {**info, **json.loads(lines[-1])}
 
 
 def cpu_name() -> str:
