@@ -161,8 +161,8 @@ _SMALL = {"hidden": 64, "num_objects": 4, "train_images": 1500, "batch_size": 32
 rate, no dropout inside the attention. With the official 1e-3 / batch 256 / dropouts, every model stayed at
 the answer prior for the ~2,000 steps a CPU run affords (Sort-of-CLEVR's known plateau)."""
 
-_EASY = dict(_SMALL, encoder_width=8, feature_dim=32, batch_size=64, glimpses=4)
-"""easy-vqa: each model trains its own grid CNN (64 cells), so a narrower one."""
+_EASY = dict(_SMALL, encoder_width=8, feature_dim=32, batch_size=64, glimpses=4, grid=4)
+"""easy-vqa: each model trains its own grid CNN, so a narrow one with 4 x 4 cells (one shape per image)."""
 
 PRESETS = {
     "tiny": Preset(
@@ -173,15 +173,15 @@ PRESETS = {
         "seconds-long smoke run: three models on a few generated relational questions", dataset="relational"),
     "quick": Preset(
         "quick",
-        BANConfig(dataset="easy_vqa", features="grid", **dict(_EASY, limit=4000, epochs=4, warmup=(0.5, 1.0),
-                                                             decay_start=3, decay_step=1)),
-        "easy-vqa (4,000 training questions), grid features: attention vs co-attention vs BAN in a few minutes",
+        BANConfig(dataset="easy_vqa", features="grid", **dict(_EASY, limit=3000, epochs=3, warmup=(0.5, 1.0),
+                                                             decay_start=2, decay_step=1)),
+        "easy-vqa (3,000 training questions), grid features: attention vs co-attention vs BAN in a few minutes",
         dataset="easy_vqa"),
     "paper_easy_vqa": Preset(
         "paper_easy_vqa",
-        BANConfig(dataset="easy_vqa", features="grid", **dict(_EASY, limit=10000, epochs=8, decay_start=6,
+        BANConfig(dataset="easy_vqa", features="grid", **dict(_EASY, limit=6000, epochs=6, decay_start=4,
                                                              decay_step=1)),
-        "easy-vqa (the first 10,000 training questions, 2,500 test questions), grid features trained end to "
+        "easy-vqa (the first 6,000 training questions, 1,500 test questions), grid features trained end to "
         "end, the three models side by side", dataset="easy_vqa"),
     "paper_relational": Preset(
         "paper_relational",
