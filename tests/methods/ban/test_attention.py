@@ -153,11 +153,20 @@ def test_glimpses_each_pool_with_their_own_map():
 
 def test_grounding_box_scores_are_the_token_marginals_of_the_joint_map():
     torch.manual_seed(0)
-    model = GroundingModel("ban", vocab_size=12, v_dim=6, hidden=8, embed_dim=5).eval()
+    model = GroundingModel("ban", vocab_size=12, v_dim=6, hidden=8, embed_dim=5, query="tokens").eval()
     batch = _batch()
     box_logits, att = model(batch)
     torch.testing.assert_close(torch.softmax(box_logits, -1), att[:, 0].sum(-1))
     assert torch.isinf(box_logits[0, 4]) and box_logits[0, 4] < 0
+    # the official query: the last word's state; padding after it changes nothing
+    torch.manual_seed(0)
+    last = GroundingModel("ban", vocab_size=12, v_dim=6, hidden=8, embed_dim=5).eval()
+    box_logits, att = last(batch)
+    torch.testing.assert_close(last(_batch(pad=2))[0], box_logits)
+    torch.testing.assert_close(att[:, 0].sum(-1), torch.ones(3))
+    v_, q_ = last.attention.projections(batch["v"], last.question(batch["tokens"])[0][[0, 1, 2], [2, 1, 3]][:, None])
+    expected = (v_ * last.attention.p_matrix()[0] * q_).sum(-1) + last.attention.bias[0]
+    torch.testing.assert_close(box_logits[1], expected[1])
     torch.manual_seed(0)
     co = GroundingModel("coattention", vocab_size=12, v_dim=6, hidden=8, embed_dim=5).eval()
     box_logits, att = co(batch)

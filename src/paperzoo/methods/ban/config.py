@@ -42,6 +42,9 @@ class BANConfig:
     """G: bilinear attention maps / residual steps (official 8; the ablation sweeps 1, 2, 4, 8)."""
     rank_multiplier: int = 3
     """Rank of the attention's joint space = rank_multiplier x hidden (official 3)."""
+    grounding_query: Literal["last", "tokens"] = "last"
+    """Grounding with BAN: ``last`` (official) attends from the GRU state at the phrase's last word;
+    ``tokens`` over every word, a box scored by its marginal of the (box, word) map."""
     counter: bool = False
     """Add the counting module to BAN (official: on for VQA 2.0)."""
     counter_objects: int = 10

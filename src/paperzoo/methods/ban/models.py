@@ -211,22 +211,26 @@ def build_vqa_model(name: str, **kw: Any) -> VQAModel:
 
 
 class GroundingModel(nn.Module):
-    """Phrase grounding (the paper's Flickr30k Entities setting, one glimpse): a score per proposal box.
+    """Phrase grounding (the paper's Flickr30k Entities setting, one glimpse): a logit per proposal box.
 
-    ``ban``: the bilinear attention map over (box, phrase token) pairs; a box's logit is the log of its
-    marginal ``sum_j exp(logit[i, j])`` over the phrase's valid tokens, so softmax over boxes of these
-    logits equals the map summed over tokens, and the predicted box is its argmax.
-    ``coattention``: a self-attention over the phrase's tokens gives one phrase vector, then a bilinear
-    score per box. Trained with BCE on the boxes' targets (IoU >= 0.5 with the phrase's box), as the
-    official Flickr30k training does."""
+    ``ban`` with ``query="last"`` (the official model): the phrase's entity is the GRU state at its last
+    word, and the box logits are the one-glimpse bilinear attention logits between every box and that
+    state (the official code attends from each entity's position in the sentence; a phrase here is the
+    whole text). ``query="tokens"``: the map over (box, word) pairs of every word of the phrase, a box's
+    logit being the log of its marginal ``sum_j exp(logit[i, j])``, so the softmax of the box logits is
+    the map summed over words. ``coattention``: a self-attention over the words gives the phrase vector
+    (separate attention per modality), then the same bilinear box logits. The predicted box is the argmax;
+    training is BCE on the boxes' targets (IoU >= 0.5), as the official Flickr30k training does."""
 
     def __init__(self, name: str, *, vocab_size: int, v_dim: int, hidden: int = 1024, embed_dim: int = 300,
                  word_vectors: torch.Tensor | None = None, dropout: float = 0.2, rank_multiplier: int = 3,
-                 attention_dropout: float = 0.5):
+                 attention_dropout: float = 0.5, query: str = "last"):
         super().__init__()
         if name not in ("ban", "coattention"):
             raise ValueError(f"unknown grounding model {name!r}: use ban or coattention")
-        self.name = name
+        if query not in ("last", "tokens"):
+            raise ValueError(f"unknown grounding query {query!r}: use last or tokens")
+        self.name, self.query = name, query
         self.question = QuestionEncoder(vocab_size, embed_dim, hidden, word_vectors)
         self.attention = BilinearAttentionMap(v_dim, hidden, hidden, 1, rank_multiplier=rank_multiplier,
                                               dropout=dropout, attention_dropout=attention_dropout)
@@ -234,18 +238,22 @@ class GroundingModel(nn.Module):
                       if name == "coattention" else None)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """-> (box logits (b, V) with -inf on empty boxes, attention map (b, 1, V, Q) or (b, 1, V))."""
+        """-> (box logits (b, V) with -inf on empty boxes, attention map (b, 1, V, Q) for ``query="tokens"``,
+        else (b, 1, V): the softmax over boxes)."""
         v = batch["v"]
         v_mask = batch.get("v_mask")
         v_mask = v_mask if v_mask is not None else empty_box_mask(v)
         q, q_mask = self.question(batch["tokens"])
-        if self.q_att is None:
+        if self.q_att is None and self.query == "tokens":
             att, logits = self.attention(v, q, v_mask, q_mask)
             # finite stand-ins for the masked pairs keep the gradient finite; empty boxes get -inf after
             box_logits = torch.logsumexp(logits[:, 0].clamp_min(-1e4), dim=-1)
             return box_logits.masked_fill(~v_mask, float("-inf")), att
-        alpha = masked_softmax(self.q_att(q)[..., 0], q_mask, dim=1)
-        s = torch.bmm(alpha[:, None], q)
-        _, logits = self.attention(v, s, v_mask, None)
+        if self.q_att is None:
+            s = last_state(q, q_mask)
+        else:
+            alpha = masked_softmax(self.q_att(q)[..., 0], q_mask, dim=1)
+            s = torch.bmm(alpha[:, None], q)[:, 0]
+        _, logits = self.attention(v, s[:, None], v_mask, None)
         box_logits = logits[:, 0, :, 0]  # -inf on empty boxes
         return box_logits, masked_softmax(box_logits, v_mask, -1)[:, None]

@@ -248,7 +248,7 @@ def build_models(cfg: BANConfig, data: Data, word_vectors: torch.Tensor | None) 
                   "word_vectors": word_vectors, "dropout": cfg.dropout, "rank_multiplier": cfg.rank_multiplier,
                   "attention_dropout": cfg.attention_dropout}
         if cfg.task == "grounding":
-            models[name] = GroundingModel(name, v_dim=data.v_dim, **common)
+            models[name] = GroundingModel(name, v_dim=data.v_dim, query=cfg.grounding_query, **common)
             continue
         encoder = (GridEncoder(cfg.feature_dim, cfg.encoder_width, cfg.image_size, cfg.grid, cfg.spatial)
                    if data.v_dim == 0 else None)
