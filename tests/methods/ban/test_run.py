@@ -126,3 +126,17 @@ def test_a_vqa2_run_reads_the_official_files_and_bottom_up_features(tmp_path, on
     run_dir = RunDir.create(tmp_path / "run", method="ban", preset="test", config=cfg, data_root=str(tmp_path / "data"))
     result = run(cfg, run_dir)
     assert 0 <= result.metrics["test/ban/accuracy"] <= 1 and "test/coattention/accuracy_other" in result.metrics
+
+
+@pytest.mark.parametrize("query", ["last", "tokens"])
+def test_a_grounding_run_finishes_with_recall_and_its_figure(tmp_path, one_thread, query):
+    from paperzoo.core.runs import RunDir
+    from paperzoo.methods.ban.run import run
+
+    cfg = BANConfig(dataset="grounding", models=("coattention", "ban"), hidden=8, glimpses=1, feature_dim=8,
+                    encoder_width=4, encoder_epochs=1, crop_size=8, train_images=6, val_images=2, test_images=3,
+                    questions_per_image=2, epochs=1, batch_size=8, glove=False, embed_dim=6, grounding_query=query)
+    result = run(cfg, RunDir.create(tmp_path / "run", method="ban", preset="test", config=cfg))
+    assert 0 <= result.metrics["test/ban/recall_at_1"] <= result.metrics["test/ban/recall_at_5"] <= 1
+    assert result.metrics["test/recall_upper_bound"] == 1.0  # every object's exact box is a proposal
+    assert (tmp_path / "run" / result.artifacts["attention"]).is_file()

@@ -70,7 +70,8 @@ def plot_attention(models: torch.nn.ModuleDict, data, cfg, path: Path) -> str:
         out, atts = predict(model, small)
         outputs[name] = (out, atts[0])
     names = list(models)
-    cols = len(names) + (1 if "ban" in names else 0)
+    token_map = "ban" in names and outputs["ban"][1].dim() == 4  # (b, G, V, Q): a map over (box, word)
+    cols = len(names) + int(token_map)
     fig, axes = plt.subplots(len(items), cols, figsize=(2.6 * cols + 0.6, 2.5 * len(items)), squeeze=False)
     size = raw.images.shape[-1]
     texts = raw.phrases if grounding else raw.questions
@@ -100,7 +101,7 @@ def plot_attention(models: torch.nn.ModuleDict, data, cfg, path: Path) -> str:
             if c == 0:
                 truth = "" if grounding else f" [{data.answers[int(split.targets[i].argmax())]}]"
                 ax.set_ylabel("\n".join(_wrap(texts[i] + truth, 34)), fontsize=7)
-        if "ban" in names:
+        if token_map:
             ax = axes[r, -1]
             att = outputs["ban"][1][r, 0]  # (V, Q) first glimpse
             words = tokenize(texts[i])[: att.size(1)]
