@@ -193,3 +193,11 @@ def test_finished_runs_keeps_runs_with_metrics_in_order(tmp_path):
 
     runs = [Run("a", {"x": 1}), Run("b", None), Run("c", {"x": 3})]
     assert [(r.name, m) for r, m in finished_runs(runs)] == [("a", {"x": 1}), ("c", {"x": 3})]
+
+
+def test_finished_checkpoint_names_the_missing_file_or_returns_the_state(tmp_path):
+    rd = _run(tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"best\.pt is missing: the run did not finish"):
+        rd.finished_checkpoint("best")
+    rd.save_checkpoint({"epoch": 3}, "best")
+    assert rd.finished_checkpoint("best")["epoch"] == 3

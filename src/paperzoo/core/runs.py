@@ -244,6 +244,14 @@ class RunDir:
     def save_checkpoint(self, state: Mapping[str, Any], name: str = "last") -> None:
         io.save_torch(self.checkpoint_path(name), dict(state))
 
+    def finished_checkpoint(self, name: str = "best") -> dict[str, Any]:
+        """The checkpoint ``name`` of a finished run (:meth:`load_checkpoint`); a missing one raises
+        :class:`FileNotFoundError` saying the run did not finish."""
+        state = self.load_checkpoint(name)
+        if state is None:
+            raise FileNotFoundError(f"{self.checkpoint_path(name)} is missing: the run did not finish")
+        return state
+
     def load_checkpoint(self, name: str = "last") -> dict[str, Any] | None:
         """The checkpoint ``name``, or None if the run has none yet.
 

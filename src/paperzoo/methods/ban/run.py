@@ -417,9 +417,7 @@ def test_metrics(models: torch.nn.ModuleDict, data: Data, cfg: BANConfig) -> dic
 def evaluate(run_dir: RunDir) -> dict[str, float]:
     """Re-score a finished run from ``best.pt`` (its final weights) on the regenerated / re-read test set."""
     cfg: BANConfig = run_dir.config
-    best = run_dir.load_checkpoint("best")
-    if best is None:
-        raise FileNotFoundError(f"{run_dir.checkpoint_path('best')} is missing: the run did not finish")
+    best = run_dir.finished_checkpoint("best")
     data = load_data(cfg, run_dir.data_root)
     models = build_models(cfg, data, None)
     models.load_state_dict(best["model"])

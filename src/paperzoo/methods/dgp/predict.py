@@ -40,9 +40,7 @@ class ZeroShotClassifier:
             raise ValueError(f"{run_dir.path} is a {run_dir.method} run, not a dgp run")
         if cfg.dataset == "imagenet_graph":
             raise ValueError(f"run {run_dir.path} is an imagenet_graph run: it has synthetic weights and no CNN")
-        best = run_dir.load_checkpoint("best")
-        if best is None:
-            raise FileNotFoundError(f"{run_dir.checkpoint_path('best')} is missing: the run did not finish")
+        best = run_dir.finished_checkpoint("best")
         self.model_name = model or cfg.headline_model
         if self.model_name not in best["graph"]:
             raise KeyError(f"run {run_dir.path} has no graph model {self.model_name!r}; it has "

@@ -187,9 +187,7 @@ def _is_graph_buffer(key: str) -> bool:
 def evaluate(run_dir: RunDir) -> dict[str, float]:
     """Re-score a finished run from ``best.pt``: its saved predicted rows and CNN(s) on the test images."""
     cfg: DGPConfig = run_dir.config
-    best = run_dir.load_checkpoint("best")
-    if best is None:
-        raise FileNotFoundError(f"{run_dir.checkpoint_path('best')} is missing: the run did not finish")
+    best = run_dir.finished_checkpoint("best")
     task = pl.build_task(cfg, run_dir.data_root)
     if task.node_wnids != list(best["node_wnids"]):
         raise ValueError(f"{run_dir.checkpoint_path('best')}: its graph's nodes differ from the graph rebuilt "

@@ -251,9 +251,7 @@ def test_metrics(models: torch.nn.ModuleDict, data: Data, cfg: InterpCNNConfig,
 def evaluate(run_dir: RunDir) -> dict[str, float]:
     """Re-score a finished run from ``best.pt`` (its final weights) on the regenerated test images."""
     cfg: InterpCNNConfig = run_dir.config
-    best = run_dir.load_checkpoint("best")
-    if best is None:
-        raise FileNotFoundError(f"{run_dir.checkpoint_path('best')} is missing: the run did not finish")
+    best = run_dir.finished_checkpoint("best")
     data = load_data(cfg, run_dir.data_root)
     models = build_models(cfg, len(data.categories))
     models.load_state_dict(best["model"])
