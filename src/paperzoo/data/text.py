@@ -42,6 +42,11 @@ SOURCE = DatasetSource(
 _TOKEN = re.compile(r"[a-z0-9']+")
 
 
+def tokenize(text: str) -> list[str]:
+    """Lower-cased words (``[a-z0-9']+``), as GloVe 6B spells them."""
+    return _TOKEN.findall(text.lower())
+
+
 class WordVectorFormatError(ValueError):
     """A word-vector file is malformed; the message names the file (and line)."""
 
@@ -66,7 +71,7 @@ class WordVectors:
         return int(self.vectors.size(1))
 
     def tokens(self, text: str) -> list[str]:
-        return _TOKEN.findall(text.lower())
+        return tokenize(text)
 
     def embed(self, texts: Sequence[str | Iterable[str]]) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean word vector of every text (a string, or several strings pooled together).

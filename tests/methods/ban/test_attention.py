@@ -2,6 +2,7 @@
 import pytest
 import torch
 
+from paperzoo.data.grounding import box_iou
 from paperzoo.methods.ban.attention import (
     BilinearAttentionMap,
     BilinearPooling,
@@ -10,7 +11,7 @@ from paperzoo.methods.ban.attention import (
     naive_bilinear_logits,
     naive_bilinear_pool,
 )
-from paperzoo.methods.ban.counting import Counter, PiecewiseLinear, pairwise_iou
+from paperzoo.methods.ban.counting import Counter, PiecewiseLinear
 from paperzoo.methods.ban.models import BAN, GroundingModel, build_vqa_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -204,5 +205,5 @@ def test_the_counter_counts_separate_boxes_and_merges_duplicates():
 
 def test_pairwise_iou_known_values():
     b = torch.tensor([[[0.0, 0.0, 2.0, 2.0], [1.0, 1.0, 3.0, 3.0], [5.0, 5.0, 6.0, 6.0]]])
-    iou = pairwise_iou(b)[0]
+    iou = box_iou(b, b)[0]  # the counter's batched pairwise form
     torch.testing.assert_close(iou, torch.tensor([[1.0, 1 / 7, 0.0], [1 / 7, 1.0, 0.0], [0.0, 0.0, 1.0]]))

@@ -16,6 +16,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from paperzoo.data.grounding import box_iou
+
 
 class PiecewiseLinear(nn.Module):
     """A monotone increasing map ``[0, 1] -> [0, 1]`` with ``f(0) = 0``, ``f(1) = 1``, linear on each of
@@ -33,17 +35,6 @@ class PiecewiseLinear(nn.Module):
         y = x.clamp(0, 1) * self.pieces
         i = y.detach().floor().long().clamp(max=self.pieces - 1)
         return knots[i] + (y - i) * w[i]
-
-
-def pairwise_iou(boxes: torch.Tensor) -> torch.Tensor:
-    """(b, n, 4) x0, y0, x1, y1 -> (b, n, n) intersection over union (0 where both boxes are empty)."""
-    x0, y0, x1, y1 = boxes.unbind(-1)
-    area = (x1 - x0).clamp_min(0) * (y1 - y0).clamp_min(0)
-    w = (torch.minimum(x1[:, :, None], x1[:, None]) - torch.maximum(x0[:, :, None], x0[:, None])).clamp_min(0)
-    h = (torch.minimum(y1[:, :, None], y1[:, None]) - torch.maximum(y0[:, :, None], y0[:, None])).clamp_min(0)
-    inter = w * h
-    union = area[:, :, None] + area[:, None] - inter
-    return inter / union.clamp_min(1e-12)
 
 
 class Counter(nn.Module):
@@ -66,7 +57,7 @@ class Counter(nn.Module):
         boxes = boxes.gather(1, idx[..., None].expand(-1, -1, 4))
         a = torch.sigmoid(top)  # masked boxes (-inf logits) get 0
         relevance = a[:, :, None] * a[:, None, :]
-        distance = 1 - pairwise_iou(boxes)
+        distance = 1 - box_iou(boxes, boxes)
         f = self.f
         # edges within one object are removed: D is 0 between a box and itself / its exact duplicates
         edges = f["rel"](relevance) * f["dist"](distance)

@@ -1,6 +1,7 @@
 """Attention figures: boxes drawn on the image with their attention, and BAN's token x box maps."""
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import torch
@@ -100,7 +101,7 @@ def plot_attention(models: torch.nn.ModuleDict, data, cfg, path: Path) -> str:
             ax.set_title(label, fontsize=7, loc="left")
             if c == 0:
                 truth = "" if grounding else f" [{data.answers[int(split.targets[i].argmax())]}]"
-                ax.set_ylabel("\n".join(_wrap(texts[i] + truth, 34)), fontsize=7)
+                ax.set_ylabel("\n".join(textwrap.wrap(texts[i] + truth, 34)), fontsize=7)
         if token_map:
             ax = axes[r, -1]
             att = outputs["ban"][1][r, 0]  # (V, Q) first glimpse
@@ -125,13 +126,3 @@ def _subset(split, idx: torch.Tensor):
 
     return Split(split.tokens[idx], split.image_index[idx], split.targets[idx], split.table, split.v_mask, split.boxes)
 
-
-def _wrap(text: str, width: int) -> list[str]:
-    lines, line = [], ""
-    for word in text.split():
-        if line and len(line) + 1 + len(word) > width:
-            lines.append(line)
-            line = word
-        else:
-            line = f"{line} {word}".strip()
-    return lines + ([line] if line else [])

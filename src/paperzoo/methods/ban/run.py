@@ -26,6 +26,8 @@ import torch.nn.functional as F
 from paperzoo.api import RunResult
 from paperzoo.core import loop
 from paperzoo.core.runs import RunDir
+from paperzoo.data.text import tokenize
+from paperzoo.methods.ban.attention import attention_entropy, empty_box_mask
 from paperzoo.methods.ban.config import BANConfig
 from paperzoo.methods.ban.features import (
     GridEncoder,
@@ -39,12 +41,6 @@ from paperzoo.methods.ban.models import PAD, GroundingModel, build_vqa_model
 log = logging.getLogger(__name__)
 METHOD = "ban"
 UNK = 1
-_WORD = re.compile(r"[a-z0-9']+")
-
-
-def tokenize(text: str) -> list[str]:
-    """Lower-cased words (``[a-z0-9']+``), as GloVe 6B spells them."""
-    return _WORD.findall(text.lower())
 
 
 @dataclass
@@ -271,12 +267,6 @@ def grounding_loss(box_logits: torch.Tensor, targets: torch.Tensor, v_mask: torc
     return per.sum() / box_logits.size(0)
 
 
-def _batch_mask(split: Split, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    if "v_mask" in batch:
-        return batch["v_mask"]
-    return batch["v"].flatten(2).abs().sum(-1) != 0
-
-
 def run(cfg: BANConfig, run_dir: RunDir) -> RunResult:
     """Train every model of ``cfg`` (resuming from ``run_dir``'s last checkpoint) and evaluate them."""
     if cfg.num_threads:
@@ -307,7 +297,7 @@ def run(cfg: BANConfig, run_dir: RunDir) -> RunResult:
             for name, model in models.items():
                 out, _ = model(batch)
                 if cfg.task == "grounding":
-                    lm = grounding_loss(out, targets, _batch_mask(data.train, batch))
+                    lm = grounding_loss(out, targets, batch.get("v_mask", empty_box_mask(batch["v"])))
                 else:
                     lm = vqa_loss(out, targets)
                     score = targets.gather(1, out.argmax(1, keepdim=True)).sum()
@@ -384,15 +374,10 @@ def split_metrics(model: torch.nn.Module, split: Split, cfg: BANConfig, data: Da
             sel = split.raw.qkind == t
             if sel.any():
                 m[f"accuracy_kind_{_slug(name)}"] = float(score[sel].mean())
-    ent = sum(_entropy(a) for a in atts) / len(split)
+    ent = sum(attention_entropy(a) for a in atts) / len(split)
     for g, e in enumerate(ent.tolist()):
         m[f"entropy_g{g + 1}"] = e
     return m
-
-
-def _entropy(att: torch.Tensor) -> torch.Tensor:
-    p = att.flatten(2)
-    return -(p * torch.log(p.clamp_min(1e-12))).sum(-1).sum(0)
 
 
 def _slug(name: str) -> str:
