@@ -225,6 +225,7 @@ def _parse_obj(path: Path) -> dict[str, np.ndarray | list[str]]:
     """Vertices, per-corner UV indices and materials of a v / vt / f / usemtl OBJ (quads and triangles)."""
     verts: list[str] = []
     uvs: list[str] = []
+    numbered: list[int] = []  # line numbers of the v and vt lines, to name a bad one
     tris: list[tuple[int, int, int, int, int, int, int]] = []  # v0 v1 v2 t0 t1 t2 material
     materials: list[str] = []
     mat = -1
@@ -238,12 +239,14 @@ def _parse_obj(path: Path) -> dict[str, np.ndarray | list[str]]:
                 if len(parts) < 4:
                     raise ValueError(f"a vertex needs 3 coordinates, got {len(parts) - 1}")
                 verts.append(line)
+                numbered.append(lineno)
             elif tag == "vt":
                 if line.startswith("vt "):
                     parts = line.split()
                     if len(parts) < 3:
                         raise ValueError(f"a texture coordinate needs 2 values, got {len(parts) - 1}")
                     uvs.append(line)
+                    numbered.append(lineno)
             elif tag == "f ":
                 corners = line.split()[1:]
                 if len(corners) not in (3, 4):
@@ -272,12 +275,19 @@ def _parse_obj(path: Path) -> dict[str, np.ndarray | list[str]]:
     try:
         v = np.array(" ".join(s[2:] for s in verts).split(), dtype=np.float64)
         t = np.array(" ".join(s[3:] for s in uvs).split(), dtype=np.float64)
-    except ValueError as exc:
-        raise ObjFormatError(f"{path}: a vertex or texture coordinate is not a number ({exc})") from None
-    if v.size != 3 * len(verts) or t.size != 2 * len(uvs):
-        # some line carries an extra value (e.g. a w or vertex colour): fall back to per-line parsing
-        v = np.array([[float(x) for x in s.split()[1:4]] for s in verts], dtype=np.float64).ravel()
-        t = np.array([[float(x) for x in s.split()[1:3]] for s in uvs], dtype=np.float64).ravel()
+        fast = v.size == 3 * len(verts) and t.size == 2 * len(uvs)
+    except ValueError:
+        fast = False
+    if not fast:  # a bad number, or extra values (w, vertex colours): per line, naming a bad one
+        rows: dict[str, list[list[float]]] = {"v": [], "vt": []}
+        for lineno in numbered:
+            line = lines[lineno - 1]
+            kind, n = ("v", 3) if line.startswith("v ") else ("vt", 2)
+            try:
+                rows[kind].append([float(x) for x in line.split()[1:n + 1]])
+            except ValueError as exc:
+                raise ObjFormatError(f"{path}:{lineno}: cannot parse OBJ line {line[:60]!r} ({exc})") from None
+        v, t = np.array(rows["v"], dtype=np.float64).ravel(), np.array(rows["vt"], dtype=np.float64).ravel()
     f = np.asarray(tris, dtype=np.int64).reshape(-1, 7)
     v, t = v.reshape(-1, 3), t.reshape(-1, 2)
     if len(f) == 0:
