@@ -39,9 +39,11 @@ __all__ = [
     "direction_to_equirect",
     "equirect_directions",
     "equirect_solid_angles",
+    "equirect_texel_quadrature",
     "legendre_p",
     "num_coeffs",
     "project_equirect",
+    "sg_zonal_coefficients",
     "sh_basis",
     "sh_convolve",
     "sh_degree_of",
@@ -50,7 +52,6 @@ __all__ = [
     "sh_point_light",
     "sh_project",
     "sh_sg_integral",
-    "sg_zonal_coefficients",
     "sphere_quadrature",
 ]
 
@@ -256,25 +257,51 @@ def sh_project(values: Tensor, dirs: Tensor, weights: Tensor, degree: int) -> Te
     return torch.einsum("nk,...nc->...kc", basis, values)
 
 
-def project_equirect(env: Tensor, degree: int, *, chunk_texels: int = 65536) -> Tensor:
+def equirect_texel_quadrature(height: int, width: int, n: int, *, dtype: torch.dtype = torch.float32,
+                              device=None) -> tuple[Tensor, Tensor]:
+    """Quadrature inside each texel of an (H, W) latitude-longitude map: directions (H, W, n*n, 3) and
+    weights (H, W, n*n) from ``n`` Gauss-Legendre nodes in ``z = cos theta`` times ``n`` in ``phi`` over
+    the texel; a texel's weights sum to its exact solid angle. ``n = 1``: one point, midway in ``z`` and ``phi``."""
+    if n < 1:
+        raise ValueError(f"equirect_texel_quadrature: n must be >= 1, got {n}")
+    x, wx = (torch.as_tensor(v, dtype=torch.float64) for v in np.polynomial.legendre.leggauss(n))
+    z_edges = torch.cos(math.pi * torch.arange(height + 1, dtype=torch.float64) / height)
+    z_mid, z_half = (z_edges[:-1] + z_edges[1:]) / 2, (z_edges[:-1] - z_edges[1:]) / 2  # (H,)
+    z = z_mid[:, None] + z_half[:, None] * x  # (H, n)
+    wz = z_half[:, None] * wx  # (H, n)
+    dphi = 2.0 * math.pi / width
+    phi = (torch.arange(width, dtype=torch.float64)[:, None] + 0.5 + 0.5 * x) * dphi - math.pi  # (W, n)
+    wphi = 0.5 * dphi * wx  # (n,)
+    s = torch.sqrt((1.0 - z * z).clamp_min(0.0))
+    zz = z[:, None, :, None].expand(height, width, n, n)
+    ss = s[:, None, :, None]
+    dirs = torch.stack([(ss * torch.sin(phi)[None, :, None, :]).expand(height, width, n, n), zz,
+                        (-ss * torch.cos(phi)[None, :, None, :]).expand(height, width, n, n)], -1)
+    weights = (wz[:, None, :, None] * wphi).expand(height, width, n, n)
+    return (dirs.reshape(height, width, n * n, 3).to(dtype=dtype, device=device),
+            weights.reshape(height, width, n * n).to(dtype=dtype, device=device))
+
+
+def project_equirect(env: Tensor, degree: int, *, subsamples: int = 4, chunk_points: int = 1 << 18) -> Tensor:
     """SH coefficients (K, C) of a latitude-longitude map ``env`` (H, W, C) (texel layout of
-    :func:`equirect_directions`), integrating with the exact per-texel solid angles (midpoint rule;
-    rows are processed in chunks of about ``chunk_texels`` texels to bound memory)."""
+    :func:`equirect_directions`), taken as constant over each texel: every texel's integral of the basis
+    is computed with ``subsamples`` x ``subsamples`` Gauss points (:func:`equirect_texel_quadrature`), so
+    a constant map has no energy above degree 0 even on a coarse grid (``subsamples=1``: the midpoint
+    rule in ``z`` and ``phi``). Rows are processed in chunks of about ``chunk_points`` points to bound memory."""
     if not isinstance(env, Tensor) or env.dim() != 3:
         raise ValueError(f"project_equirect: env must be an (H, W, C) tensor, got "
                          f"{tuple(env.shape) if isinstance(env, Tensor) else type(env).__name__}")
     height, width, channels = env.shape
     dtype = env.dtype if env.is_floating_point() else torch.get_default_dtype()
     env = env.to(dtype)
-    dirs = equirect_directions(height, width, dtype=dtype, device=env.device)
-    omega = equirect_solid_angles(height, width, dtype=dtype, device=env.device)
-    rows = max(1, chunk_texels // max(width, 1))
-    total = env.new_zeros((num_coeffs(degree), channels))
+    dirs, weights = equirect_texel_quadrature(height, width, subsamples, dtype=torch.float64, device=env.device)
+    rows = max(1, chunk_points // max(width * subsamples**2, 1))
+    total = torch.zeros((num_coeffs(degree), channels), dtype=torch.float64, device=env.device)
     for r0 in range(0, height, rows):
         r1 = min(height, r0 + rows)
-        total = total + sh_project(env[r0:r1].reshape(-1, channels), dirs[r0:r1].reshape(-1, 3),
-                                   omega[r0:r1].reshape(-1), degree)
-    return total
+        texel_basis = (sh_basis(dirs[r0:r1], degree) * weights[r0:r1, ..., None]).sum(-2)  # (rows, W, K)
+        total = total + torch.einsum("hwk,hwc->kc", texel_basis, env[r0:r1].to(torch.float64))
+    return total.to(dtype)
 
 
 # --------------------------------------------------------------------------------------------------
