@@ -230,6 +230,13 @@ def test_expression_sets_plausible_disjoint_and_seeded(face):
     for r in test:
         g = groups(r)
         assert 2 <= len(g) <= 3 and g <= seen
+    # few training actions, many held-out mixes of them: still all distinct
+    tr, te = expression_sets(6, 10, seed=0)
+    tr_sets = {frozenset(torch.nonzero(r).flatten().tolist()) for r in tr}
+    te_sets = {frozenset(torch.nonzero(r).flatten().tolist()) for r in te}
+    assert len(te_sets) == 10 and not tr_sets & te_sets
+    with pytest.raises(ValueError, match="cannot find 6 \\+ 40 distinct combinations"):
+        expression_sets(6, 40, seed=0)
     again = expression_sets(8, 4, seed=3, names=face.expression_names)
     assert torch.equal(again[0], train) and torch.equal(again[1], test)
     assert not torch.equal(expression_sets(8, 4, seed=4, names=face.expression_names)[1], test)

@@ -410,7 +410,7 @@ def expression_sets(n_train: int, n_test: int, seed: int = 0, names: tuple[str, 
     seen = set(train)
 
     def draw(pool: list[str], sizes: tuple[int, ...]) -> frozenset[str]:
-        for _ in range(10_000):
+        for _ in range(2_000):
             k = int(rng.choice(sizes))
             combo = frozenset(rng.choice(pool, size=min(k, len(pool)), replace=False).tolist())
             if len(combo) >= min(sizes) and _compatible(combo) and combo not in seen:

@@ -94,6 +94,8 @@ class OLATConfig:
     """Wrap-lighting parameter ``w`` on skin (0 = Lambert)."""
     subsurface_lift: float = 0.25
     """Height above the skin at which shadow rays start (eyes and teeth use 0.02)."""
+    specular_scale: float = 1.0
+    """Multiplies the specular term (0 renders diffuse only, e.g. to isolate the highlights)."""
     materials: tuple[str, ...] = RENDER_MATERIALS
     """Mesh materials that are rendered; the rest are dropped."""
     seed: int = 0
@@ -108,7 +110,8 @@ class OLATConfig:
                   ("heldout_light_fraction", 0 <= self.heldout_light_fraction < 1),
                   ("heldout_camera_fraction", 0 <= self.heldout_camera_fraction < 1),
                   ("fov_deg", 0 < self.fov_deg < 170), ("skin_wrap", self.skin_wrap >= 0),
-                  ("subsurface_lift", self.subsurface_lift >= 0), ("materials", len(self.materials) > 0)]
+                  ("subsurface_lift", self.subsurface_lift >= 0),
+                  ("specular_scale", self.specular_scale >= 0), ("materials", len(self.materials) > 0)]
         bad = [name for name, ok in checks if not ok]
         if bad:
             raise ValueError(f"OLATConfig: invalid {', '.join(f'{b}={getattr(self, b)!r}' for b in bad)}")
@@ -153,8 +156,7 @@ def head_frame(mesh: FaceMesh, materials: tuple[str, ...] = RENDER_MATERIALS) ->
     The centre is the bounding-box centre, the radius the largest vertex distance from it, and the size the
     largest side of the bounding box.
     """
-    sub = mesh.submesh(materials)
-    v = sub.vertices.double().numpy()
+    v = _renderer(mesh, materials).rest
     lo, hi = v.min(axis=0), v.max(axis=0)
     centre = (lo + hi) / 2
     return centre, float(np.linalg.norm(v - centre, axis=1).max()), float((hi - lo).max())
@@ -289,7 +291,7 @@ _GUMS = np.array([0.45, 0.12, 0.12])
 
 def _appearance(names: list[str], mat: np.ndarray, uv: np.ndarray, rest: np.ndarray, regions: _Regions,
                 cfg: OLATConfig) -> dict[str, np.ndarray]:
-    """Per-pixel albedo (N, 3), roughness, specular F0, wrap and shadow-ray lift (N,) for material ids ``mat``."""
+    """Per-pixel albedo (N, 3), roughness, specular F0, wrap, shadow-ray lift and specular scale (N,)."""
     n = len(mat)
     albedo = np.zeros((n, 3))
     rough = np.full(n, 0.5)
@@ -342,7 +344,8 @@ def _appearance(names: list[str], mat: np.ndarray, uv: np.ndarray, rest: np.ndar
     albedo[teeth], rough[teeth], wrap[teeth] = _TEETH, 0.25, 0.1
     gums = kind == "gums"
     albedo[gums], rough[gums], wrap[gums], lift[gums] = _GUMS, 0.3, cfg.skin_wrap, 0.05
-    return {"albedo": albedo, "roughness": rough, "f0": f0, "wrap": wrap, "lift": lift}
+    return {"albedo": albedo, "roughness": rough, "f0": f0, "wrap": wrap, "lift": lift,
+            "ks": np.full(n, cfg.specular_scale)}
 
 
 # -- ray casting -------------------------------------------------------------------------------------------------
@@ -360,19 +363,23 @@ def _embree():
 
 
 class _Renderer:
-    """Ray caster and shader for one mesh and config; :meth:`gbuffer` per (posed vertices, camera)."""
+    """Ray caster for one mesh and material set; :meth:`gbuffer` per (posed vertices, camera, config).
 
-    def __init__(self, mesh: FaceMesh, cfg: OLATConfig):
+    The Embree scenes of the last few posed meshes are kept (keyed by a hash of the vertices).
+    """
+
+    keep = 8
+
+    def __init__(self, mesh: FaceMesh, materials: tuple[str, ...]):
         self.mesh = mesh  # keeps the id used as the cache key alive
         self.full_n = mesh.n_vertices
-        self.sub = mesh.submesh(cfg.materials)
-        self.cfg = cfg
+        self.sub = mesh.submesh(materials)
         self.faces = self.sub.faces.numpy()
         self.mat = self.sub.face_material.numpy()
         self.uv = self.sub.local_uvs().double().numpy()
         self.rest = self.sub.vertices.double().numpy()
         self.regions = _Regions(mesh)
-        self._key = None
+        self._scenes: dict[str, tuple] = {}
         self._scene = None
         self._normals = None
         self._verts = None
@@ -383,16 +390,16 @@ class _Renderer:
             raise ValueError(f"vertices must be the full posed mesh, ({self.full_n}, 3), got {tuple(v.shape)}")
         v = v[self.sub.vertex_ids]
         key = hashlib.sha1(v.numpy().tobytes()).hexdigest()
-        if key == self._key:
-            return
-        rtcore_scene, TriangleMesh = _embree()
-        self._scene = rtcore_scene.EmbreeScene()
-        TriangleMesh(self._scene, v.numpy()[self.faces].astype(np.float32))
-        self._normals = vertex_normals(v, self.sub.faces).numpy()
-        self._verts = v.numpy()
-        self._key = key
+        if key not in self._scenes:
+            rtcore_scene, TriangleMesh = _embree()
+            scene = rtcore_scene.EmbreeScene()
+            TriangleMesh(scene, v.numpy()[self.faces].astype(np.float32))
+            if len(self._scenes) >= self.keep:
+                self._scenes.pop(next(iter(self._scenes)))
+            self._scenes[key] = (scene, vertex_normals(v, self.sub.faces).numpy(), v.numpy())
+        self._scene, self._normals, self._verts = self._scenes[key]
 
-    def gbuffer(self, camera: Camera) -> dict[str, np.ndarray]:
+    def gbuffer(self, camera: Camera, cfg: OLATConfig) -> dict[str, np.ndarray]:
         """Per hit pixel: position, normal and view direction (facing the camera), appearance; plus the mask."""
         o, d = camera.rays(dtype=torch.float64)
         o, d = o.reshape(-1, 3).numpy(), d.reshape(-1, 3).numpy()
@@ -420,7 +427,7 @@ class _Renderer:
             nrm[back] /= np.linalg.norm(nrm[back], axis=1, keepdims=True)
         uv = np.einsum("nk,nkc->nc", bary, self.uv[tri])
         rest = np.einsum("nk,nkc->nc", bary, self.rest[corners])
-        app = _appearance(list(self.sub.materials), self.mat[tri], uv, rest, self.regions, self.cfg)
+        app = _appearance(list(self.sub.materials), self.mat[tri], uv, rest, self.regions, cfg)
         # shadow rays start above the surface on the viewer's side: along the geometric normal (robust against
         # self-intersection) by the material's lift
         origin = p + ng * np.maximum(app["lift"], 1e-3)[:, None]
@@ -455,7 +462,7 @@ def _shade(g: dict[str, np.ndarray], l: np.ndarray, irradiance: np.ndarray, vis:
     vdh = np.einsum("nc,nc->n", wo, h).clip(0, 1)
     a2 = (g["roughness"] ** 2) ** 2
     D = a2 / (math.pi * (ndh * ndh * (a2 - 1) + 1) ** 2)
-    F = g["f0"] + (1 - g["f0"]) * (1 - vdh) ** 5
+    F = g["ks"] * (g["f0"] + (1 - g["f0"]) * (1 - vdh) ** 5)
     nl = ndl.clip(0, 1)
 
     def g1(x):
@@ -511,15 +518,15 @@ def _centre_of(r: _Renderer) -> np.ndarray:
     return (lo + hi) / 2
 
 
-_RENDERERS: dict[tuple[int, OLATConfig], _Renderer] = {}
+_RENDERERS: dict[tuple[int, tuple[str, ...]], _Renderer] = {}
 
 
-def _renderer(mesh: FaceMesh, cfg: OLATConfig) -> _Renderer:
-    key = (id(mesh), cfg)
+def _renderer(mesh: FaceMesh, materials: tuple[str, ...]) -> _Renderer:
+    key = (id(mesh), tuple(materials))
     if key not in _RENDERERS:
-        if len(_RENDERERS) > 8:
-            _RENDERERS.clear()
-        _RENDERERS[key] = _Renderer(mesh, cfg)
+        if len(_RENDERERS) >= 4:
+            _RENDERERS.pop(next(iter(_RENDERERS)))
+        _RENDERERS[key] = _Renderer(mesh, tuple(materials))
     return _RENDERERS[key]
 
 
@@ -540,17 +547,17 @@ def render_lights(vertices, cameras: list[Camera], light_positions, light_intens
     """
     cfg = cfg or OLATConfig()
     mesh = mesh if mesh is not None else load_face()
-    pos = np.asarray(torch.as_tensor(light_positions, dtype=torch.float64)).reshape(-1, 3)
-    inten = np.asarray(torch.as_tensor(light_intensity, dtype=torch.float64)).reshape(-1, 3)
+    pos = torch.as_tensor(light_positions, dtype=torch.float64).reshape(-1, 3).numpy()
+    inten = torch.as_tensor(light_intensity, dtype=torch.float64).reshape(-1, 3).numpy()
     if len(pos) != len(inten):
         raise ValueError(f"render_lights: {len(pos)} light positions but {len(inten)} intensities")
-    r = _renderer(mesh, cfg)
+    r = _renderer(mesh, cfg.materials)
     r.set_vertices(vertices)
     centre = _centre_of(r)
     _check_lights_outside(r, pos)
     images, masks = [], []
     for cam in cameras:
-        g = r.gbuffer(cam)
+        g = r.gbuffer(cam, cfg)
         rad = _render_point_lights(r, g, pos, inten, centre, cfg)
         images.append(_scatter(rad, g["mask"], cam.height, cam.width))
         masks.append(g["mask"].reshape(cam.height, cam.width))
@@ -576,17 +583,17 @@ def render_directional(vertices, camera: Camera, directions, radiance, cfg: OLAT
     """
     cfg = cfg or OLATConfig()
     mesh = mesh if mesh is not None else load_face()
-    dirs = np.asarray(torch.as_tensor(directions, dtype=torch.float64)).reshape(-1, 3)
-    rad = np.asarray(torch.as_tensor(radiance, dtype=torch.float64)).reshape(-1, 3)
+    dirs = torch.as_tensor(directions, dtype=torch.float64).reshape(-1, 3).numpy()
+    rad = torch.as_tensor(radiance, dtype=torch.float64).reshape(-1, 3).numpy()
     if len(dirs) != len(rad):
         raise ValueError(f"render_directional: {len(dirs)} directions but {len(rad)} radiance values")
     norms = np.linalg.norm(dirs, axis=1)
     if (norms < 1e-12).any():
         raise ValueError(f"render_directional: direction {int(np.argmin(norms))} is zero")
     dirs = dirs / norms[:, None]
-    r = _renderer(mesh, cfg)
+    r = _renderer(mesh, cfg.materials)
     r.set_vertices(vertices)
-    g = r.gbuffer(camera)
+    g = r.gbuffer(camera, cfg)
     total = np.zeros((len(g["p"]), 3))
     if len(g["p"]):
         for l, e in zip(dirs, rad):
@@ -623,7 +630,7 @@ def generate_olat(cfg: OLATConfig | None = None, mesh: FaceMesh | None = None, p
     verts = mesh.posed(weights).float()
     cameras = capture_cameras(cfg, mesh)
     pos, inten = light_stage(cfg, mesh)
-    r = _renderer(mesh, cfg)
+    r = _renderer(mesh, cfg.materials)
     centre = _centre_of(r)
     E, C, L, S = len(weights), len(cameras), len(pos), cfg.image_size
     images = torch.zeros((E, C, L, S, S, 3), dtype=torch.float16)
@@ -634,7 +641,7 @@ def generate_olat(cfg: OLATConfig | None = None, mesh: FaceMesh | None = None, p
         r.set_vertices(verts[e])
         if c == 0:
             _check_lights_outside(r, pos_np)
-        g = r.gbuffer(cameras[c])
+        g = r.gbuffer(cameras[c], cfg)
         rad = _render_point_lights(r, g, pos_np, inten_np, centre, cfg)
         images[e, c] = torch.from_numpy(_scatter(rad, g["mask"], S, S)).to(torch.float16)
         masks[e, c] = torch.from_numpy(g["mask"].reshape(S, S))
