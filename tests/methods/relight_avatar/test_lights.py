@@ -65,12 +65,19 @@ def test_sg_lobe_peaks_at_the_mirror_direction_and_falls_off_monotonically():
 
 def test_sg_lobe_gradients_are_finite_at_the_peak_and_gradcheck():
     r = torch.nn.functional.normalize(torch.tensor([0.2, -0.5, 0.8], dtype=torch.float64), dim=0)
-    q = r.clone().requires_grad_(True)
-    p = r.clone().requires_grad_(True)
-    sigma = torch.tensor(0.05, dtype=torch.float64, requires_grad=True)
-    sg_lobe(q, p, sigma).backward()
-    for g in (q.grad, p.grad, sigma.grad):
-        assert torch.isfinite(g).all() and g.abs().max() < 1e-10  # a smooth maximum
+    for peak in (r, torch.tensor([0.0, 1.0, 0.0], dtype=torch.float64)):  # the second: p x q exactly 0
+        q = peak.clone().requires_grad_(True)
+        p = peak.clone().requires_grad_(True)
+        sigma = torch.tensor(0.05, dtype=torch.float64, requires_grad=True)
+        sg_lobe(q, p, sigma).backward()
+        for g in (q.grad, p.grad, sigma.grad):
+            assert torch.isfinite(g).all() and g.abs().max() < 1e-10  # a smooth maximum
+    # tiny angles are resolved (arccos of the dot product would round them to 0 or to ~1e-8)
+    tiny = torch.tensor([1e-9, 1e-7, 1e-5], dtype=torch.float64)
+    x_axis = torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64)
+    side = torch.nn.functional.normalize(torch.linalg.cross(r, x_axis), dim=0)
+    near = torch.cos(tiny)[:, None] * r + torch.sin(tiny)[:, None] * side
+    torch.testing.assert_close(angle_between(near, r), tiny, rtol=1e-6, atol=0)
     qs = torch.cat([r[None] + 1e-4 * _unit(1, seed=9), _unit(5, seed=4)]).requires_grad_(True)
     ps = torch.cat([r[None], _unit(5, seed=5)]).requires_grad_(True)
     sig = torch.tensor([0.05, 0.1, 0.3, 0.7, 1.0, 2.0], dtype=torch.float64, requires_grad=True)
@@ -112,6 +119,14 @@ def test_environment_map_geometry_and_lookup():
     assert float(dirs[8, 24, 0]) > 0.99  # 3/4 of the width: +x
     assert abs(float(env.solid_angles().sum()) - 4 * math.pi) < 1e-5
     torch.testing.assert_close(env.radiance(dirs.double()), env.image.double(), rtol=1e-5, atol=1e-5)
+    # bilinear between texel centres, wrapping across the seam (+z) between the last and first column
+    theta = math.pi * 5.5 / 16  # row 5, longitude pi: the seam
+    seam = torch.tensor([0.0, math.cos(theta), math.sin(theta)])
+    torch.testing.assert_close(env.radiance(seam), (env.image[5, 0] + env.image[5, -1]) / 2,
+                               rtol=1e-5, atol=1e-6)
+    between = torch.nn.functional.normalize(dirs[5, 3] + dirs[6, 3], dim=0)  # rows: not on a texel centre
+    expected = (env.image[5, 3] + env.image[6, 3]) / 2
+    assert float((env.radiance(between) - expected).abs().max()) < 0.02 * float(expected.max())
     # the map's SH agrees with the basis: a map that is Y_1^-1 (= c y) projects onto that coefficient only
     y_map = EnvironmentMap(torch.clamp_min(dirs[..., 1:2].expand(-1, -1, 3), 0.0) + 0.0)
     coeffs = y_map.to_sh(1)
@@ -127,6 +142,14 @@ def test_to_directional_conserves_the_integral_and_finds_the_sun():
     lights = env.to_directional(64)
     assert isinstance(lights, DirectionalLights) and len(lights) == 64
     torch.testing.assert_close(lights.radiance.sum(0), env.integral(), rtol=1e-5, atol=0)
+    # one light: at the energy-weighted mean direction (luminance x solid angle)
+    energy = (env.image @ torch.tensor([0.2126, 0.7152, 0.0722])) * env.solid_angles()
+    mean = (env.directions() * energy[..., None]).sum((0, 1))
+    torch.testing.assert_close(env.to_directional(1).directions[0], mean / mean.norm(), rtol=1e-5, atol=1e-6)
+    # median cut: regions of equal energy (up to whole texels), none wasted on the black background
+    luminance = torch.tensor([0.2126, 0.7152, 0.0722])
+    studio = EnvironmentMap.studio(32, 64).to_directional(16).radiance @ luminance
+    assert float(studio.max() / studio.min()) < 4.0
     sun = torch.nn.functional.normalize(torch.tensor([0.5, 0.6, -0.6]), dim=0)
     brightest = lights.directions[lights.radiance.sum(-1).argmax()]
     assert float(angle_between(brightest, sun)) < 0.1
@@ -145,7 +168,7 @@ def test_prefiltered_lookup_equals_the_brute_force_integral():
     sigmas = [0.1, 0.2, 0.4, 0.8]
     pre = env.prefilter(sigmas, resolution=(12, 24))
     # at the lookup grid's texel centres and at the prefiltered sigmas: exact (up to the lobe's normalisation)
-    grid = torch.as_tensor(np.stack(np.meshgrid(np.arange(12), np.arange(24), indexing="ij"), -1).reshape(-1, 2))
+    grid = torch.cartesian_prod(torch.arange(12), torch.arange(24))
     from paperzoo.methods.relight_avatar.sh import equirect_directions
 
     axes = equirect_directions(12, 24, dtype=torch.float64)[grid[:, 0], grid[:, 1]]
@@ -161,12 +184,14 @@ def test_prefiltered_lookup_equals_the_brute_force_integral():
     brute = torch.cat([_brute_specular(env, r[i:i + 1], float(sigma[i])) for i in range(200)])
     rel = (got - brute).abs().sum(-1) / brute.sum(-1).clamp_min(0.05 * float(brute.sum(-1).max()))
     assert float(rel.median()) < 0.03 and float((got - brute).abs().max()) < 0.03 * float(brute.max())
-    assert float((pre.lookup(r, sigma) - brute).abs().max()) > float((got - brute).abs().max())  # coarser: worse
+    coarse_error = float((pre.lookup(r, sigma) - brute).abs().max())
+    assert coarse_error > float((got - brute).abs().max())  # the coarser table is worse
     # a constant map gives the lobe's mass, k_0(sigma), for any sigma (also between levels)
     constant = EnvironmentMap(torch.full((8, 16, 3), 2.0, dtype=torch.float64))
     s = torch.tensor([0.012, 0.05, 0.3, 1.5], dtype=torch.float64)
     out = constant.specular(_unit(4, seed=9), s)
-    torch.testing.assert_close(out, (2.0 * sg_zonal_coefficients(s, 0))[:, :1].expand(4, 3), rtol=1e-9, atol=0)
+    mass = sg_zonal_coefficients(s, 0)
+    torch.testing.assert_close(out, (2.0 * mass).expand(4, 3), rtol=1e-9, atol=0)
 
 
 def test_specular_lookup_gradcheck_in_direction_and_sigma():
@@ -177,7 +202,8 @@ def test_specular_lookup_gradcheck_in_direction_and_sigma():
     cols = torch.tensor([0.7, 5.3, 10.6, 8.4], dtype=torch.float64)
     theta = math.pi * (rows + 0.5) / 6
     phi = 2 * math.pi * (cols + 0.5) / 12 - math.pi
-    r = torch.stack([torch.sin(theta) * torch.sin(phi), torch.cos(theta), -torch.sin(theta) * torch.cos(phi)], -1)
+    st = torch.sin(theta)
+    r = torch.stack([st * torch.sin(phi), torch.cos(theta), -st * torch.cos(phi)], -1)
     row, col = direction_to_equirect(r, 6, 12)
     torch.testing.assert_close(row, rows)
     torch.testing.assert_close(col, cols)
@@ -186,6 +212,11 @@ def test_specular_lookup_gradcheck_in_direction_and_sigma():
     assert torch.autograd.gradcheck(pre.lookup, (r, sigma))
     env.specular(r, sigma).sum().backward()
     assert sigma.grad.abs().min() > 0 and torch.isfinite(r.grad).all()
+    # at the poles the longitude is undefined: values and gradients stay finite
+    poles = torch.tensor([[0.0, 1.0, 0.0], [0.0, -2.0, 0.0]], dtype=torch.float64, requires_grad=True)
+    out = env.specular(poles, 0.2)
+    out.sum().backward()
+    assert torch.isfinite(out).all() and torch.isfinite(poles.grad).all()
 
 
 def test_procedural_maps():
@@ -205,12 +236,14 @@ def test_procedural_maps():
     env = EnvironmentMap.from_image(photo, scale=2.0)
     torch.testing.assert_close(env.image[3, 3], torch.full((3,), 2 * 0.21404114048223255))
     torch.testing.assert_close(env.image[0, 0], torch.full((3,), 2.0))
-    assert EnvironmentMap.from_image((photo * 255).astype(np.uint8), gamma=1.0, height=4).image.shape == (4, 8, 3)
+    small = EnvironmentMap.from_image((photo * 255).astype(np.uint8), gamma=1.0, height=4)
+    assert small.image.shape == (4, 8, 3)
 
 
 def test_bad_input_is_one_clear_value_error():
     for bad in (torch.zeros(4, 8), torch.zeros(4, 8, 4), torch.zeros(1, 8, 3)):
-        with pytest.raises(ValueError, match=r"EnvironmentMap 'x': image must have shape \(H, W, 3\)") as info:
+        message = r"EnvironmentMap 'x': image must have shape \(H, W, 3\)"
+        with pytest.raises(ValueError, match=message) as info:
             EnvironmentMap(bad, name="x")
         assert "\n" not in str(info.value)
     img = torch.ones(4, 8, 3)

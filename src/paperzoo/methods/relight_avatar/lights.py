@@ -73,7 +73,8 @@ def _safe_norm(v: Tensor) -> Tensor:
     """``|v|`` over the last axis with a zero (not NaN) gradient at ``v = 0``."""
     sq = (v * v).sum(-1)
     positive = sq > 0
-    return torch.where(positive, torch.sqrt(torch.where(positive, sq, torch.ones_like(sq))), torch.zeros_like(sq))
+    root = torch.sqrt(torch.where(positive, sq, torch.ones_like(sq)))
+    return torch.where(positive, root, torch.zeros_like(sq))
 
 
 def angle_between(p: Tensor, q: Tensor) -> Tensor:
@@ -105,7 +106,8 @@ def _as_float_tensor(value, name: str, shape_tail: tuple[int, ...] = (3,)) -> Te
     if not t.is_floating_point():
         t = t.to(torch.get_default_dtype())
     if t.dim() != 1 + len(shape_tail) or tuple(t.shape[1:]) != shape_tail:
-        raise ValueError(f"{name} must have shape (L, {', '.join(map(str, shape_tail))}), got {tuple(t.shape)}")
+        tail = ", ".join(map(str, shape_tail))
+        raise ValueError(f"{name} must have shape (L, {tail}), got {tuple(t.shape)}")
     return t
 
 
@@ -159,7 +161,8 @@ class PointLights(_DeltaLights):
         self.min_distance = float(min_distance)
 
     def incident(self, points: Tensor) -> tuple[Tensor, Tensor]:
-        """Unit directions from ``points`` (..., 3) to each light and the radiance arriving, both (..., L, 3)."""
+        """Unit directions from ``points`` (..., 3) to each light and the radiance arriving there, both
+        (..., L, 3)."""
         diff = self.positions.to(points.dtype) - points.unsqueeze(-2)
         dist2 = (diff * diff).sum(-1, keepdim=True).clamp_min(self.min_distance**2)
         dirs = diff / torch.sqrt(dist2)
@@ -317,14 +320,16 @@ class EnvironmentMap:
 
     def solid_angles(self) -> Tensor:
         """Solid angle (H, W) of each texel (sum 4 pi)."""
-        return equirect_solid_angles(self.height, self.width, dtype=self.image.dtype, device=self.image.device)
+        return equirect_solid_angles(self.height, self.width, dtype=self.image.dtype,
+                                     device=self.image.device)
 
     def integral(self) -> Tensor:
         """``integral L(w) dw`` (3,): radiance times solid angle summed over the texels."""
         return (self.image * self.solid_angles().unsqueeze(-1)).sum((0, 1))
 
     def radiance(self, dirs: Tensor) -> Tensor:
-        """Radiance (..., 3) in directions (..., 3), bilinear between texel centres (wrapping in longitude)."""
+        """Radiance (..., 3) in directions (..., 3), bilinear between texel centres (wrapping in
+        longitude)."""
         row, col = direction_to_equirect(dirs, self.height, self.width)
         flat = self.image.to(dirs.dtype).reshape(-1, 3)
         idx, wts = _bilinear(self.image, row, col)
@@ -336,12 +341,14 @@ class EnvironmentMap:
         return project_equirect(self.image, degree)
 
     def incident_sh(self, points: Tensor, degree: int) -> Tensor:
-        """:meth:`to_sh` broadcast to ``points`` (..., 3) -> (..., K, 3) (distant light: the same everywhere)."""
+        """:meth:`to_sh` broadcast to ``points`` (..., 3) -> (..., K, 3) (distant light: the same
+        everywhere)."""
         coeffs = self.to_sh(degree).to(device=points.device, dtype=points.dtype)
         return coeffs.expand(points.shape[:-1] + (num_coeffs(degree), 3))
 
     # ---- specular: prefiltered lookup -------------------------------------------------------------
-    def prefilter(self, sigmas: Sequence[float] | Tensor | None = None, resolution: tuple[int, int] = (16, 32),
+    def prefilter(self, sigmas: Sequence[float] | Tensor | None = None,
+                  resolution: tuple[int, int] = (16, 32),
                   *, chunk_pairs: int = 1 << 22) -> PrefilteredEnvironment:
         """Convolve the map with ``G(.; r, sigma)`` for each sigma on an (h, w) = ``resolution`` grid of
         lobe axes ``r``; keep the result for :meth:`specular` and return it.
@@ -360,7 +367,8 @@ class EnvironmentMap:
             sigmas = np.geomspace(MIN_SIGMA, 2.0, 16)
         sig = torch.as_tensor(sigmas, dtype=torch.float64).flatten()
         if sig.numel() == 0 or bool((sig <= 0).any()) or bool((sig[1:] <= sig[:-1]).any()):
-            raise ValueError(f"EnvironmentMap.prefilter: sigmas must be positive and increasing, got {sig.tolist()}")
+            raise ValueError(f"EnvironmentMap.prefilter: sigmas must be positive and increasing, "
+                             f"got {sig.tolist()}")
         h, w = (int(v) for v in resolution)
         if h < 2 or w < 2:
             raise ValueError(f"EnvironmentMap.prefilter: resolution must be >= (2, 2), got {resolution}")
@@ -379,7 +387,8 @@ class EnvironmentMap:
                 norm = g @ omega
                 table[s, a0:a0 + chunk] = (g @ weighted) / norm.clamp_min(1e-300)[:, None]
         dtype = self.image.dtype
-        self._prefiltered = PrefilteredEnvironment(sigmas=sig.to(dtype), table=table.reshape(-1, h, w, 3).to(dtype))
+        self._prefiltered = PrefilteredEnvironment(sigmas=sig.to(dtype),
+                                                   table=table.reshape(-1, h, w, 3).to(dtype))
         logger.debug("prefiltered %s (%dx%d) for %d sigmas at %dx%d in %.2f s", self.name, self.height,
                      self.width, sig.numel(), h, w, time.perf_counter() - start)
         return self._prefiltered
@@ -439,7 +448,10 @@ class EnvironmentMap:
                 cut = min(max(cut, lo + 1), hi - 1)
             else:
                 cut = (lo + hi) // 2
-            halves = ((r0, cut, c0, c1), (cut, r1, c0, c1)) if split_rows else ((r0, r1, c0, cut), (r0, r1, cut, c1))
+            if split_rows:
+                halves = ((r0, cut, c0, c1), (cut, r1, c0, c1))
+            else:
+                halves = ((r0, r1, c0, cut), (r0, r1, cut, c1))
             for region in halves:
                 heapq.heappush(heap, entry(*region))
         regions = done + [item[2:] for item in heap]
@@ -466,7 +478,8 @@ class EnvironmentMap:
         theta = math.pi * rows / height
         phi = 2.0 * math.pi * cols / width - math.pi
         st, ct = torch.sin(theta)[:, None], torch.cos(theta)[:, None]
-        dirs = torch.stack([st * torch.sin(phi)[None], ct.expand(-1, phi.numel()), -st * torch.cos(phi)[None]], -1)
+        dirs = torch.stack([st * torch.sin(phi)[None], ct.expand(-1, phi.numel()),
+                            -st * torch.cos(phi)[None]], -1)
         values = fn(dirs) * st[..., None]  # sin(theta): the solid-angle density in (theta, phi)
         values = values.reshape(height, samples, width, samples, 3).sum((1, 3))
         weight = st.reshape(height, samples).sum(1)[:, None, None] * samples
@@ -480,7 +493,8 @@ class EnvironmentMap:
         angular radius ``sun_radius`` (radians; larger than the real 0.0047 so that small maps resolve
         it) towards ``sun_direction``, anti-aliased by ``supersample``^2 samples per texel."""
         sun = F.normalize(torch.tensor(sun_direction, dtype=torch.float64), dim=0)
-        zen, hor, gnd, sun_rad = (torch.tensor(v, dtype=torch.float64) for v in (zenith, horizon, ground, sun_radiance))
+        zen, hor, gnd, sun_rad = (torch.tensor(v, dtype=torch.float64)
+                                  for v in (zenith, horizon, ground, sun_radiance))
 
         def fn(d):
             up = d[..., 1:2]
@@ -513,7 +527,8 @@ class EnvironmentMap:
                 soft = max(box.softness, 1e-6)
                 edge_a = ((box.half_size[0] - a) / soft + 0.5).clamp(0.0, 1.0)
                 edge_b = ((box.half_size[1] - b) / soft + 0.5).clamp(0.0, 1.0)
-                mask = (edge_a * edge_a * (3 - 2 * edge_a)) * (edge_b * edge_b * (3 - 2 * edge_b)) * (front > 0)
+                smooth_a, smooth_b = edge_a * edge_a * (3 - 2 * edge_a), edge_b * edge_b * (3 - 2 * edge_b)
+                mask = smooth_a * smooth_b * (front > 0)
                 out = out + mask.unsqueeze(-1) * torch.tensor(box.radiance, dtype=torch.float64)
             return out
 
@@ -528,7 +543,8 @@ class EnvironmentMap:
         stretched over the sphere (row 0 up, the centre column along -z)."""
         img = torch.as_tensor(np.asarray(image) if not isinstance(image, Tensor) else image)
         if img.dim() != 3 or img.shape[-1] != 3:
-            raise ValueError(f"EnvironmentMap.from_image {name!r}: image must be (H, W, 3), got {tuple(img.shape)}")
+            raise ValueError(f"EnvironmentMap.from_image {name!r}: image must be (H, W, 3), "
+                             f"got {tuple(img.shape)}")
         if img.dtype == torch.uint8:
             img = img.to(torch.float64) / 255.0
         img = img.to(torch.float64)
@@ -541,7 +557,8 @@ class EnvironmentMap:
         elif isinstance(gamma, (int, float)) and gamma > 0:
             lin = img ** float(gamma)
         else:
-            raise ValueError(f"EnvironmentMap.from_image: gamma must be 'srgb' or a positive number, got {gamma!r}")
+            raise ValueError(f"EnvironmentMap.from_image: gamma must be 'srgb' or a positive number, "
+                             f"got {gamma!r}")
         if height is not None:
             lin = F.interpolate(lin.permute(2, 0, 1)[None], size=(int(height), 2 * int(height)),
                                 mode="bilinear", antialias=True, align_corners=False)[0].permute(1, 2, 0)

@@ -17,7 +17,8 @@ Condon-Shortley phase**::
     Y_l^m = sqrt(2) N_l^|m| P_l^|m|(cos theta) sin(|m| phi)  m < 0
 
 with ``N_l^m = sqrt((2l+1)/(4 pi) (l-m)!/(l+m)!)`` and ``P_l^m`` the associated Legendre functions
-without the ``(-1)^m`` factor. Hence ``Y_0^0 = 0.2820948`` and ``(Y_1^-1, Y_1^0, Y_1^1) = 0.4886025 (y, z, x)``
+without the ``(-1)^m`` factor. Hence ``Y_0^0 = 0.2820948`` and
+``(Y_1^-1, Y_1^0, Y_1^1) = 0.4886025 (y, z, x)``
 (the convention of Ramamoorthi and Hanrahan 2001; Sloan's "Stupid SH tricks" and scipy include the
 Condon-Shortley phase, which flips the sign of every odd-``m`` function). The functions are functions of
 the direction vector: the y-up world of :class:`~.lights.EnvironmentMap` does not change them, only the
@@ -179,7 +180,8 @@ def sh_point_light(direction: Tensor, radiance: Tensor, degree: int) -> Tensor:
 # --------------------------------------------------------------------------------------------------
 
 
-def sphere_quadrature(degree: int, *, dtype: torch.dtype = torch.float64, device=None) -> tuple[Tensor, Tensor]:
+def sphere_quadrature(degree: int, *, dtype: torch.dtype = torch.float64,
+                      device=None) -> tuple[Tensor, Tensor]:
     """Directions (N, 3) and weights (N,) that integrate every spherical polynomial of degree <= ``degree``
     exactly: Gauss-Legendre in ``z = cos theta`` (``degree//2 + 1`` nodes) times ``degree + 1`` uniform
     longitudes. ``sphere_quadrature(2 * L)`` integrates products of two SH of degree <= L exactly."""
@@ -195,7 +197,8 @@ def sphere_quadrature(degree: int, *, dtype: torch.dtype = torch.float64, device
             torch.as_tensor(weights, dtype=dtype, device=device))
 
 
-def equirect_directions(height: int, width: int, *, dtype: torch.dtype = torch.float32, device=None) -> Tensor:
+def equirect_directions(height: int, width: int, *, dtype: torch.dtype = torch.float32,
+                        device=None) -> Tensor:
     """Unit directions (H, W, 3) of the texel centres of a y-up latitude-longitude map.
 
     Texel (row i, col j) is centred on ``theta = pi (i + 0.5) / H`` (polar angle from ``+y``: row 0 is the
@@ -212,7 +215,8 @@ def equirect_directions(height: int, width: int, *, dtype: torch.dtype = torch.f
     return dirs.to(dtype=dtype, device=device)
 
 
-def equirect_solid_angles(height: int, width: int, *, dtype: torch.dtype = torch.float32, device=None) -> Tensor:
+def equirect_solid_angles(height: int, width: int, *, dtype: torch.dtype = torch.float32,
+                          device=None) -> Tensor:
     """Exact solid angle (H, W) of each texel of a latitude-longitude map; they sum to ``4 pi``."""
     edges = torch.cos(math.pi * torch.arange(height + 1, dtype=torch.float64) / height)
     band = (edges[:-1] - edges[1:]) * (2.0 * math.pi / width)
@@ -231,7 +235,8 @@ def direction_to_equirect(dirs: Tensor, height: int, width: int) -> tuple[Tensor
     rho = torch.sqrt(torch.where(off_axis, rho2, torch.ones_like(rho2)))
     rho = torch.where(off_axis, rho, torch.zeros_like(rho))
     theta = torch.atan2(rho, y)
-    phi = torch.atan2(torch.where(off_axis, x, torch.zeros_like(x)), torch.where(off_axis, -z, torch.ones_like(z)))
+    phi = torch.atan2(torch.where(off_axis, x, torch.zeros_like(x)),
+                      torch.where(off_axis, -z, torch.ones_like(z)))
     row = theta * (height / math.pi) - 0.5
     col = (phi + math.pi) * (width / (2.0 * math.pi)) - 0.5
     return row, col
@@ -261,7 +266,8 @@ def equirect_texel_quadrature(height: int, width: int, n: int, *, dtype: torch.d
                               device=None) -> tuple[Tensor, Tensor]:
     """Quadrature inside each texel of an (H, W) latitude-longitude map: directions (H, W, n*n, 3) and
     weights (H, W, n*n) from ``n`` Gauss-Legendre nodes in ``z = cos theta`` times ``n`` in ``phi`` over
-    the texel; a texel's weights sum to its exact solid angle. ``n = 1``: one point, midway in ``z`` and ``phi``."""
+    the texel; a texel's weights sum to its exact solid angle. ``n = 1``: one point, midway in ``z`` and
+    ``phi``."""
     if n < 1:
         raise ValueError(f"equirect_texel_quadrature: n must be >= 1, got {n}")
     x, wx = (torch.as_tensor(v, dtype=torch.float64) for v in np.polynomial.legendre.leggauss(n))
@@ -287,14 +293,16 @@ def project_equirect(env: Tensor, degree: int, *, subsamples: int = 4, chunk_poi
     :func:`equirect_directions`), taken as constant over each texel: every texel's integral of the basis
     is computed with ``subsamples`` x ``subsamples`` Gauss points (:func:`equirect_texel_quadrature`), so
     a constant map has no energy above degree 0 even on a coarse grid (``subsamples=1``: the midpoint
-    rule in ``z`` and ``phi``). Rows are processed in chunks of about ``chunk_points`` points to bound memory."""
+    rule in ``z`` and ``phi``). Rows are processed in chunks of about ``chunk_points`` points to bound
+    memory."""
     if not isinstance(env, Tensor) or env.dim() != 3:
         raise ValueError(f"project_equirect: env must be an (H, W, C) tensor, got "
                          f"{tuple(env.shape) if isinstance(env, Tensor) else type(env).__name__}")
     height, width, channels = env.shape
     dtype = env.dtype if env.is_floating_point() else torch.get_default_dtype()
     env = env.to(dtype)
-    dirs, weights = equirect_texel_quadrature(height, width, subsamples, dtype=torch.float64, device=env.device)
+    dirs, weights = equirect_texel_quadrature(height, width, subsamples, dtype=torch.float64,
+                                              device=env.device)
     rows = max(1, chunk_points // max(width * subsamples**2, 1))
     total = torch.zeros((num_coeffs(degree), channels), dtype=torch.float64, device=env.device)
     for r0 in range(0, height, rows):
