@@ -612,18 +612,19 @@ def render_directional(vertices, camera: Camera, directions, radiance, cfg: OLAT
 
 
 # -- the capture -------------------------------------------------------------------------------------------------
-def generate_olat(cfg: OLATConfig | None = None, mesh: FaceMesh | None = None, progress: bool = True
-                  ) -> OLATCapture:
+def generate_olat(cfg: OLATConfig | None = None, mesh: FaceMesh | None = None, progress: bool = True,
+                  data_root: str | os.PathLike | None = None) -> OLATCapture:
     """Simulate a light-stage capture of the ICT head (see the module docstring for the appearance model).
 
     Expressions come from :func:`paperzoo.data.face.expression_sets` (train first, then test); cameras from
     :func:`capture_cameras`; lights from :func:`light_stage`. ``progress`` shows a tqdm bar (subject to
-    ``PAPERZOO_PROGRESS``) over the (expression, camera) views.
+    ``PAPERZOO_PROGRESS``) over the (expression, camera) views. ``mesh`` defaults to
+    :func:`paperzoo.data.face.load_face` (``data_root``).
     """
     from paperzoo.core.progress import progress as bar
 
     cfg = cfg or OLATConfig()
-    mesh = mesh if mesh is not None else load_face()
+    mesh = mesh if mesh is not None else load_face(data_root)
     train_w, test_w = expression_sets(cfg.n_train_expressions, cfg.n_test_expressions, cfg.seed,
                                       names=mesh.expression_names)
     weights = torch.cat((train_w, test_w))
@@ -693,10 +694,13 @@ def _load(path: Path, cfg: OLATConfig) -> OLATCapture:
 
 
 def load_or_generate_olat(cfg: OLATConfig | None = None, cache_dir: str | os.PathLike | None = None,
-                          mesh: FaceMesh | None = None, progress: bool = True) -> OLATCapture:
+                          mesh: FaceMesh | None = None, progress: bool = True,
+                          data_root: str | os.PathLike | None = None) -> OLATCapture:
     """The capture for ``cfg`` from the cache (default ``<user cache>/olat/``), generated and saved if absent.
 
     The cache file is written atomically; an unreadable or mismatched one is regenerated (with a warning).
+    The key is the config (and :data:`CACHE_VERSION`), not the mesh: pass a ``cache_dir`` of its own for a
+    mesh other than the ICT generic head.
     """
     cfg = cfg or OLATConfig()
     path = olat_cache_path(cfg, cache_dir)
@@ -707,7 +711,7 @@ def load_or_generate_olat(cfg: OLATConfig | None = None, cache_dir: str | os.Pat
             return cap
         except (OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
             log.warning("OLAT cache %s unusable (%s); regenerating", path, exc)
-    cap = generate_olat(cfg, mesh=mesh, progress=progress)
+    cap = generate_olat(cfg, mesh=mesh, progress=progress, data_root=data_root)
     _save(cap, path)
     log.info("OLAT capture saved to %s", path)
     return cap
