@@ -54,7 +54,11 @@ def test_capture_layout_and_determinism(face):
     assert a.vertices.shape == (E, face.n_vertices, 3) and a.expression_weights.shape == (E, 57)
     assert len(a.cameras) == C and a.light_positions.shape == (L, 3) and a.light_intensity.shape == (L, 3)
     assert torch.equal(a.vertices, face.posed(a.expression_weights))
-    assert 0.05 < a.masks.float().mean() < 0.9  # the head is in frame, not filling it
+    assert 0.05 < a.masks.float().mean() < 0.9
+    m = a.masks
+    assert not (m[..., 0, :].any() or m[..., -1, :].any() or m[..., :, 0].any() or m[..., :, -1].any())
+    rows = m.any(dim=-1).float().sum(dim=-1)  # (E, C) image rows the head covers: framed tightly
+    assert float(rows.max()) >= 0.75 * S
     assert (a.images[~a.masks[:, :, None].expand(E, C, L, S, S)] == 0).all()  # black background
     assert float(a.images.float().max()) > 0.05
     b = generate_olat(TINY, mesh=face, progress=False)

@@ -162,21 +162,35 @@ def head_frame(mesh: FaceMesh, materials: tuple[str, ...] = RENDER_MATERIALS) ->
     return centre, float(np.linalg.norm(v - centre, axis=1).max()), float((hi - lo).max())
 
 
-def capture_cameras(cfg: OLATConfig, mesh: FaceMesh) -> list[Camera]:
-    """``cfg.n_cameras`` cameras on an arc in front of the face, looking at the head centre, head in frame."""
-    centre, radius, _ = head_frame(mesh, cfg.materials)
-    distance = radius / math.sin(math.radians(cfg.fov_deg) / 2)
+def capture_cameras(cfg: OLATConfig, mesh: FaceMesh, margin: float = 1.08) -> list[Camera]:
+    """``cfg.n_cameras`` cameras on an arc in front of the face, looking at the head centre.
+
+    All cameras share one distance: the smallest at which every neutral vertex of the rendered head projects
+    inside every image, times ``margin`` (room for expressions such as an open jaw).
+    """
+    centre, _, _ = head_frame(mesh, cfg.materials)
+    q = _renderer(mesh, cfg.materials).rest - centre
+    tan_half = math.tan(math.radians(cfg.fov_deg) / 2)
     lo, hi = cfg.azimuth_range_deg
     elo, ehi = cfg.elevation_range_deg
-    cams = []
+    dirs = []
     for i in range(cfg.n_cameras):
         az = math.radians((lo + hi) / 2 if cfg.n_cameras == 1 else lo + (hi - lo) * i / (cfg.n_cameras - 1))
         frac = ((i * 0.6180339887498949) + 0.5) % 1.0 if cfg.n_cameras > 1 else 0.5
         el = math.radians(elo + (ehi - elo) * frac)
-        eye = centre + distance * np.array([math.cos(el) * math.sin(az), math.sin(el), math.cos(el) * math.cos(az)])
-        cams.append(look_at(tuple(eye), tuple(centre), fov_deg=cfg.fov_deg, width=cfg.image_size,
-                            height=cfg.image_size))
-    return cams
+        dirs.append(np.array([math.cos(el) * math.sin(az), math.sin(el), math.cos(el) * math.cos(az)]))
+    distance = 0.0
+    for d in dirs:
+        # a vertex at camera depth (distance - q.d) with image-plane offsets x, y fits when
+        # max(|x|, |y|) <= tan_half * depth, i.e. distance >= max(|x|, |y|) / tan_half + q.d
+        right = np.cross(-d, [0.0, 1.0, 0.0])
+        right /= np.linalg.norm(right)
+        up = np.cross(right, -d)
+        lateral = np.maximum(np.abs(q @ right), np.abs(q @ up))
+        distance = max(distance, float((lateral / tan_half + q @ d).max()))
+    distance *= margin
+    return [look_at(tuple(centre + distance * d), tuple(centre), fov_deg=cfg.fov_deg, width=cfg.image_size,
+                    height=cfg.image_size) for d in dirs]
 
 
 def light_stage(cfg: OLATConfig, mesh: FaceMesh) -> tuple[torch.Tensor, torch.Tensor]:
