@@ -21,6 +21,7 @@ METHODS: dict[str, str] = {
     "dgp": "paperzoo.methods.dgp:SPEC",
     "interp_cnn": "paperzoo.methods.interp_cnn:SPEC",
     "ban": "paperzoo.methods.ban:SPEC",
+    "relight_avatar": "paperzoo.methods.relight_avatar:SPEC",
 }
 
 

@@ -136,3 +136,23 @@ def test_bad_shapes_raise_one_clear_error():
     s[2] = s[2][:, :2]
     with pytest.raises(ValueError, match="scales must have shape"):
         render(*s, camera())
+
+
+def test_render_batch_equals_single_renders_with_gradients():
+    sets = [scene(n=30, seed=k) for k in range(3)]
+    cams = [camera(), look_at((-0.5, 0.3, 3.5), (0, 0, 0), width=40, height=33, fov_deg=40, dtype=torch.float64),
+            camera()]
+    stacked = [torch.stack([s[i] for s in sets]).requires_grad_(True) for i in range(5)]
+    out = splat.render_batch(*stacked, cams, tile_size=8, slab=4)
+    w = torch.rand(out.image.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    (out.image * w).sum().backward()
+    for k in range(3):
+        single = [stacked[i].detach()[k].clone().requires_grad_(True) for i in range(5)]
+        ref = render(*single, cams[k], tile_size=8, slab=4)
+        torch.testing.assert_close(out.image[k], ref.image, atol=1e-12, rtol=0)
+        torch.testing.assert_close(out.alpha[k], ref.alpha, atol=1e-12, rtol=0)
+        (ref.image * w[k]).sum().backward()
+        for i in range(5):
+            torch.testing.assert_close(stacked[i].grad[k], single[i].grad, atol=1e-10, rtol=1e-8)
+    with pytest.raises(ValueError, match="share one image size"):
+        splat.render_batch(*stacked, [camera(), camera(w=20, h=20), camera()])

@@ -110,12 +110,19 @@ def sample_uv_texels(face_uvs: torch.Tensor, resolution: int, face_mask: torch.T
 
 
 def vertex_normals(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
-    """Area-weighted unit vertex normals of ``(..., V, 3)`` vertices (differentiable)."""
+    """Area-weighted unit vertex normals of ``(..., V, 3)`` vertices (differentiable).
+
+    The scatter runs over a vertex-major ``(V, batch * 3)`` layout: ``index_add`` along the first dimension
+    is several times faster on CPU than along a middle one.
+    """
     v0, v1, v2 = (vertices[..., faces[:, k], :] for k in range(3))
-    fn = torch.linalg.cross(v1 - v0, v2 - v0)                                 # length = 2 x area
-    n = torch.zeros_like(vertices)
+    fn = torch.linalg.cross(v1 - v0, v2 - v0)                                 # (..., F, 3), length = 2 x area
+    batch = vertices.shape[:-2]
+    flat = fn.reshape(-1, *fn.shape[-2:]).permute(1, 0, 2).reshape(fn.shape[-2], -1)   # (F, B*3)
+    n = flat.new_zeros(vertices.shape[-2], flat.shape[1])
     for k in range(3):
-        n = n.index_add(-2, faces[:, k], fn)
+        n = n.index_add(0, faces[:, k], flat)
+    n = n.reshape(vertices.shape[-2], -1, 3).permute(1, 0, 2).reshape(*batch, vertices.shape[-2], 3)
     return n / n.norm(dim=-1, keepdim=True).clamp_min(1e-12)
 
 
