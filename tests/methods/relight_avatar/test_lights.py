@@ -176,6 +176,7 @@ def test_prefiltered_lookup_equals_the_brute_force_integral():
         got = env.specular(axes, torch.full((axes.shape[0],), sigma, dtype=torch.float64))
         brute = _brute_specular(env, axes, sigma)
         assert float((got - brute).abs().max()) < 0.01 * float(brute.max())
+        torch.testing.assert_close(pre.integrals()[sigmas.index(sigma)].reshape(-1, 3).double(), got)
     # anywhere, between levels (a factor sqrt(2) apart) on a finer grid: interpolation error only
     fine = env.prefilter([0.1, 0.14, 0.2, 0.28, 0.4, 0.56, 0.8], resolution=(24, 48))
     r = _unit(200, seed=8)
