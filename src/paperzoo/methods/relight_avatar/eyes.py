@@ -121,8 +121,8 @@ def gaze_rotation(yaw: torch.Tensor, pitch: torch.Tensor) -> torch.Tensor:
     zero, one = torch.zeros_like(yaw), torch.ones_like(yaw)
     Ry = torch.stack((torch.stack((cy, zero, sy), -1), torch.stack((zero, one, zero), -1),
                       torch.stack((-sy, zero, cy), -1)), -2)
-    Rx = torch.stack((torch.stack((one, zero, zero), -1), torch.stack((zero, cp, -sp), -1),
-                      torch.stack((zero, sp, cp), -1)), -2)                  # R_x(-pitch)
+    Rx = torch.stack((torch.stack((one, zero, zero), -1), torch.stack((zero, cp, sp), -1),
+                      torch.stack((zero, -sp, cp), -1)), -2)                 # R_x(-pitch)
     return Ry @ Rx
 
 
