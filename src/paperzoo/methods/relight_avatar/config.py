@@ -47,16 +47,16 @@ class RelightAvatarConfig:
     # -- the avatar -----------------------------------------------------------------------------------------
     models: tuple[str, ...] = MODELS
     """Appearance models trained side by side; ``full`` is the headline."""
-    uv_resolution: int = 64
-    """Side of the UV map; one Gaussian per covered texel (64: ~2,400 Gaussians, 128: ~9,600)."""
+    uv_resolution: int = 32
+    """Side of the UV map; one Gaussian per covered texel (32: 874 Gaussians, 64: 3,517, 128: 13,774)."""
     z_dim: int = 32
     """Size of the expression code z."""
     channels: int = 32
     """Width of the UV decoders."""
     # -- training -------------------------------------------------------------------------------------------
-    steps: int = 3000
+    steps: int = 1200
     """Optimisation steps."""
-    steps_per_epoch: int = 250
+    steps_per_epoch: int = 200
     """Steps between validation / checkpoint (one "epoch" of the shared loop)."""
     batch_size: int = 2
     """Images per step (each a random training expression x camera x light)."""
@@ -114,13 +114,13 @@ PRESETS = {
     "quick": Preset(
         "quick",
         RelightAvatarConfig(image_size=48, n_cameras=5, n_lights=24, n_train_expressions=4, n_test_expressions=1,
-                            uv_resolution=32, steps=600, steps_per_epoch=150, eval_images=24),
-        "a 48 px simulated light stage (5 cameras, 24 lights, 4 + 1 expressions), ~1,000 Gaussians: full vs "
-        "linear vs SH-only specular on held-out lights, expressions and views in a few minutes",
+                            steps=300, steps_per_epoch=100, eval_images=24),
+        "a 48 px simulated light stage (5 cameras, 24 lights, 4 + 1 expressions), ~900 Gaussians, 300 steps: "
+        "full vs linear vs SH-only specular on held-out lights, expressions and views in a few minutes",
         dataset="ict_olat", paper=PUBLISHED),
     "paper_ict_olat": Preset(
         "paper_ict_olat",
         RelightAvatarConfig(),
-        "the simulated light stage at 64 px (6 cameras, 32 lights, 5 + 2 expressions), ~2,400 Gaussians, "
-        "3,000 steps; the README's tables sweep seeds 0-2", dataset="ict_olat", paper=PUBLISHED),
+        "the simulated light stage at 64 px (6 cameras, 32 lights, 5 + 2 expressions), ~900 Gaussians, 1,200 "
+        "steps of 2 images; the README's tables sweep seeds 0-2", dataset="ict_olat", paper=PUBLISHED),
 }

@@ -19,9 +19,10 @@ Read top to bottom:
     direction; an environment map a prefiltered lookup;
   - ``appearance="sh_spec"``: the same lobe band-limited to SH degree 3 (its zonal harmonics), the paper's
     "SH-only specular" ablation;
-  - ``appearance="linear"``: the linear appearance model the paper compares with: no albedo / specular
-    split, the colour is one learned transfer of the incident light's SH (same orders), decoded from ``z``
-    *and the view direction*, so it is linear in the light but view dependent only through the decoder.
+  - ``appearance="linear"``: the linear appearance model the paper compares with: no diffuse / specular
+    split, the colour is albedo times one learned transfer of the incident light's SH (same orders), decoded
+    from ``z`` *and the view direction*, so it is linear in the light and view dependent only through the
+    decoder (no reflection geometry, no lobe).
 """
 from __future__ import annotations
 
@@ -120,7 +121,11 @@ class AvatarTemplate:
 
     def place(self, vertices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Texel positions (..., M, 3) and tangent frames (..., M, 3, 3) on head meshes (..., V, 3)."""
-        return geo.surface_frames(vertices[..., self.vertex_subset, :], self.faces, self.face_uvs, self.sampling)
+        return self.place_patch(vertices[..., self.vertex_subset, :])
+
+    def place_patch(self, patch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The same from the patch's vertices alone (..., V', 3)."""
+        return geo.surface_frames(patch, self.faces, self.face_uvs, self.sampling)
 
 
 class ExpressionEncoder(nn.Module):
@@ -200,9 +205,10 @@ class RelightableAvatar(nn.Module):
         self.appearance = appearance
         R = template.sampling.resolution
         M = template.n_gaussians
-        V = template.neutral.shape[0]
+        V = template.vertex_subset.numel()
         self.encoder = ExpressionEncoder(len(template.encoder_vertices), z_dim)
-        # mesh decoder: linear in z (a learned blendshape basis), starts at the neutral mesh
+        # mesh decoder: linear in z (a learned blendshape basis) over the patch that carries Gaussians, starts at
+        # the neutral mesh
         self.mesh_decoder = nn.Linear(z_dim, 3 * V)
         nn.init.zeros_(self.mesh_decoder.weight)
         nn.init.zeros_(self.mesh_decoder.bias)
@@ -241,8 +247,7 @@ class RelightableAvatar(nn.Module):
         k = sh_lambertian_kernel(SH_DEGREE, dtype=torch.float32) / math.pi
         band = torch.cat([torch.full((2 * l + 1,), float(k[l])) for l in range(SH_DEGREE + 1)])
         d = sh_basis(n, SH_DEGREE) * band                                     # (M, 81)
-        scale = 0.5 if self.appearance == "linear" else 1.0                   # linear: absorbs an albedo ~0.5
-        flat = torch.cat((d[:, :N_RGB].repeat(1, 3), d[:, N_RGB:]), dim=1) * scale  # (M, 113)
+        flat = torch.cat((d[:, :N_RGB].repeat(1, 3), d[:, N_RGB:]), dim=1)    # (M, 113)
         self.app_decoder.bias[:N_TRANSFER] = self.t.sampling.scatter(flat)
 
     # -- encoder / decoders ----------------------------------------------------------------------------------
@@ -252,11 +257,12 @@ class RelightableAvatar(nn.Module):
         return self.encoder(disp)
 
     def decode(self, z: torch.Tensor) -> dict[str, torch.Tensor]:
-        """``z`` (B, z_dim) -> mesh, Gaussians and the view-independent appearance, per Gaussian (B, M, ...)."""
+        """``z`` (B, z_dim) -> the mesh patch (B, V', 3) (vertices ``template.vertex_subset``), Gaussians and the
+        view-independent appearance, per Gaussian (B, M, ...)."""
         B = z.shape[0]
-        V = self.t.neutral.shape[0]
-        mesh = self.t.neutral + self.mesh_decoder(z).reshape(B, V, 3) * self.t.displacement_scale
-        pos, frames = self.t.place(mesh)
+        neutral = self.t.neutral[self.t.vertex_subset]
+        mesh = neutral + self.mesh_decoder(z).reshape(B, -1, 3) * self.t.displacement_scale
+        pos, frames = self.t.place_patch(mesh)
         g = self.t.sampling.gather(self.geom_decoder(z))                      # (B, M, 11)
         base = self.t.base_scale.to(z)
         delta = g[..., 0:3] * base[:, None]
@@ -290,10 +296,15 @@ class RelightableAvatar(nn.Module):
             dist = to_l.norm(dim=-1, keepdim=True).clamp_min(1e-6)
             w_l = to_l / dist
             E = light.radiance.to(means)[:, None, None, :] * (light.reference_distance / dist) ** 2  # (L, B, M, 3)
-            light_sh = (sh_basis(w_l, SH_DEGREE)[..., None] * E[..., None, :]).sum(0)  # (B, M, 81, 3)
-        if self.appearance == "linear":
-            return self._apply_transfer(light_sh, dec["transfer"] + head)
+            # the basis of the incident direction is taken as a constant: its derivative with respect to a
+            # Gaussian's position is ~1 / distance to the light (a stage light is metres away), and dropping it
+            # removes most of the backward pass's elementwise work
+            with torch.no_grad():
+                basis = sh_basis(w_l, SH_DEGREE)
+            light_sh = (basis[..., None] * E[..., None, :]).sum(0)                # (B, M, 81, 3)
         albedo = torch.sigmoid(self.albedo_logit)
+        if self.appearance == "linear":
+            return albedo * self._apply_transfer(light_sh, dec["transfer"] + head)
         diffuse = albedo * self._apply_transfer(light_sh, dec["transfer"])
         vis = torch.sigmoid(head[..., 0:1])
         n = frames[..., 2] + (frames @ head[..., 1:4, None]).squeeze(-1)

@@ -133,7 +133,8 @@ def step_losses(models: torch.nn.ModuleDict, data: Data, batch: torch.Tensor, cf
         eps = torch.randn(mu.shape, generator=generator)
         dec = model.decode(mu + eps * (0.5 * logvar).exp())
         parts.append(shade_batch(model, dec, triples, data))
-        extra[name] = (kl_divergence(mu, logvar), (dec["mesh"] - data.tracked[es]).pow(2).sum(-1).mean())
+        tracked = data.tracked[es][:, data.template.vertex_subset]
+        extra[name] = (kl_divergence(mu, logvar), (dec["mesh"] - tracked).pow(2).sum(-1).mean())
     images = splat_all(parts, cams * len(models)).split(len(triples))
     total = torch.zeros(())
     logs: dict[str, float] = {}
