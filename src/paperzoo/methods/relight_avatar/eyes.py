@@ -360,7 +360,7 @@ class EyeModel(nn.Module):
         w_o = F.normalize(cam - means, dim=-1)
         r = reflect(w_o, normals)
         sigma = self.roughness[self.eye_index]                                # (M,)
-        ks = 1.0
+        ks = self.specular[self.eye_index][:, None]
         albedo = torch.sigmoid(self.albedo_logit)
         vis = torch.sigmoid(self.visibility_logit)[:, None]
         if getattr(lighting, "env_sh", None) is not None:
