@@ -115,6 +115,8 @@ def test_ict_eyeballs_are_spheres_with_the_eye_texels(head):
     eye_mats = [template.materials.index(m) for pair in EYE_MATERIALS for m in pair]
     want = torch.nonzero(torch.isin(template.texel_material, torch.tensor(eye_mats))).squeeze(1)
     assert sorted(g.texels.tolist()) == want.tolist() and g.n_gaussians > 50
+    keep = g.non_eye(template.n_gaussians)
+    assert torch.equal(torch.nonzero(~keep).squeeze(1), want)
     # every eye texel lies on (or, for the iris, just inside) its eyeball
     d = g.local.norm(dim=-1)
     assert float((d - g.radius[g.eye]).abs()[~g.is_iris].max()) < 0.15
@@ -207,6 +209,11 @@ def test_explicit_gaze_rotates_the_eye_gaussians_rigidly(head):
                                rtol=0)
     torch.testing.assert_close(out["scales"], rest["scales"])
     assert out["colors"].shape == (1, g.n_gaussians, 3) and out["opacities"].shape == (1, g.n_gaussians)
+    # gaze and tracked meshes together: the gaze turns the eyes, the (moved) head carries their centres
+    shift = torch.tensor([1.0, -0.5, 2.0])
+    pose = model.pose(sub.vertices[None] + shift, gaze)
+    torch.testing.assert_close(pose.rotation[0], R)
+    torch.testing.assert_close(pose.center[0], g.center + shift, atol=1e-5, rtol=0)
     with pytest.raises(ValueError, match="gaze must be"):
         model(cam, light, gaze=torch.zeros(1, 3))
     with pytest.raises(ValueError, match="tracked_vertices or gaze"):

@@ -246,6 +246,16 @@ class EyeGeometry:
     def n_gaussians(self) -> int:
         return int(self.texels.numel())
 
+    def non_eye(self, n_gaussians: int) -> torch.Tensor:
+        """(n_gaussians,) bool: the avatar's Gaussians that are *not* eye texels (the ones :class:`EyeModel`
+        replaces), for an avatar with ``n_gaussians`` Gaussians."""
+        if n_gaussians <= int(self.texels.max()):
+            raise EyeModelError(f"non_eye: the avatar has {n_gaussians} Gaussians, the eye texels go up to "
+                                f"{int(self.texels.max())}")
+        keep = torch.ones(n_gaussians, dtype=torch.bool)
+        keep[self.texels] = False
+        return keep
+
     def track(self, tracked_vertices: torch.Tensor) -> EyePose:
         """Eye poses from tracked head meshes (B, V, 3): Kabsch from the neutral to the tracked sclera of each
         eye; the sphere centre moves with it (``c = mt + R (c0 - ms)``)."""
