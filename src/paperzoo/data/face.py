@@ -75,9 +75,14 @@ def vertex_normals(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
     faces = torch.as_tensor(faces, dtype=torch.long, device=vertices.device)
     v0, v1, v2 = (vertices[..., faces[:, k], :] for k in range(3))
     fn = torch.linalg.cross(v1 - v0, v2 - v0, dim=-1)  # (..., F, 3)
-    out = torch.zeros_like(vertices)
+    # scatter in a vertex-major (V, batch * 3) layout: index_add along dim 0 is several times faster on CPU
+    # than along a middle dimension (the avatar recomputes normals every training step)
+    n_v, n_f = vertices.shape[-2], fn.shape[-2]
+    flat = fn.reshape(-1, n_f, 3).permute(1, 0, 2).reshape(n_f, -1)
+    out = flat.new_zeros(n_v, flat.shape[1])
     for k in range(3):
-        out = out.index_add(-2, faces[:, k], fn)
+        out = out.index_add(0, faces[:, k], flat)
+    out = out.reshape(n_v, -1, 3).permute(1, 0, 2).reshape(vertices.shape)
     return out / out.norm(dim=-1, keepdim=True).clamp_min(1e-20)
 
 

@@ -181,3 +181,28 @@ def _tiny_head():
     from paperzoo.data.face import load_face
 
     return load_face().submesh(["M_ScleraLeft"])
+
+
+def test_explicit_eyes_replace_the_eye_texels_and_follow_the_gaze(head):
+    from paperzoo.methods.relight_avatar.eyes import EyeGeometry
+
+    template = AvatarTemplate.from_mesh(head, 32)
+    eyes = EyeGeometry.from_template(head, template)
+    plain = RelightableAvatar(template, "full", z_dim=4, channels=8)
+    torch.manual_seed(0)
+    with_eyes = RelightableAvatar(template, "full", z_dim=4, channels=8, eyes=eyes)
+    with_eyes.load_state_dict(plain.state_dict(), strict=False)
+    dec = plain.decode(torch.zeros(1, 4))
+    eye_pos, light = torch.tensor([0.0, 0.0, 80.0]), _light([0.2, 0.3, 0.9])
+    a = plain.splat_inputs(dec, eye_pos, light)
+    b = with_eyes.splat_inputs(dec, eye_pos, light, tracked=template.neutral[None])
+    M, M_e = template.n_gaussians, eyes.n_gaussians
+    assert a["means"].shape[1] == M and b["means"].shape[1] == M
+    keep = eyes.non_eye(M)
+    torch.testing.assert_close(b["colors"][:, :M - M_e], a["colors"][:, keep])   # the rest is unchanged
+    left = b["means"][0, M - M_e:]
+    turned = with_eyes.splat_inputs(dec, eye_pos, light, gaze=torch.tensor([[[0.4, 0.0], [0.4, 0.0]]]))
+    moved = (turned["means"][0, M - M_e:] - left).norm(dim=-1)
+    assert moved.min() > 0 and torch.equal(turned["means"][0, :M - M_e], b["means"][0, :M - M_e])
+    with pytest.raises(ValueError, match="tracked mesh or a gaze"):
+        with_eyes.splat_inputs(dec, eye_pos, light)

@@ -42,7 +42,7 @@ SPEC = MethodSpec(
     extras={"avatar": ("torchmetrics", "imageio", "trimesh", "embreex")},
     table_metrics=("test_lights/full/psnr", "test_lights/linear/psnr", "test_lights/sh_spec/psnr",
                    "test_expressions/full/psnr", "test_views/full/psnr", "env_sky/full/psnr"),
-    variant_fields=("models", "uv_resolution", "image_size"),
+    variant_fields=("models", "uv_resolution", "image_size", "eyes"),
     report_section=report_section,
 )
 

@@ -53,6 +53,9 @@ class RelightAvatarConfig:
     """Size of the expression code z."""
     channels: int = 32
     """Width of the UV decoders."""
+    eyes: bool = False
+    """Explicit eye model: rigid eyeball Gaussians (spheres fitted to the ICT eyes) with their own albedo,
+    sphere-normal spherical-Gaussian specular and gaze control replace the UV Gaussians of the eyes."""
     # -- training -------------------------------------------------------------------------------------------
     steps: int = 1200
     """Optimisation steps."""

@@ -384,13 +384,10 @@ class EyeModel(nn.Module):
         else:
             if lighting.positions is None or lighting.radiance is None:
                 raise EyeModelError("EyeModel: lighting needs positions and radiance (point lights) or env_sh")
-            to_l = lighting.positions.to(means)[:, None, None, :] - means[None]       # (L, B, M, 3)
-            dist = to_l.norm(dim=-1, keepdim=True).clamp_min(1e-6)
-            w_l = to_l / dist
-            E = lighting.radiance.to(means)[:, None, None, :] * (lighting.reference_distance / dist) ** 2
-            cos = (w_l * normals[None]).sum(-1, keepdim=True).clamp_min(0)
-            diffuse = albedo / math.pi * (cos * E).sum(0)
-            spec = (sg_lobe(w_l, r[None], sigma)[..., None] * E).sum(0)
+            w_l, E = lighting.point_lights().incident(means)                     # (B, M, L, 3) each
+            cos = (w_l * normals[..., None, :]).sum(-1, keepdim=True).clamp_min(0)
+            diffuse = albedo / math.pi * (cos * E).sum(-2)
+            spec = (sg_lobe(w_l, r[..., None, :], sigma[:, None])[..., None] * E).sum(-2)
         return vis * (diffuse + ks * spec)
 
     def forward(self, camera_center: torch.Tensor, lighting, *, tracked_vertices: torch.Tensor | None = None,

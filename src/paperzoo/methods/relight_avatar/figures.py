@@ -132,12 +132,36 @@ def turntable(model, data: R.Data, path: Path, env_name: str = "sky", frames: in
             az = 2 * math.pi * k / frames
             eye = (target[0] + radius * math.sin(az), target[1] + 0.15 * radius, target[2] + radius * math.cos(az))
             cam = look_at(eye, target, fov_deg=fov, width=cam0.width * 2, height=cam0.height * 2)
-            colors = model.shade(dec, cam.center, light)
-            img = R.render_batch(dec["means"], dec["quats"], dec["scales"], dec["opacities"], colors, [cam]).image[0]
+            g = model.splat_inputs(dec, cam.center, light, tracked=data.tracked[e:e + 1])
+            img = R.render_batch(g["means"], g["quats"], g["scales"], g["opacities"], g["colors"], [cam]).image[0]
             out.append((display(img) * 255).astype(np.uint8))
     with io.atomic_path(path) as tmp:
         iio.imwrite(tmp, np.stack(out), extension=".gif", duration=80, loop=0)
     return path
+
+
+def gaze_grid(model, data: R.Data, path: Path) -> Path | None:
+    """Explicit gaze control (avatars with the eye model): the same expression and light, eyes turned."""
+    if model.eyes is None:
+        return None
+    s = data.capture.split
+    e, l = s["train_expressions"][0], s["train_lights"][0]
+    centre = model.eyes.g.center.mean(0)
+    cam0 = data.capture.cameras[0]
+    eye_pos = (float(centre[0]), float(centre[1]), float(centre[2]) + 25.0)
+    cam = look_at(eye_pos, tuple(float(v) for v in centre), fov_deg=12, width=2 * cam0.width, height=cam0.height)
+    light = data.light(l)
+    angles = [(-0.35, 0.0), (0.0, 0.0), (0.35, 0.0), (0.0, 0.3), (0.0, -0.3)]
+    imgs = []
+    with torch.no_grad():
+        dec = model.decode(model.encode(data.tracked[e:e + 1])[0])
+        for yaw, pitch in angles:
+            gaze = torch.tensor([[[yaw, pitch], [yaw, pitch]]])
+            g = model.splat_inputs(dec, cam.center, light, gaze=gaze)
+            imgs.append(R.render_batch(g["means"], g["quats"], g["scales"], g["opacities"], g["colors"],
+                                       [cam]).image[0])
+    return _grid([imgs], [f"yaw {y:+.2f}, pitch {p:+.2f}" for y, p in angles], ["full + eyes"], path,
+                 "explicit gaze control (the capture never rotates the eyes: gaze is set, not learned)")
 
 
 def write_figures(models, data: R.Data, cfg, out_dir: Path, env_gt: dict[str, torch.Tensor]) -> dict[str, str]:
@@ -149,6 +173,7 @@ def write_figures(models, data: R.Data, cfg, out_dir: Path, env_gt: dict[str, to
             "environment": environment_grid(models, data, env_gt, out_dir / "environment.png")}
     lead = next(iter(models))
     made["turntable"] = turntable(models[lead], data, out_dir / "turntable.gif")
+    made["gaze"] = gaze_grid(models[lead], data, out_dir / "gaze.png")
     return {k: Path(v).name for k, v in made.items() if v is not None}
 
 
@@ -164,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = run_dir.config
     best = run_dir.finished_checkpoint("best")
     data = R.load_data(cfg, run_dir.data_root)
-    models = R.build_models(cfg, data.template)
+    models = R.build_models(cfg, data)
     models.load_state_dict(best["model"])
     views = R.env_views(data)
     env_gt = {n: torch.stack([R.env_ground_truth(data, n, e, c, cfg.envmap_samples) for e, c in views])

@@ -17,8 +17,9 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["UVSampling", "attach", "quat_multiply", "rotmat_to_quat", "sample_uv_texels", "surface_frames",
-           "vertex_normals"]
+from paperzoo.data.face import vertex_normals
+
+__all__ = ["UVSampling", "attach", "quat_multiply", "rotmat_to_quat", "sample_uv_texels", "surface_frames"]
 
 
 @dataclass
@@ -107,23 +108,6 @@ def sample_uv_texels(face_uvs: torch.Tensor, resolution: int, face_mask: torch.T
     bary = bary.clamp_min(0)
     bary = bary / bary.sum(-1, keepdim=True)
     return UVSampling(cand_face, bary.float(), torch.div(texel, R, rounding_mode="floor"), texel % R, R)
-
-
-def vertex_normals(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
-    """Area-weighted unit vertex normals of ``(..., V, 3)`` vertices (differentiable).
-
-    The scatter runs over a vertex-major ``(V, batch * 3)`` layout: ``index_add`` along the first dimension
-    is several times faster on CPU than along a middle one.
-    """
-    v0, v1, v2 = (vertices[..., faces[:, k], :] for k in range(3))
-    fn = torch.linalg.cross(v1 - v0, v2 - v0)                                 # (..., F, 3), length = 2 x area
-    batch = vertices.shape[:-2]
-    flat = fn.reshape(-1, *fn.shape[-2:]).permute(1, 0, 2).reshape(fn.shape[-2], -1)   # (F, B*3)
-    n = flat.new_zeros(vertices.shape[-2], flat.shape[1])
-    for k in range(3):
-        n = n.index_add(0, faces[:, k], flat)
-    n = n.reshape(vertices.shape[-2], -1, 3).permute(1, 0, 2).reshape(*batch, vertices.shape[-2], 3)
-    return n / n.norm(dim=-1, keepdim=True).clamp_min(1e-12)
 
 
 def surface_frames(vertices: torch.Tensor, faces: torch.Tensor, face_uvs: torch.Tensor, sampling: UVSampling,

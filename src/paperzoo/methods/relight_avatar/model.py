@@ -34,8 +34,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from paperzoo.methods.relight_avatar import geometry as geo
-from paperzoo.methods.relight_avatar.lights import reflect, sg_lobe
-from paperzoo.methods.relight_avatar.sh import legendre_p, sg_zonal_coefficients, sh_basis, sh_lambertian_kernel
+from paperzoo.methods.relight_avatar.lights import PointLights, reflect, sg_lobe
+from paperzoo.methods.relight_avatar.sh import (legendre_p, sg_zonal_coefficients, sh_basis, sh_lambertian_kernel,
+                                               sh_sg_integral)
 
 __all__ = ["APPEARANCES", "AvatarTemplate", "ExpressionEncoder", "Lighting", "RelightableAvatar", "UVDecoder",
            "head_atlas_uvs"]
@@ -185,6 +186,9 @@ class Lighting:
     def is_env(self) -> bool:
         return self.env_sh is not None
 
+    def point_lights(self) -> PointLights:
+        return PointLights(self.positions, self.radiance, reference_distance=self.reference_distance)
+
 
 class RelightableAvatar(nn.Module):
     """Conditional VAE + Gaussians on UV texels + learnable radiance transfer (see the module docstring).
@@ -197,7 +201,7 @@ class RelightableAvatar(nn.Module):
     """
 
     def __init__(self, template: AvatarTemplate, appearance: str = "full", *, z_dim: int = 32, channels: int = 32,
-                 feat_dim: int = 8):
+                 feat_dim: int = 8, eyes=None):
         super().__init__()
         if appearance not in APPEARANCES:
             raise ValueError(f"appearance must be one of {APPEARANCES}, got {appearance!r}")
@@ -236,6 +240,14 @@ class RelightableAvatar(nn.Module):
             with torch.no_grad():
                 self.view_head[-1].bias[0] = 2.0         # visibility sigmoid(2) ~ 0.88
         self._init_transfer()
+        # explicit eyes (optional): rigid eyeball Gaussians with their own reflective appearance replace the
+        # UV-decoded Gaussians of the eye texels
+        self.eyes = None
+        if eyes is not None:
+            from paperzoo.methods.relight_avatar.eyes import EyeModel
+
+            self.eyes = EyeModel(eyes)
+            self.register_buffer("non_eye", eyes.non_eye(M), persistent=False)
 
     # -- initialisation ----------------------------------------------------------------------------------
     @torch.no_grad()
@@ -292,16 +304,13 @@ class RelightableAvatar(nn.Module):
         if light.is_env:
             light_sh = light.env_sh.to(means).expand(*means.shape[:-1], N_ALL, 3)
         else:
-            to_l = light.positions.to(means)[:, None, None, :] - means[None]       # (L, B, M, 3)
-            dist = to_l.norm(dim=-1, keepdim=True).clamp_min(1e-6)
-            w_l = to_l / dist
-            E = light.radiance.to(means)[:, None, None, :] * (light.reference_distance / dist) ** 2  # (L, B, M, 3)
+            w_l, E = light.point_lights().incident(means)                          # (B, M, L, 3) each
             # the basis of the incident direction is taken as a constant: its derivative with respect to a
             # Gaussian's position is ~1 / distance to the light (a stage light is metres away), and dropping it
             # removes most of the backward pass's elementwise work
             with torch.no_grad():
                 basis = sh_basis(w_l, SH_DEGREE)
-            light_sh = (basis[..., None] * E[..., None, :]).sum(0)                # (B, M, 81, 3)
+            light_sh = (basis[..., None] * E[..., None, :]).sum(-3)               # (B, M, 81, 3)
         albedo = torch.sigmoid(self.albedo_logit)
         if self.appearance == "linear":
             return albedo * self._apply_transfer(light_sh, dec["transfer"] + head)
@@ -316,14 +325,30 @@ class RelightableAvatar(nn.Module):
             if self.appearance == "full":
                 spec = light.env_specular(r, sigma.expand(r.shape[:-1]))
             else:
-                spec = self._sh_lobe_env(light.env_sh.to(means), r, sigma)
+                # integral L G_3 dw = sum_{l <= 3} k_l(sigma) L_lm Y_lm(r): the band-limited lobe against the map
+                spec = sh_sg_integral(light.env_sh.to(means)[:N_RGB], r, sigma.expand(r.shape[:-1]))
         else:
             if self.appearance == "full":
-                lobe = sg_lobe(w_l, r[None], sigma)                              # (L, B, M)
+                lobe = sg_lobe(w_l, r[..., None, :], sigma[:, None])               # (B, M, L)
             else:
-                lobe = self._sh_lobe(w_l, r[None], sigma)
-            spec = (lobe[..., None] * E).sum(0)
+                lobe = self._sh_lobe(w_l, r[..., None, :], sigma[:, None])
+            spec = (lobe[..., None] * E).sum(-2)
         return diffuse + vis * ks * spec
+
+    def splat_inputs(self, dec: dict[str, torch.Tensor], eye: torch.Tensor, light: Lighting, *,
+                     tracked: torch.Tensor | None = None, gaze: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Everything the splatting renderer needs (B, M', ...) for decoded Gaussians seen from ``eye`` under
+        ``light``: the shaded UV Gaussians, and with explicit eyes, the eye model's Gaussians in place of the
+        eye texels (posed from the ``tracked`` head meshes (B, V, 3), or by an explicit ``gaze`` (B, 2, 2)
+        yaw / pitch per eye, radians)."""
+        out = {k: dec[k] for k in ("means", "quats", "scales", "opacities")}
+        out["colors"] = self.shade(dec, eye, light)
+        if self.eyes is None:
+            return out
+        if tracked is None and gaze is None:
+            raise ValueError("an avatar with explicit eyes needs the tracked mesh or a gaze to place them")
+        ex = self.eyes(eye, light, tracked_vertices=tracked, gaze=gaze)
+        return {k: torch.cat((out[k][:, self.non_eye], ex[k]), dim=1) for k in out}
 
     @staticmethod
     def _sh_lobe(w: torch.Tensor, r: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
@@ -332,11 +357,3 @@ class RelightableAvatar(nn.Module):
         ls = torch.arange(SPEC_SH_DEGREE + 1, dtype=k.dtype)
         P = legendre_p((w * r).sum(-1).clamp(-1, 1), SPEC_SH_DEGREE)           # (..., M, 4)
         return (P * k * (2 * ls + 1) / (4 * math.pi)).sum(-1)
-
-    @staticmethod
-    def _sh_lobe_env(env_sh: torch.Tensor, r: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-        """``integral L G_3 dw = sum_{l<=3} k_l L_lm Y_lm(r)`` for the degree-3 band-limited lobe."""
-        k = sg_zonal_coefficients(sigma, SPEC_SH_DEGREE)                         # (M, 4)
-        band = torch.cat([k[..., l:l + 1].expand(*k.shape[:-1], 2 * l + 1) for l in range(SPEC_SH_DEGREE + 1)], -1)
-        Y = sh_basis(r, SPEC_SH_DEGREE)                                         # (B, M, 16)
-        return torch.einsum("bmk,mk,kc->bmc", Y, band, env_sh[:N_RGB])

@@ -39,6 +39,7 @@ class Data:
     capture: object               # paperzoo.data.olat.OLATCapture
     olat_cfg: object              # its OLATConfig
     mesh: object                  # the full FaceMesh (ground-truth renders)
+    head: object                  # its head submesh (the avatar's materials)
     template: AvatarTemplate
     tracked: torch.Tensor         # (E, V_head, 3) tracked head meshes
     eval_sets: dict[str, torch.Tensor]  # split -> (n, 3) (expression, camera, light) triples
@@ -84,28 +85,32 @@ def load_data(cfg: RelightAvatarConfig, data_root: str | None = None) -> Data:
     for name, t in sets.items():
         if len(t):
             eval_sets[name] = t[torch.randperm(len(t), generator=g)[:cfg.eval_images]]
-    return Data(cap, ocfg, mesh, template, tracked, eval_sets)
+    return Data(cap, ocfg, mesh, head, template, tracked, eval_sets)
 
 
-def build_models(cfg: RelightAvatarConfig, template: AvatarTemplate) -> torch.nn.ModuleDict:
+def build_models(cfg: RelightAvatarConfig, data: Data) -> torch.nn.ModuleDict:
     """One avatar per appearance model, each with its own encoder and decoders, seeded identically."""
+    eyes = None
+    if cfg.eyes:
+        from paperzoo.methods.relight_avatar.eyes import EyeGeometry
+
+        eyes = EyeGeometry.from_template(data.head, data.template)
     models = torch.nn.ModuleDict()
     for name in cfg.models:
         torch.manual_seed(cfg.seed)
-        models[name] = RelightableAvatar(template, name, z_dim=cfg.z_dim, channels=cfg.channels)
+        models[name] = RelightableAvatar(data.template, name, z_dim=cfg.z_dim, channels=cfg.channels, eyes=eyes)
     return models
 
 
 def shade_batch(model: RelightableAvatar, dec: dict, triples: list[tuple[int, int, int]], data: Data,
                 lights: list[Lighting] | None = None) -> dict[str, torch.Tensor]:
     """Colours of decoded sample ``b`` for triple ``b``'s camera and light: the splatting inputs (B, M, ...)."""
-    colors = []
-    for b, (_, c, l) in enumerate(triples):
+    parts = []
+    for b, (e, c, l) in enumerate(triples):
         one = {k: v[b:b + 1] for k, v in dec.items()}
         light = lights[b] if lights is not None else data.light(l)
-        colors.append(model.shade(one, data.capture.cameras[c].center, light)[0])
-    return {"means": dec["means"], "quats": dec["quats"], "scales": dec["scales"], "opacities": dec["opacities"],
-            "colors": torch.stack(colors)}
+        parts.append(model.splat_inputs(one, data.capture.cameras[c].center, light, tracked=data.tracked[e:e + 1]))
+    return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
 
 
 def splat_all(parts: list[dict[str, torch.Tensor]], cameras: list) -> torch.Tensor:
@@ -243,7 +248,7 @@ def run(cfg: RelightAvatarConfig, run_dir: RunDir) -> RunResult:
     data = load_data(cfg, run_dir.data_root)
     log.info("capture: %s images, %d Gaussians per avatar", tuple(data.capture.images.shape),
              data.template.n_gaussians)
-    models = build_models(cfg, data.template)
+    models = build_models(cfg, data)
     generator = torch.Generator().manual_seed(cfg.seed + 1)
     s = data.capture.split
     train_e, train_c, train_l = (torch.as_tensor(s[k]) for k in ("train_expressions", "train_cameras", "train_lights"))
@@ -306,6 +311,6 @@ def evaluate(run_dir: RunDir) -> dict[str, float]:
     cfg: RelightAvatarConfig = run_dir.config
     best = run_dir.finished_checkpoint("best")
     data = load_data(cfg, run_dir.data_root)
-    models = build_models(cfg, data.template)
+    models = build_models(cfg, data)
     models.load_state_dict(best["model"])
     return test_metrics(models, data, cfg)
