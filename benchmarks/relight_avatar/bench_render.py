@@ -1,18 +1,19 @@
 #!/usr/bin/env python
-"""Relightable Gaussian codec avatars: the cost of our CPU Gaussian splatting renderer (issue 25, must-show 4).
+"""Relightable Gaussian codec avatars: the cost of our CPU Gaussian splatting renderer (issue 25, point 4).
 
 Run from the repository root (see README.md)::
 
     .venv/bin/python benchmarks/relight_avatar/bench_render.py                  # 1 and 2 threads, ~10 min
     .venv/bin/python benchmarks/relight_avatar/bench_render.py --compiled       # + torch.compile / numba rows
     .venv/bin/python benchmarks/relight_avatar/bench_render.py --tiny --no-peer # the smoke test's sizes
-    .venv/bin/python benchmarks/relight_avatar/bench_render.py --markdown benchmarks/relight_avatar/results.json
+    .venv/bin/python benchmarks/relight_avatar/bench_render.py --markdown \
+        benchmarks/relight_avatar/results.json
 
 Every measurement runs in ONE fresh child process per (part, size, thread count) (so that its peak memory
-is its own; see ``paperzoo.core.procstats.run_json_child``). In a child, each measured call is run once to
-warm up, once to measure memory (peak resident memory after resetting ``VmHWM``, minus the resident memory just
-before; the child fixes glibc's mmap threshold so that a freed tensor's pages really leave), then
-``--repeats`` times for wall and CPU seconds (medians). Parts:
+is its own; see ``paperzoo.core.procstats.run_json_child``). In a child, each measured call is run once
+to warm up, once to measure memory (peak resident memory after resetting ``VmHWM``, minus the resident
+memory just before; the child fixes glibc's mmap threshold so that a freed tensor's pages really leave),
+then ``--repeats`` times for wall and CPU seconds (medians). Parts:
 
 compare (ours | litesplat, per scene and thread count)
     a small layered scene (:func:`compare_scene`) rendered by ``paperzoo.methods.relight_avatar.splat.render``
@@ -56,7 +57,7 @@ import torch
 from paperzoo.core.procstats import cpu_name, peak_rss_mib, reset_peak_rss, rss_mib, run_json_child, versions
 
 HERE = Path(__file__).resolve().parent
-PEER = "litesplat 0.1.1 (PyPI, Keras 3 torch backend): dense, every Gaussian x every pixel, 1024-pixel batches"
+PEER = "litesplat 0.1.1 (PyPI, Keras 3 torch backend): dense, every Gaussian x every pixel, 1024-pixel batch"
 MIB = 2 ** 20
 PARAM_FIELDS = ("means", "quats", "scales", "opacities", "colors")
 PARTS = ("compare", "fps", "compiled")
@@ -69,7 +70,7 @@ class Sizes:
     compare: tuple[tuple[int, int], ...] = ((256, 64), (512, 128))  # (Gaussians, image side) of part (a)
     avatar_res: tuple[int, ...] = (64, 96, 128)  # UV resolutions R of part (b): round(0.6 R^2) Gaussians
     image: int = 256                              # image side of part (b)
-    floor_tiles: int = 512                        # floor block: tiles x slab x tile pixels (the renderer's chunk)
+    floor_tiles: int = 512                        # floor block: tiles x slab x tile^2 (the renderer's chunk)
     slab: int = 32
     tile: int = 16
 
@@ -77,7 +78,8 @@ class Sizes:
 def sizes_from_json(text: str) -> Sizes:
     """Inverse of ``json.dumps(asdict(sizes))``."""
     d = json.loads(text)
-    return Sizes(**{**d, "compare": tuple(tuple(c) for c in d["compare"]), "avatar_res": tuple(d["avatar_res"])})
+    d["compare"] = tuple(tuple(c) for c in d["compare"])
+    return Sizes(**{**d, "avatar_res": tuple(d["avatar_res"])})
 
 
 FULL = Sizes()
@@ -121,9 +123,9 @@ class Scene:
 def compare_scene(n: int, size: int, seed: int = 0, rotated: bool = False) -> Scene:
     """A small random scene on which litesplat's conventions coincide with the standard 3DGS model.
 
-    The camera sits at the origin looking down +z with ``R = I`` (``look_at`` with up = -y) and 30 deg field of
-    view. The Gaussians lie on ``layers`` fronto-parallel planes (z = 2, 2.5, 3, ...), inside 90 % of the view,
-    flat (``s_z = 1e-3 s_x``), axis aligned (identity rotation) unless ``rotated``, with random in-plane
+    The camera sits at the origin looking down +z with ``R = I`` (``look_at`` with up = -y) and 30 deg field
+    of view. The Gaussians lie on ``layers`` fronto-parallel planes (z = 2, 2.5, 3, ...), inside 90 % of the
+    view, flat (``s_z = 1e-3 s_x``), axis aligned (identity rotation) unless ``rotated``, with random in-plane
     standard deviations of 0.8-3 px (at 64 px; proportionally more at larger sizes), opacities U(0.3, 0.95)
     and colours U(0, 1). Within a plane they are listed by increasing distance from the optical axis, so
     that a stable sort by depth (ours) and a sort by distance from the camera (litesplat's) give the same
@@ -134,7 +136,8 @@ def compare_scene(n: int, size: int, seed: int = 0, rotated: bool = False) -> Sc
     """
     from paperzoo.core.cameras import look_at
 
-    cam = look_at((0.0, 0.0, 0.0), (0.0, 0.0, 1.0), up=(0.0, -1.0, 0.0), fov_deg=30.0, width=size, height=size)
+    cam = look_at((0.0, 0.0, 0.0), (0.0, 0.0, 1.0), up=(0.0, -1.0, 0.0), fov_deg=30.0, width=size,
+                  height=size)
     if not (torch.allclose(cam.R, torch.eye(3)) and float(cam.t.abs().max()) == 0.0):
         raise RuntimeError("compare_scene: look_at did not give R = I, t = 0")  # the conventions rely on it
     g = torch.Generator().manual_seed(seed)
@@ -206,7 +209,7 @@ def face_scene(n: int, size: int, seed: int = 0, data_root: str | None = None) -
     area2 = cross.norm(dim=1)
     g = torch.Generator().manual_seed(seed)
     fid = torch.multinomial(area2, n, replacement=True, generator=g)
-    r1, r2 = torch.rand(n, 1, generator=g, dtype=torch.float64), torch.rand(n, 1, generator=g, dtype=torch.float64)
+    r1, r2 = (torch.rand(n, 1, generator=g, dtype=torch.float64) for _ in range(2))
     s = r1.sqrt()                                                               # uniform in the triangle
     t = tri[fid]
     pts = (1 - s) * t[:, 0] + s * (1 - r2) * t[:, 1] + s * r2 * t[:, 2]
@@ -241,13 +244,14 @@ def avatar_scene(n: int, size: int, seed: int = 0, kind: str = "face") -> Scene:
 # --------------------------------------------------------------------------------------------
 def floor_composite(px: torch.Tensor, py: torch.Tensor, mx: torch.Tensor, my: torch.Tensor, a: torch.Tensor,
                     b: torch.Tensor, c: torch.Tensor, o: torch.Tensor, col: torch.Tensor) -> torch.Tensor:
-    """Front-to-back compositing of ``A`` tiles x ``K`` Gaussians x ``P`` pixels, with nothing but the per-pair
-    arithmetic: pixel coordinates ``px, py`` (A, 1, P), Gaussian centres ``mx, my``, conic ``a, b, c`` and
-    opacity ``o`` (A, K, 1), colours ``col`` (A, K, C), all contiguous and already gathered. Per pair:
-    ``power = -0.5 (a dx^2 + c dy^2) - b dx dy``, ``alpha = min(0.99, o exp(power))``, the transmittance
-    ``T`` (exclusive cumulative product of ``1 - alpha`` along K) and the weight ``alpha T``; then the colour
-    ``sum_k w c`` (A, P, C). No gathers, masks, 1/255 cut, early termination, binning or projection: every
-    renderer that evaluates these pairs does at least this, so its time is a floor for eager PyTorch."""
+    """Front-to-back compositing of ``A`` tiles x ``K`` Gaussians x ``P`` pixels, with nothing but the
+    per-pair arithmetic: pixel coordinates ``px, py`` (A, 1, P), Gaussian centres ``mx, my``, conic
+    ``a, b, c`` and opacity ``o`` (A, K, 1), colours ``col`` (A, K, C), all contiguous and already gathered.
+    Per pair: ``power = -0.5 (a dx^2 + c dy^2) - b dx dy``, ``alpha = min(0.99, o exp(power))``, the
+    transmittance ``T`` (exclusive cumulative product of ``1 - alpha`` along K) and the weight ``alpha T``;
+    then the colour ``sum_k w c`` (A, P, C). No gathers, masks, 1/255 cut, early termination, binning or
+    projection: every renderer that evaluates these pairs does at least this, so its time is a floor for
+    eager PyTorch."""
     dx = px - mx
     dy = py - my
     power = -0.5 * (a * dx * dx + c * dy * dy) - b * dx * dy
@@ -258,8 +262,8 @@ def floor_composite(px: torch.Tensor, py: torch.Tensor, mx: torch.Tensor, my: to
 
 
 def floor_inputs(tiles: int, slab: int, tile: int, channels: int = 3, seed: int = 0) -> list[torch.Tensor]:
-    """Random inputs of :func:`floor_composite`: ``tiles`` tiles of ``tile^2`` pixels, ``slab`` Gaussians each,
-    centres inside the tile and standard deviations of 1.5-4 px (so ``exp`` sees realistic arguments)."""
+    """Random inputs of :func:`floor_composite`: ``tiles`` tiles of ``tile^2`` pixels, ``slab`` Gaussians
+    each, centres inside the tile and standard deviations of 1.5-4 px (``exp`` sees realistic arguments)."""
     g = torch.Generator().manual_seed(seed)
     P = tile * tile
     lin = torch.arange(P)
@@ -299,7 +303,8 @@ def floor_rate(sizes: Sizes, repeats: int, backward: bool, fn=floor_composite) -
         walls.append(time.perf_counter() - t0)
         cpus.append(time.process_time() - c0)
     w, c = statistics.median(walls), statistics.median(cpus)
-    return {"pairs": pairs, "median_s": w, "median_cpu_s": c, "pairs_per_s": pairs / w, "pairs_per_cpu_s": pairs / c}
+    return {"pairs": pairs, "median_s": w, "median_cpu_s": c, "pairs_per_s": pairs / w,
+            "pairs_per_cpu_s": pairs / c}
 
 
 # --------------------------------------------------------------------------------------------
@@ -327,7 +332,8 @@ class Litesplat:
         from litesplat.core import CameraLayer, GaussianParameterLayer
 
         if keras.backend.backend() != "torch":
-            raise RuntimeError(f"litesplat: Keras uses the {keras.backend.backend()} backend; set KERAS_BACKEND=torch")
+            raise RuntimeError(f"litesplat: Keras uses the {keras.backend.backend()} backend; "
+                               "set KERAS_BACKEND=torch")
         cam = scene.camera
         self.height, self.width, self.batch_size = cam.height, cam.width, batch_size
         gauss = [{"position": m, "color": c, "rotation": q, "scale": s, "opacity": o} for m, c, q, s, o in
@@ -369,7 +375,8 @@ def dense_uncut(scene: Scene, dilation: float = 0.0, order: str = "depth") -> to
     m, con, o, col = proj.means2d[idx], proj.conics[idx], scene.opacities[idx], scene.colors[idx]
     pix = pixel_centers(cam.width, cam.height).reshape(-1, 1, 2)
     d = pix - m[None]
-    power = -0.5 * (con[:, 0] * d[..., 0] ** 2 + con[:, 2] * d[..., 1] ** 2) - con[:, 1] * d[..., 0] * d[..., 1]
+    dx, dy = d[..., 0], d[..., 1]
+    power = -0.5 * (con[:, 0] * dx * dx + con[:, 2] * dy * dy) - con[:, 1] * dx * dy
     alpha = (o * torch.exp(power)).clamp(0.0, 1.0)
     t_inc = torch.cumprod(1.0 - alpha, dim=1)
     t_exc = torch.cat((torch.ones_like(t_inc[:, :1]), t_inc[:, :-1]), dim=1)
@@ -469,14 +476,16 @@ def numba_composite(scene: Scene, tile: int = 16) -> tuple[torch.Tensor, int]:
         proj = splat.project_gaussians(scene.means, scene.quats, scene.scales, scene.opacities, cam)
         gauss, per_tile, n_tx, _ = splat._bin_tiles(proj, cam.width, cam.height, tile)
         m, con = proj.means2d[gauss], proj.conics[gauss]
-        cols = [m[:, 0], m[:, 1], con[:, 0], con[:, 1], con[:, 2], scene.opacities[gauss], scene.colors[gauss]]
+        cols = [m[:, 0], m[:, 1], con[:, 0], con[:, 1], con[:, 2], scene.opacities[gauss],
+                scene.colors[gauss]]
         cols = [c.float().contiguous().numpy() for c in cols]
     starts = (torch.cumsum(per_tile, 0) - per_tile).numpy()
     out = np.zeros((cam.height, cam.width, scene.colors.shape[1]), dtype=np.float32)
     t_out = np.ones((cam.height, cam.width), dtype=np.float32)
     pairs = np.zeros(per_tile.numel(), dtype=np.int64)
-    _numba_kernel()(starts, per_tile.numpy(), *cols, n_tx, tile, cam.width, cam.height, np.float32(splat.ALPHA_MIN),
-                    np.float32(splat.ALPHA_MAX), np.float32(splat.T_MIN), out, t_out, pairs)
+    _numba_kernel()(starts, per_tile.numpy(), *cols, n_tx, tile, cam.width, cam.height,
+                    np.float32(splat.ALPHA_MIN), np.float32(splat.ALPHA_MAX), np.float32(splat.T_MIN),
+                    out, t_out, pairs)
     return torch.from_numpy(out), int(pairs.sum())
 
 
@@ -510,8 +519,9 @@ def measure(step, repeats: int) -> dict:
         res = step()
         walls.append(time.perf_counter() - t0)
         cpus.append(time.process_time() - c0)
-    return {"peak_delta_mib": peak - rss0, "hwm_reset": ok, "first": first, "median_s": statistics.median(walls),
-            "median_cpu_s": statistics.median(cpus), "wall_s": walls, "cpu_s": cpus, "result": res}
+    return {"peak_delta_mib": peak - rss0, "hwm_reset": ok, "first": first,
+            "median_s": statistics.median(walls), "median_cpu_s": statistics.median(cpus), "wall_s": walls,
+            "cpu_s": cpus, "result": res}
 
 
 def _steps(render_fn, params: list[torch.Tensor], shape: tuple[int, int, int], seed: int = 3):
@@ -574,7 +584,8 @@ def load_avatar_hook():
     try:
         from paperzoo.methods.relight_avatar import model
     except ImportError as exc:
-        raise RuntimeError(f"--avatar: paperzoo.methods.relight_avatar.model cannot be imported ({exc})") from exc
+        raise RuntimeError(f"--avatar: paperzoo.methods.relight_avatar.model cannot be imported ({exc})"
+                           ) from exc
     hook = getattr(model, "bench_frame", None)
     if hook is None:
         raise RuntimeError("--avatar: paperzoo.methods.relight_avatar.model has no bench_frame(resolution, "
@@ -607,8 +618,8 @@ def child_fps(args) -> dict:
     b = measure(fwdbwd, args.repeats)
     floor["forward"].append(floor_rate(sizes, args.repeats, False))
     floor["forward_backward"].append(floor_rate(sizes, args.repeats, True))
-    return {"n": n, "source": source, "scene_info": info, "param_bytes": param_bytes, "pairs": f.pop("result"),
-            "forward": f, "forward_backward": b, "floor": floor}
+    return {"n": n, "source": source, "scene_info": info, "param_bytes": param_bytes,
+            "pairs": f.pop("result"), "forward": f, "forward_backward": b, "floor": floor}
 
 
 def child_compiled(args) -> dict:
@@ -638,7 +649,8 @@ def child_compiled(args) -> dict:
         nb.pop("result")
         with torch.no_grad():
             ours_img = render(*scene.params(), scene.camera, tile_size=sizes.tile, slab=sizes.slab).image
-        out["numba"] = {**nb, "pairs": nb_pairs, "vs_ours": _diff(image, ours_img), "version": numba.__version__}
+        out["numba"] = {**nb, "pairs": nb_pairs, "vs_ours": _diff(image, ours_img),
+                        "version": numba.__version__}
     except ImportError:
         out["numba"] = {"error": "numba is not installed (pip install numba)"}
 
@@ -693,10 +705,12 @@ def summary(data: dict) -> list[str]:
             continue
         ours = _ours_row(data, r)
         if ours:
+            f, b, of, ob = r["forward"], r["forward_backward"], ours["forward"], ours["forward_backward"]
             lines.append(f"(a) N={r['n']} {r['size']}px {r['threads']} thr: litesplat / ours = "
-                         f"{r['forward']['median_s'] / ours['forward']['median_s']:.1f}x forward, "
-                         f"{r['forward_backward']['median_s'] / ours['forward_backward']['median_s']:.1f}x "
-                         f"forward+backward (wall); images: max |ours - litesplat| = "
+                         f"{f['median_s'] / of['median_s']:.1f}x forward, "
+                         f"{b['median_s'] / ob['median_s']:.1f}x "
+                         f"forward+backward (wall; CPU: {f['median_cpu_s'] / of['median_cpu_s']:.1f}x, "
+                         f"{b['median_cpu_s'] / ob['median_cpu_s']:.1f}x); images: max |ours - litesplat| = "
                          f"{r['agreement']['ours_vs_litesplat']['max_abs']:.2g}, conversion residual "
                          f"{r['agreement']['convention']['max_abs']:.2g}")
     for r in data["fps"]:
@@ -705,11 +719,12 @@ def summary(data: dict) -> list[str]:
         ff, fb = floor_best(r, "forward"), floor_best(r, "forward_backward")
         f_rate = r["pairs"] / r["forward"]["median_s"]
         b_rate = r["pairs"] / r["forward_backward"]["median_s"]
-        lines.append(f"(b) R={r['res']} N={r['n']} {r['threads']} thr: {1 / r['forward']['median_s']:.2f} fps "
-                     f"forward, {1 / r['forward_backward']['median_s']:.2f} fps forward+backward")
+        lines.append(f"(b) R={r['res']} N={r['n']} {r['threads']} thr: {1 / r['forward']['median_s']:.2f} "
+                     f"fps forward, {1 / r['forward_backward']['median_s']:.2f} fps forward+backward")
         lines.append(f"(c) R={r['res']} {r['threads']} thr: {f_rate / 1e6:.1f} M pairs/s forward: ours is "
                      f"{f_rate / ff['pairs_per_s']:.2f} of the floor ({ff['pairs_per_s'] / 1e6:.1f} M/s); "
-                     f"forward+backward {b_rate / 1e6:.1f} M/s = {b_rate / fb['pairs_per_s']:.2f} of its floor "
+                     f"forward+backward {b_rate / 1e6:.1f} M/s = {b_rate / fb['pairs_per_s']:.2f} of its "
+                     "floor "
                      f"({fb['pairs_per_s'] / 1e6:.1f} M/s)")
         lines.append(f"(d) R={r['res']} {r['threads']} thr: {r['param_bytes'] / r['n']:.0f} B parameters + "
                      f"{r['forward']['peak_delta_mib'] * MIB / r['n']:.0f} B forward / "
@@ -738,24 +753,25 @@ def _other(r: dict) -> str:
 
 def _ours_row(data: dict, r: dict) -> dict | None:
     """The ``ours`` compare row of the same scene and thread count as ``r`` (None if it failed)."""
-    return next((o for o in data["compare"] if o["variant"] == "ours" and o["n"] == r["n"] and o["size"] == r["size"]
-                 and o["threads"] == r["threads"] and "error" not in o), None)
+    return next((o for o in data["compare"] if o["variant"] == "ours" and o["n"] == r["n"]
+                 and o["size"] == r["size"] and o["threads"] == r["threads"] and "error" not in o), None)
 
 
 def markdown(data: dict) -> str:
     """The results tables (results.md) of a results dict."""
     env, ver = data["env"], data["env"]["versions"]
-    out = [(f"Measured {env['date']} on {env['cpu']} ({env['cores']} cores, shared with other work, so noisy: "
-           f"medians of {data['settings']['repeats']} repeats; `other CPU` = share of the machine's CPU time that "
-           f"other processes used while the child ran). torch {ver.get('torch')}, litesplat {ver.get('litesplat')}, "
-           f"keras {ver.get('keras')}, numba {ver.get('numba')}."), ""]
+    out = [(f"Measured {env['date']} on {env['cpu']} ({env['cores']} cores, shared with other work, so "
+            f"noisy: medians of {data['settings']['repeats']} repeats; `other CPU` = share of the machine's "
+            f"CPU time that other processes used while the child ran). torch {ver.get('torch')}, litesplat "
+            f"{ver.get('litesplat')}, keras {ver.get('keras')}, numba {ver.get('numba')}."), ""]
     runs = data.get("runs", {})
     if runs:
         out += ["Runs: " + "; ".join(f"{part} {r['date']} (threads {r['settings']['threads']}, repeats "
                                      f"{r['settings']['repeats']})" for part, r in runs.items()) + ".", ""]
     out += ["### (a) Same scene: ours vs litesplat", ""]
     out += _header("N", "px", "threads", "renderer", "forward wall", "CPU", "fwd+bwd wall", "CPU",
-                   "litesplat / ours (fwd; fwd+bwd)", "peak MiB (fwd; fwd+bwd)", "pairs", "other CPU")
+                   "litesplat / ours wall (fwd; fwd+bwd)", "CPU (fwd; fwd+bwd)", "peak MiB (fwd; fwd+bwd)",
+                   "pairs", "other CPU")
     for r in data["compare"]:
         head = f"| {r['n']} | {r['size']} | {r['threads']} | {r['variant']} |"
         if "error" in r:
@@ -764,15 +780,18 @@ def markdown(data: dict) -> str:
         ours = _ours_row(data, r)
         f, b = r["forward"], r["forward_backward"]
         ratio = (f"{f['median_s'] / ours['forward']['median_s']:.1f}x; "
-                 f"{b['median_s'] / ours['forward_backward']['median_s']:.1f}x") if ours else "-"
+                 f"{b['median_s'] / ours['forward_backward']['median_s']:.1f}x | "
+                 f"{f['median_cpu_s'] / ours['forward']['median_cpu_s']:.1f}x; "
+                 f"{b['median_cpu_s'] / ours['forward_backward']['median_cpu_s']:.1f}x") if ours else "- | -"
         out.append(f"{head} {_ms(f['median_s'])} | {_ms(f['median_cpu_s'])} | {_ms(b['median_s'])} | "
-                   f"{_ms(b['median_cpu_s'])} | {ratio} | {_mib(f['peak_delta_mib'])}; {_mib(b['peak_delta_mib'])} | "
+                   f"{_ms(b['median_cpu_s'])} | {ratio} | {_mib(f['peak_delta_mib'])}; "
+                   f"{_mib(b['peak_delta_mib'])} | "
                    f"{r['pairs']:,} | {_other(r)} |")
     agree = [r for r in data["compare"] if r["variant"] == "litesplat" and "error" not in r]
     seen = set()
     if agree:
-        out += ["", ("Image agreement (max |difference| over pixels and channels, colours in [0, 1]; PSNR); each "
-                "column after the second is one step of the chain ours -> litesplat (see README):"), ""]
+        out += ["", ("Image agreement (max |difference| over pixels and channels, colours in [0, 1]; PSNR); "
+                     "each column after the second is one step of the chain ours -> litesplat (README):"), ""]
         out += _header("N", "px", "ours vs litesplat", "ours vs brute-force reference", "0.3 px2 dilation",
                        "0.99 cap + 1/255 cut + T<1e-4 stop", "depth vs distance sort", "conversion residual",
                        "litesplat on rotated Gaussians")
@@ -781,13 +800,14 @@ def markdown(data: dict) -> str:
                 continue
             seen.add((r["n"], r["size"]))
             a = r["agreement"]
-            out.append(f"| {r['n']} | {r['size']} | {_cell(a['ours_vs_litesplat'])} | {_cell(a['ours_vs_reference'])} "
-                       f"| {_cell(a['dilation'])} | {_cell(a['cuts'])} | {_cell(a['sort'])} | {_cell(a['convention'])} "
-                       f"| {_cell(r['rotated']['convention'])} |")
-    out += ["", (f"### (b)-(d) Avatar-sized scenes at {data['settings']['sizes']['image']} px: frames per second, "
-            "pairs per second vs the floor, memory per Gaussian"), ""]
-    out += _header("R", "N", "scene", "threads", "fwd fps", "fwd+bwd fps", "fwd wall; CPU", "fwd+bwd wall; CPU",
-                   "pairs / frame", "M pairs/s fwd (floor; share)", "M pairs/s fwd+bwd (floor; share)",
+            cells = [a["ours_vs_litesplat"], a["ours_vs_reference"], a["dilation"], a["cuts"], a["sort"],
+                     a["convention"], r["rotated"]["convention"]]
+            out.append(f"| {r['n']} | {r['size']} | " + " | ".join(_cell(c) for c in cells) + " |")
+    out += ["", (f"### (b)-(d) Avatar-sized scenes at {data['settings']['sizes']['image']} px: frames per "
+                 "second, pairs per second vs the floor, memory per Gaussian"), ""]
+    out += _header("R", "N", "scene", "threads", "fwd fps", "fwd+bwd fps", "fwd wall; CPU",
+                   "fwd+bwd wall; CPU", "pairs / frame", "M pairs/s fwd (floor; share)",
+                   "M pairs/s fwd+bwd (floor; share)",
                    "B/Gaussian params", "B/Gaussian peak fwd; fwd+bwd", "other CPU")
     for r in data["fps"]:
         if "error" in r:
@@ -804,16 +824,18 @@ def markdown(data: dict) -> str:
                    f"{r['param_bytes'] / r['n']:.0f} | {f['peak_delta_mib'] * MIB / r['n']:.0f}; "
                    f"{b['peak_delta_mib'] * MIB / r['n']:.0f} | {_other(r)} |")
     if data.get("compiled"):
-        out += ["", "### Compiled hot loop: the floor block under torch.compile; a numba forward compositor", ""]
+        out += ["", "### Compiled hot loop: the floor block under torch.compile; a numba forward compositor",
+                ""]
         out += _header("threads", "floor fwd M pairs/s eager / compiled", "floor fwd+bwd eager / compiled",
-                       "compile s (fwd; fwd+bwd)", "ours fwd", "numba fwd (first call s)", "ours / numba time",
-                       "numba vs ours max abs", "pairs ours; numba", "other CPU")
+                       "compile s (fwd; fwd+bwd)", "ours fwd", "numba fwd (first call s)",
+                       "ours / numba time", "numba vs ours max abs", "pairs ours; numba", "other CPU")
         for r in data["compiled"]:
             if "error" in r:
                 out.append(f"| {r['threads']} | error: {r['error']} |")
                 continue
             nb, ours = r["numba"], r["ours_forward"]
-            nb_cells = (f"{_ms(nb['median_s'])} ({r['numba_jit_s']:.1f}) | {ours['median_s'] / nb['median_s']:.1f}x | "
+            nb_cells = (f"{_ms(nb['median_s'])} ({r['numba_jit_s']:.1f}) | "
+                        f"{ours['median_s'] / nb['median_s']:.1f}x | "
                         f"{nb['vs_ours']['max_abs']:.1g} | {ours['pairs']:,}; {nb['pairs']:,}"
                         if "error" not in nb else f"{nb['error']} | | | {ours['pairs']:,}")
             out.append(f"| {r['threads']} | {_rate(r['eager_forward'])} / {_rate(r['compiled_forward'])} | "
@@ -848,12 +870,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=5, help="timed calls after the memory call")
     p.add_argument("--no-peer", action="store_true", help="skip litesplat")
     p.add_argument("--parts", default="compare,fps",
-                   help="which parts to run (compare, fps, compiled); the others are kept from --out's results.json")
-    p.add_argument("--compiled", action="store_true", help="add the compiled part (torch.compile, numba: ~2 min)")
+                   help="parts to run (compare, fps, compiled); others are kept from --out's results.json")
+    p.add_argument("--compiled", action="store_true", help="add the compiled part (torch.compile, numba)")
     p.add_argument("--avatar", action="store_true",
-                   help="part (b): time the avatar model's frame (relight + render) through its bench_frame hook")
-    p.add_argument("--scene", choices=["face", "sphere"], default="face", help="part (b) surface (face: ICT head)")
-    p.add_argument("--max-wait", type=float, default=10.0, help="seconds to wait for a quiet machine per child")
+                   help="part (b): time the avatar model's frame (relight + render) through bench_frame")
+    p.add_argument("--scene", choices=["face", "sphere"], default="face", help="part (b) surface")
+    p.add_argument("--max-wait", type=float, default=10.0, help="seconds to wait for a quiet machine")
     p.add_argument("--child-timeout", type=float, default=600.0, help="seconds before a child is killed")
     p.add_argument("--out", default=str(HERE), help="folder of results.json and results.md")
     p.add_argument("--markdown", metavar="JSON", help="print the tables of a results file and exit")
@@ -874,8 +896,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     try:
         base = TINY if args.tiny else FULL
-        sizes = Sizes(compare=parse_pairs(args.compare) if args.compare else base.compare,
-                      avatar_res=tuple(int(r) for r in args.res.split(",") if r) if args.res else base.avatar_res,
+        res = tuple(int(r) for r in args.res.split(",") if r) if args.res else base.avatar_res
+        sizes = Sizes(compare=parse_pairs(args.compare) if args.compare else base.compare, avatar_res=res,
                       image=base.image, floor_tiles=base.floor_tiles, slab=base.slab, tile=base.tile)
         threads = [int(t) for t in args.threads.split(",") if t]
         parts = [q for q in args.parts.split(",") if q] + (["compiled"] if args.compiled else [])
@@ -895,7 +917,8 @@ def main(argv: list[str] | None = None) -> int:
     t_start = time.perf_counter()
     variants = ["ours"] + ([] if args.no_peer else ["litesplat"])
     if "litesplat" in variants and env["versions"]["litesplat"] is None:
-        print("note: litesplat is not installed (pip install -e '.[bench-avatar]'): the peer is skipped", flush=True)
+        print("note: litesplat is not installed (pip install -e '.[bench-avatar]'): the peer is skipped",
+              flush=True)
         variants.remove("litesplat")
     new: dict[str, list] = {part: [] for part in parts}
     if "compare" in parts:
@@ -905,7 +928,8 @@ def main(argv: list[str] | None = None) -> int:
                     row = {"variant": variant, "n": n, "size": size, "threads": thr,
                            **run_child("compare", thr, args, variant=variant, n=n, size=size)}
                     msg = row["error"] if "error" in row else (
-                        f"forward {_ms(row['forward']['median_s'])} (CPU {_ms(row['forward']['median_cpu_s'])}), "
+                        f"forward {_ms(row['forward']['median_s'])} (CPU "
+                        f"{_ms(row['forward']['median_cpu_s'])}), "
                         f"forward+backward {_ms(row['forward_backward']['median_s'])}")
                     print(f"  compare {variant} N={n} {size}px {thr} thr: {msg}", flush=True)
                     new["compare"].append(row)
@@ -920,7 +944,8 @@ def main(argv: list[str] | None = None) -> int:
                 new["fps"].append(row)
     if "compiled" in parts:
         for thr in threads:
-            row = {"threads": thr, **run_child("compiled", thr, args, res=max(sizes.avatar_res), sizes=sizes_json)}
+            res = max(sizes.avatar_res)
+            row = {"threads": thr, **run_child("compiled", thr, args, res=res, sizes=sizes_json)}
             print(f"  compiled {thr} thr: {row.get('error', 'done')}", flush=True)
             new["compiled"].append(row)
     out = Path(args.out)
@@ -946,7 +971,8 @@ def merge_results(path: Path, new: dict[str, list], env: dict, settings: dict, p
         try:
             old = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError) as exc:
-            raise SystemExit(f"bench_render: error: {path}: cannot read the earlier results ({exc})") from None
+            raise SystemExit(f"bench_render: error: {path}: cannot read the earlier results ({exc})"
+                             ) from None
     data = {"env": env, "settings": settings, "runs": dict(old.get("runs", {}))}
     for part in PARTS:
         if part in new:
