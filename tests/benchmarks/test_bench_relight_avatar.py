@@ -42,7 +42,8 @@ def test_tiny_run_writes_every_part_and_the_floor_verdict(tmp_path, capsys):
     assert fps["pairs"] > 0 and fps["forward_backward"]["peak_delta_mib"] >= 0
     for key in ("forward", "forward_backward"):
         assert len(fps["floor"][key]) == 2
-        assert all(f["pairs"] == 4 * 32 * 256 and f["pairs_per_s"] > 0 for f in fps["floor"][key])
+        pairs = bench.TINY.floor_tiles * bench.TINY.slab * bench.TINY.tile ** 2
+        assert all(f["pairs"] == pairs and f["pairs_per_s"] > 0 for f in fps["floor"][key])
     md = (tmp_path / "results.md").read_text()
     assert md.strip() == bench.markdown(data) and "| 12 | 86 | sphere | 1 |" in md
     # a later run of one part keeps the other part's rows
