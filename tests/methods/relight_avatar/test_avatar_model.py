@@ -6,8 +6,13 @@ import torch
 
 from paperzoo.methods.relight_avatar import geometry as geo
 from paperzoo.methods.relight_avatar.lights import EnvironmentMap, reflect, sg_lobe
-from paperzoo.methods.relight_avatar.model import (HEAD_MATERIALS, AvatarTemplate, Lighting, RelightableAvatar,
-                                                   head_atlas_uvs)
+from paperzoo.methods.relight_avatar.model import (
+    HEAD_MATERIALS,
+    AvatarTemplate,
+    Lighting,
+    RelightableAvatar,
+    head_atlas_uvs,
+)
 from paperzoo.methods.relight_avatar.sh import sg_zonal_coefficients, sh_basis
 from paperzoo.methods.relight_avatar.splat import quat_to_rotmat
 
@@ -61,8 +66,8 @@ def test_rotation_helpers_compose():
 
 def test_new_expression_moves_the_gaussians_with_the_mesh(head, template):
     jaw = head.posed(torch.eye(len(head.expression_names))[head.expression_index("jawOpen")])
-    p0, f0 = template.place(template.neutral)
-    p1, f1 = template.place(jaw.float())
+    p0, _ = template.place(template.neutral)
+    p1, _ = template.place(jaw.float())
     # each Gaussian moves by the barycentric blend of its triangle's vertex displacements
     tri = template.faces[template.sampling.face]
     disp = (jaw.float() - template.neutral)[template.vertex_subset][tri]

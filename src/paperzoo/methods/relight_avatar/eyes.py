@@ -410,32 +410,16 @@ def rasterize_ids(camera, vertices: torch.Tensor, faces: torch.Tensor) -> torch.
     front = (tri_z > 1e-6).all(-1)
     fids = torch.nonzero(front).squeeze(1)
     p, zc = tri_uv[fids], tri_z[fids]
-    lo = (p.amin(1) - 0.5).ceil().clamp(0).long()
-    hi = torch.minimum((p.amax(1) - 0.5).floor().long(), torch.tensor([W - 1, H - 1]))
-    nx, ny = (hi[:, 0] - lo[:, 0] + 1).clamp_min(0), (hi[:, 1] - lo[:, 1] + 1).clamp_min(0)
-    counts = nx * ny
-    owner = torch.repeat_interleave(torch.arange(len(fids)), counts)
-    k = torch.arange(int(counts.sum())) - torch.repeat_interleave(torch.cumsum(counts, 0) - counts, counts)
-    cx = lo[owner, 0] + k % nx[owner]
-    cy = lo[owner, 1] + torch.div(k, nx[owner], rounding_mode="floor")
-    q = torch.stack((cx + 0.5, cy + 0.5), -1).double()
-    a, b, c = p[owner, 0], p[owner, 1], p[owner, 2]
-    v0, v1, v2 = b - a, c - a, q - a
-    den = v0[:, 0] * v1[:, 1] - v1[:, 0] * v0[:, 1]
-    ok = den.abs() > 1e-14
-    den = torch.where(ok, den, torch.ones_like(den))
-    l1 = (v2[:, 0] * v1[:, 1] - v1[:, 0] * v2[:, 1]) / den
-    l2 = (v0[:, 0] * v2[:, 1] - v2[:, 0] * v0[:, 1]) / den
-    l0 = 1 - l1 - l2
-    inside = ok & (l0 >= 0) & (l1 >= 0) & (l2 >= 0)
+    owner, cx, cy, bary = geo.triangle_pixel_pairs(p, W, H)
+    l0, l1, l2 = bary.unbind(-1)
     # perspective-correct depth: 1/z interpolates linearly in screen space
     inv_z = l0 / zc[owner, 0] + l1 / zc[owner, 1] + l2 / zc[owner, 2]
-    pix = (cy * W + cx)[inside]
-    depth = 1.0 / inv_z[inside]
+    pix = cy * W + cx
+    depth = 1.0 / inv_z
     best = torch.full((H * W,), math.inf, dtype=torch.float64).scatter_reduce(0, pix, depth, "amin")
     win = depth <= best[pix]
     out = torch.full((H * W,), -1, dtype=torch.long)
-    out[pix[win]] = fids[owner[inside][win]]
+    out[pix[win]] = fids[owner[win]]
     return out.reshape(H, W)
 
 

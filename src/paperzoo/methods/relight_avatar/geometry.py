@@ -19,7 +19,8 @@ import torch
 
 from paperzoo.data.face import vertex_normals
 
-__all__ = ["UVSampling", "attach", "quat_multiply", "rotmat_to_quat", "sample_uv_texels", "surface_frames"]
+__all__ = ["UVSampling", "attach", "quat_multiply", "rotmat_to_quat", "sample_uv_texels", "surface_frames",
+           "triangle_pixel_pairs"]
 
 
 @dataclass
@@ -58,6 +59,39 @@ class UVSampling:
         return maps.reshape(*maps.shape[:-2], R * R)[..., flat].transpose(-1, -2)
 
 
+def triangle_pixel_pairs(p: torch.Tensor, width: int, height: int
+                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Pixel centres inside 2D triangles: every (triangle, pixel) pair whose centre ``(x + 0.5, y + 0.5)``
+    lies in the triangle (edges included), enumerated from the triangles' bounding boxes.
+
+    ``p`` (F, 3, 2) are corner coordinates in pixels. Returns ``owner`` (N,) triangle index, ``cx``, ``cy``
+    (N,) pixel column / row and ``bary`` (N, 3) barycentric coordinates (float64). Degenerate triangles
+    cover nothing. Used to rasterise UV layouts (texels) and screen-space triangles (eye masks).
+    """
+    p = p.double()
+    lo = (p.amin(dim=1) - 0.5).ceil().clamp_min(0).long()                      # first centre index >= min
+    hi = torch.minimum((p.amax(dim=1) - 0.5).floor().long(), torch.tensor([width - 1, height - 1]))
+    nx = (hi[:, 0] - lo[:, 0] + 1).clamp_min(0)
+    ny = (hi[:, 1] - lo[:, 1] + 1).clamp_min(0)
+    counts = nx * ny
+    owner = torch.repeat_interleave(torch.arange(p.shape[0]), counts)
+    local = torch.arange(int(counts.sum())) - torch.repeat_interleave(torch.cumsum(counts, 0) - counts, counts)
+    cx = lo[owner, 0] + local % nx[owner]
+    cy = lo[owner, 1] + torch.div(local, nx[owner], rounding_mode="floor")
+    q = torch.stack((cx + 0.5, cy + 0.5), dim=-1).double()
+    a, b, c = p[owner, 0], p[owner, 1], p[owner, 2]
+    v0, v1, v2 = b - a, c - a, q - a
+    den = v0[:, 0] * v1[:, 1] - v1[:, 0] * v0[:, 1]
+    ok = den.abs() > 1e-14
+    den = torch.where(ok, den, torch.ones_like(den))
+    l1 = (v2[:, 0] * v1[:, 1] - v1[:, 0] * v2[:, 1]) / den
+    l2 = (v0[:, 0] * v2[:, 1] - v2[:, 0] * v0[:, 1]) / den
+    l0 = 1.0 - l1 - l2
+    eps = -1e-9
+    inside = ok & (l0 >= eps) & (l1 >= eps) & (l2 >= eps)
+    return owner[inside], cx[inside], cy[inside], torch.stack((l0, l1, l2), -1)[inside]
+
+
 def sample_uv_texels(face_uvs: torch.Tensor, resolution: int, face_mask: torch.Tensor | None = None) -> UVSampling:
     """Rasterise the UV layout: which triangle covers each texel centre, with barycentrics.
 
@@ -74,29 +108,9 @@ def sample_uv_texels(face_uvs: torch.Tensor, resolution: int, face_mask: torch.T
         uv = uv[face_mask]
     # texel coordinates: x = u * R, y = (1 - v) * R; texel (r, c) centre at (c + 0.5, r + 0.5)
     p = torch.stack((uv[..., 0] * R, (1.0 - uv[..., 1]) * R), dim=-1)        # (F, 3, 2)
-    lo = (p.amin(dim=1) - 0.5).ceil().clamp(0, R - 1).long()                 # first centre index >= min
-    hi = (p.amax(dim=1) - 0.5).floor().clamp(-1, R - 1).long()
-    nx = (hi[:, 0] - lo[:, 0] + 1).clamp_min(0)
-    ny = (hi[:, 1] - lo[:, 1] + 1).clamp_min(0)
-    counts = nx * ny
-    owner = torch.repeat_interleave(torch.arange(len(fids)), counts)
-    local = torch.arange(int(counts.sum())) - torch.repeat_interleave(torch.cumsum(counts, 0) - counts, counts)
-    cx = lo[owner, 0] + local % nx[owner]
-    cy = lo[owner, 1] + torch.div(local, nx[owner], rounding_mode="floor")
-    q = torch.stack((cx + 0.5, cy + 0.5), dim=-1).double()
-    a, b, c = p[owner, 0], p[owner, 1], p[owner, 2]
-    v0, v1, v2 = b - a, c - a, q - a
-    den = v0[:, 0] * v1[:, 1] - v1[:, 0] * v0[:, 1]
-    ok = den.abs() > 1e-14
-    den = torch.where(ok, den, torch.ones_like(den))
-    l1 = (v2[:, 0] * v1[:, 1] - v1[:, 0] * v2[:, 1]) / den
-    l2 = (v0[:, 0] * v2[:, 1] - v2[:, 0] * v0[:, 1]) / den
-    l0 = 1.0 - l1 - l2
-    eps = -1e-9
-    inside = ok & (l0 >= eps) & (l1 >= eps) & (l2 >= eps)
-    texel = (cy * R + cx)[inside]
-    cand_face = fids[owner[inside]]
-    bary = torch.stack((l0, l1, l2), -1)[inside]
+    owner, cx, cy, bary = triangle_pixel_pairs(p, R, R)
+    texel = cy * R + cx
+    cand_face = fids[owner]
     # one triangle per texel: the lowest face index
     order = torch.argsort(cand_face * (R * R) + texel, stable=True)
     texel, cand_face, bary = texel[order], cand_face[order], bary[order]

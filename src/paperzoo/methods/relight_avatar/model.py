@@ -35,8 +35,13 @@ from torch import nn
 
 from paperzoo.methods.relight_avatar import geometry as geo
 from paperzoo.methods.relight_avatar.lights import PointLights, reflect, sg_lobe
-from paperzoo.methods.relight_avatar.sh import (legendre_p, sg_zonal_coefficients, sh_basis, sh_lambertian_kernel,
-                                               sh_sg_integral)
+from paperzoo.methods.relight_avatar.sh import (
+    legendre_p,
+    sg_zonal_coefficients,
+    sh_basis,
+    sh_lambertian_kernel,
+    sh_sg_integral,
+)
 
 __all__ = ["APPEARANCES", "AvatarTemplate", "ExpressionEncoder", "Lighting", "RelightableAvatar", "UVDecoder",
            "head_atlas_uvs"]
@@ -254,7 +259,7 @@ class RelightableAvatar(nn.Module):
     def _init_transfer(self) -> None:
         """Start the diffuse transfer at the clamped-cosine transfer of the neutral surface normal (a local
         Lambertian surface, band-limited to degree 8); training then learns shadowing and interreflection."""
-        pos, frames = self.t.place(self.t.neutral)
+        _, frames = self.t.place(self.t.neutral)
         n = frames[..., 2]
         k = sh_lambertian_kernel(SH_DEGREE, dtype=torch.float32) / math.pi
         band = torch.cat([torch.full((2 * l + 1,), float(k[l])) for l in range(SH_DEGREE + 1)])

@@ -3,6 +3,8 @@ specular on held-out lights, expressions and views and under unseen environment 
 renders, a relighting sweep, environment relighting and a turntable GIF."""
 from __future__ import annotations
 
+from itertools import pairwise
+
 from paperzoo.api import Figure, ReportSection, overall_verdict
 from paperzoo.core.metrics.image import LPIPS_UNAVAILABLE
 from paperzoo.core.report import mean_std, mean_std_cell
@@ -35,7 +37,7 @@ def judge_ordering(means: dict[str, float], order: tuple[str, ...] = ("full", "l
     if len(present) < 2:
         return f"not reproduced: fewer than two appearance models on {what}"
     facts = ", ".join(f"{m} {means[m]:.2f} dB" for m in present)
-    ok = all(means[a] >= means[b] - TOLERANCE for a, b in zip(present, present[1:]))
+    ok = all(means[a] >= means[b] - TOLERANCE for a, b in pairwise(present))
     if ok:
         return f"reproduced on {what}: {facts}"
     best = max(present, key=lambda m: means[m])
@@ -56,8 +58,8 @@ def report_section(run_dirs: list[RunDir]) -> ReportSection:
     figures: list[Figure] = []
     for (size, uv, steps, models), runs in sorted(groups.items(), key=str):
         n_g = int(runs[0][1].get("num_gaussians", 0))
-        parts += [f"**{size} px capture, UV {uv}x{uv} ({n_g} Gaussians), {steps} steps** ({len(runs)} run(s); "
-                  "PSNR dB / SSIM, mean ± std over seeds):", "",
+        parts += [(f"**{size} px capture, UV {uv}x{uv} ({n_g} Gaussians), {steps} steps** ({len(runs)} run(s); "
+                   "PSNR dB / SSIM, mean ± std over seeds):"), "",
                   "| model | " + " | ".join(label for _, label in SPLITS) + " |", "|---|" + "---|" * len(SPLITS)]
         for model in models:
             cells = []

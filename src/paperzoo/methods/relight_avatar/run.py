@@ -22,7 +22,13 @@ from paperzoo.core.metrics.image import psnr, ssim, ssim_loss
 from paperzoo.core.runs import RunDir
 from paperzoo.methods.relight_avatar.config import ENVMAPS, RelightAvatarConfig
 from paperzoo.methods.relight_avatar.lights import EnvironmentMap
-from paperzoo.methods.relight_avatar.model import HEAD_MATERIALS, SH_DEGREE, AvatarTemplate, Lighting, RelightableAvatar
+from paperzoo.methods.relight_avatar.model import (
+    HEAD_MATERIALS,
+    SH_DEGREE,
+    AvatarTemplate,
+    Lighting,
+    RelightableAvatar,
+)
 from paperzoo.methods.relight_avatar.splat import render_batch
 
 log = logging.getLogger(__name__)
