@@ -5,6 +5,7 @@ environment maps, and a turntable GIF. Images are linear radiance shown with ``c
 """
 from __future__ import annotations
 
+import importlib
 import math
 import sys
 from pathlib import Path
@@ -15,9 +16,10 @@ import torch
 from paperzoo.core import io
 from paperzoo.core.cameras import look_at
 from paperzoo.core.report import pyplot, save_figure
-from paperzoo.methods.relight_avatar import run as R
 from paperzoo.methods.relight_avatar.config import ENVMAPS
 
+# the package attribute `run` is the deferred entry point, so the module is imported by its full name
+R = importlib.import_module("paperzoo.methods.relight_avatar.run")
 LABELS = {"full": "full (SH + SG)", "linear": "linear", "sh_spec": "SH-only specular"}
 
 
