@@ -68,7 +68,7 @@ def report_section(run_dirs: list[RunDir]) -> ReportSection:
                 s = _vals(runs, split, model, "ssim")
                 cells.append(f"{mean_std_cell(p, 1, 2)} / {mean_std_cell(s, 1, 3)}" if p else "-")
             parts.append(f"| {model} | " + " | ".join(cells) + " |")
-        paper = " / ".join(f"{m} {PUBLISHED.metrics[f'{m}/psnr']:.2f}" for m in MODELS)
+        paper = " / ".join(f"{m} {PUBLISHED.metrics[f'test_lights/{m}/psnr']:.2f}" for m in MODELS)
         parts += [f"| *paper, held-out lights* | {paper} | | | | |", ""]
         for split, label in SPLITS[:2]:
             means = {m: mean_std(_vals(runs, split, m, "psnr"))[0] for m in models if _vals(runs, split, m, "psnr")}
@@ -87,9 +87,10 @@ def report_section(run_dirs: list[RunDir]) -> ReportSection:
                               ("heldout_lights.png", "held-out lights: capture vs models"),
                               ("relight_sweep.png", "a light circling the head, positions not on the stage"),
                               ("heldout_expressions.png", "held-out expressions"),
-                              ("turntable.gif", "turntable of the full model under the sky map")):
+                              ("turntable.gif", "turntable of the full model under the sky map"),
+                              ("gaze.png", "explicit eye model: gaze set by hand")):
             path = rd.path / name
-            if path.is_file() and len(figures) < 6:
+            if path.is_file() and len(figures) < 7:
                 figures.append(Figure(path.resolve(), f"{rd.path.name}: {caption}"))
     if not verdicts:
         verdicts = [("held-out lights", "not reproduced: no finished run (preset paper_ict_olat)")]
