@@ -167,8 +167,9 @@ def _bin_tiles(proj: Projected, image_of: torch.Tensor, width: int, height: int,
         nx, ny = x1 - x0 + 1, y1 - y0 + 1
         counts = nx * ny
         total = int(counts.sum())
-        owner = torch.repeat_interleave(torch.arange(idx.numel()), counts)
-        local = torch.arange(total) - torch.repeat_interleave(torch.cumsum(counts, 0) - counts, counts)
+        dev = counts.device
+        owner = torch.repeat_interleave(torch.arange(idx.numel(), device=dev), counts)
+        local = torch.arange(total, device=dev) - torch.repeat_interleave(torch.cumsum(counts, 0) - counts, counts)
         tx = x0[owner] + local % nx[owner]
         ty = y0[owner] + torch.div(local, nx[owner], rounding_mode="floor")
         tile = image_of[idx[owner]] * (n_tx * n_ty) + ty * n_tx + tx
@@ -339,13 +340,13 @@ def render_reference(means: torch.Tensor, quats: torch.Tensor, scales: torch.Ten
     Sigma = covariance_3d(quats[keep], scales[keep])
     Sigma_cam = R @ Sigma @ R.T
     J = torch.func.vmap(torch.func.jacrev(to_pixels))(cam)                 # (N, 2, 3)
-    cov2 = J @ Sigma_cam @ J.transpose(-1, -2) + dilation * torch.eye(2, dtype=means.dtype)
+    cov2 = J @ Sigma_cam @ J.transpose(-1, -2) + dilation * torch.eye(2, dtype=means.dtype, device=means.device)
     conic = torch.linalg.inv(cov2)
     center = torch.func.vmap(to_pixels)(cam)                                # (N, 2)
     order = torch.argsort(cam[:, 2].detach(), stable=True)
     center, conic, op, col = center[order], conic[order], op[order], col[order]
 
-    pix = pixel_centers(camera.width, camera.height, dtype=means.dtype).reshape(-1, 1, 2)  # (P, 1, 2)
+    pix = pixel_centers(camera.width, camera.height, dtype=means.dtype).reshape(-1, 1, 2).to(means.device)
     d = pix - center[None]                                                  # (P, N, 2)
     power = -0.5 * torch.einsum("pni,nij,pnj->pn", d, conic, d)
     alpha = (op[None] * torch.exp(power)).clamp_max(ALPHA_MAX)
