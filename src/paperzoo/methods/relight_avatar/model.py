@@ -362,3 +362,33 @@ class RelightableAvatar(nn.Module):
         ls = torch.arange(SPEC_SH_DEGREE + 1, dtype=k.dtype)
         P = legendre_p((w * r).sum(-1).clamp(-1, 1), SPEC_SH_DEGREE)           # (..., M, 4)
         return (P * k * (2 * ls + 1) / (4 * math.pi)).sum(-1)
+
+
+def bench_frame(resolution: int, image_size: int, appearance: str = "full"):
+    """One relit frame of an (untrained) avatar for benchmarks: ``(params, frame)``.
+
+    ``params`` are the tensors that require grad (the model's parameters); ``frame()`` decodes the neutral
+    expression, shades the Gaussians for a point light and a frontal camera at ``image_size`` px, and
+    splats them, returning the :class:`~.splat.RenderOutput` (the whole relight + render path).
+    """
+    from paperzoo.core.cameras import look_at
+    from paperzoo.data.face import load_face
+    from paperzoo.methods.relight_avatar.splat import render
+
+    head = load_face().submesh(list(HEAD_MATERIALS))
+    template = AvatarTemplate.from_mesh(head, resolution)
+    torch.manual_seed(0)
+    model = RelightableAvatar(template, appearance)
+    lo, hi = template.neutral.min(0).values, template.neutral.max(0).values
+    centre = ((lo + hi) / 2).tolist()
+    camera = look_at((centre[0], centre[1], centre[2] + 4.0 * float((hi - lo).max())), centre, fov_deg=18,
+                     width=image_size, height=image_size)
+    light = Lighting(positions=torch.tensor([[100.0, 150.0, 300.0]]), radiance=torch.full((1, 3), 3.5e5))
+    tracked = template.neutral[None]
+
+    def frame():
+        dec = model.decode(model.encode(tracked)[0])
+        g = model.splat_inputs(dec, camera.center, light)
+        return render(g["means"][0], g["quats"][0], g["scales"][0], g["opacities"][0], g["colors"][0], camera)
+
+    return [p for p in model.parameters() if p.requires_grad], frame
