@@ -420,10 +420,23 @@ def agreement(scene: Scene, lite_image: torch.Tensor) -> dict:
 # --------------------------------------------------------------------------------------------
 # numba forward compositor (the "compiled kernel" option, forward only)
 # --------------------------------------------------------------------------------------------
+def numba_module(threads: int | None = None):
+    """numba, with its ``workqueue`` threading layer (set before its thread pool starts) and ``threads``
+    threads. The workqueue's threads sleep between calls; the OpenMP layer's spin, and on a busy 2-core
+    machine that made torch 2.7x slower after a numba call."""
+    import numba
+
+    numba.config.THREADING_LAYER = "workqueue"
+    if threads is not None:
+        numba.set_num_threads(threads)
+    return numba
+
+
 @functools.lru_cache(maxsize=1)
 def _numba_kernel():
-    import numba
     import numpy as np
+
+    numba = numba_module()
 
     one, half = np.float32(1.0), np.float32(0.5)
 
@@ -626,42 +639,39 @@ def child_fps(args) -> dict:
 
 
 def child_compiled(args) -> dict:
-    sizes = sizes_from_json(args.sizes)
-    out: dict = {}
-    compiled = torch.compile(floor_composite)
-    for key, bwd in (("forward", False), ("forward_backward", True)):
-        try:
-            out[f"compiled_{key}"] = rate = floor_rate(sizes, args.repeats, bwd, compiled)
-            out[f"compile_{key}_s"] = rate["first_s"]  # the first call compiles
-        except (RuntimeError, OSError, ImportError) as exc:  # inductor needs a C++ compiler; report, go on
-            out[f"compiled_{key}"] = {"error": f"{type(exc).__name__}: {exc}".splitlines()[0][:300]}
-        out[f"eager_{key}"] = floor_rate(sizes, args.repeats, bwd)
+    """Ours forward first (nothing compiled in the process yet), then numba, then the floor block eager and
+    under ``torch.compile``."""
     from paperzoo.methods.relight_avatar.splat import render
 
+    sizes = sizes_from_json(args.sizes)
     scene = avatar_scene(n_gaussians(args.res), sizes.image, kind=args.scene)
-    try:
-        import numba
+    out: dict = {"n": scene.n, "source": scene.source}
 
-        numba.set_num_threads(args.threads)
+    def ours_fwd():
+        with torch.no_grad():
+            return render(*scene.params(), scene.camera, tile_size=sizes.tile, slab=sizes.slab)
+
+    ours = measure(lambda: ours_fwd().n_pairs, args.repeats)
+    out["ours_forward"] = {**ours, "pairs": ours.pop("result")}
+    try:
+        numba = numba_module(args.threads)
         t0 = time.perf_counter()
         image, nb_pairs = numba_composite(scene, sizes.tile)
         out["numba_jit_s"] = time.perf_counter() - t0
         nb = measure(lambda: numba_composite(scene, sizes.tile)[1], args.repeats)
         nb.pop("result")
-        with torch.no_grad():
-            ours_img = render(*scene.params(), scene.camera, tile_size=sizes.tile, slab=sizes.slab).image
-        out["numba"] = {**nb, "pairs": nb_pairs, "vs_ours": _diff(image, ours_img),
-                        "version": numba.__version__}
+        out["numba"] = {**nb, "pairs": nb_pairs, "vs_ours": _diff(image, ours_fwd().image),
+                        "version": numba.__version__, "threading_layer": numba.threading_layer()}
     except ImportError:
         out["numba"] = {"error": "numba is not installed (pip install numba)"}
-
-    def ours_fwd():
-        with torch.no_grad():
-            return render(*scene.params(), scene.camera, tile_size=sizes.tile, slab=sizes.slab).n_pairs
-
-    ours = measure(ours_fwd, args.repeats)
-    out["ours_forward"] = {**ours, "pairs": ours.pop("result")}
-    out.update(n=scene.n, source=scene.source)
+    compiled = torch.compile(floor_composite)
+    for key, bwd in (("forward", False), ("forward_backward", True)):
+        out[f"eager_{key}"] = floor_rate(sizes, args.repeats, bwd)
+        try:
+            out[f"compiled_{key}"] = rate = floor_rate(sizes, args.repeats, bwd, compiled)
+            out[f"compile_{key}_s"] = rate["first_s"]  # the first call compiles
+        except (RuntimeError, OSError, ImportError) as exc:  # inductor needs a C++ compiler; report, go on
+            out[f"compiled_{key}"] = {"error": f"{type(exc).__name__}: {exc}".splitlines()[0][:300]}
     return out
 
 
@@ -737,9 +747,10 @@ def summary(data: dict) -> list[str]:
                      f"fps forward, {1 / r['forward_backward']['median_s']:.2f} fps forward+backward")
         for key, name in (("forward", "forward"), ("forward_backward", "forward+backward")):
             x = sh[key]
-            lines.append(f"(c) R={r['res']} {r['threads']} thr {name}: {x['rate'] / 1e6:.1f} M pairs/s: ours is "
-                         f"{x['share']:.2f} of the floor ({x['floor'] / 1e6:.1f} M/s); per CPU second "
-                         f"{x['share_cpu']:.2f} ({x['rate_cpu'] / 1e6:.1f} of {x['floor_cpu'] / 1e6:.1f} M/s)")
+            lines.append(f"(c) R={r['res']} {r['threads']} thr {name}: {x['rate'] / 1e6:.1f} M pairs/s: "
+                         f"ours is {x['share']:.2f} of the floor ({x['floor'] / 1e6:.1f} M/s); per CPU "
+                         f"second {x['share_cpu']:.2f} ({x['rate_cpu'] / 1e6:.1f} of "
+                         f"{x['floor_cpu'] / 1e6:.1f} M/s)")
         lines.append(f"(d) R={r['res']} {r['threads']} thr: {r['param_bytes'] / r['n']:.0f} B parameters + "
                      f"{r['forward']['peak_delta_mib'] * MIB / r['n']:.0f} B forward / "
                      f"{r['forward_backward']['peak_delta_mib'] * MIB / r['n']:.0f} B forward+backward "
@@ -759,6 +770,11 @@ def _cell(d: dict) -> str:
 
 def _rate(x: dict) -> str:
     return "error" if "error" in x else f"{x['pairs_per_s'] / 1e6:.1f}"
+
+
+def _share_cell(x: dict) -> str:
+    """``rate (floor; **share**; share per CPU second)`` in M pairs/s, from :func:`floor_shares`."""
+    return f"{x['rate'] / 1e6:.1f} ({x['floor'] / 1e6:.1f}; **{x['share']:.2f}**; {x['share_cpu']:.2f})"
 
 
 def _other(r: dict) -> str:
@@ -831,9 +847,8 @@ def markdown(data: dict) -> str:
         sf, sb = floor_shares(r)["forward"], floor_shares(r)["forward_backward"]
         out.append(f"| {r['res']} | {r['n']} | {r['source']} | {r['threads']} | {1 / f['median_s']:.2f} | "
                    f"{1 / b['median_s']:.2f} | {_ms(f['median_s'])}; {_ms(f['median_cpu_s'])} | "
-                   f"{_ms(b['median_s'])}; {_ms(b['median_cpu_s'])} | {r['pairs']:,} | {sf['rate'] / 1e6:.1f} "
-                   f"({sf['floor'] / 1e6:.1f}; **{sf['share']:.2f}**; {sf['share_cpu']:.2f}) | {sb['rate'] / 1e6:.1f} "
-                   f"({sb['floor'] / 1e6:.1f}; **{sb['share']:.2f}**; {sb['share_cpu']:.2f}) | "
+                   f"{_ms(b['median_s'])}; {_ms(b['median_cpu_s'])} | {r['pairs']:,} | "
+                   f"{_share_cell(sf)} | {_share_cell(sb)} | "
                    f"{r['param_bytes'] / r['n']:.0f} | {f['peak_delta_mib'] * MIB / r['n']:.0f}; "
                    f"{b['peak_delta_mib'] * MIB / r['n']:.0f} | {_other(r)} |")
     if data.get("compiled"):
