@@ -27,8 +27,10 @@ fps (per avatar resolution R and thread count)
     second forward and forward + backward, the Gaussian-pixel pairs the renderer evaluated
     (``RenderOutput.n_pairs``) per second against the **floor** (:func:`floor_composite`, timed in the same
     child before and after), and memory per Gaussian (parameter bytes; the transient peak over the
-    resident memory before the call, divided by N). ``--avatar`` times the avatar's own frame instead
-    (appearance + render) through the hook ``paperzoo.methods.relight_avatar.model.bench_frame``.
+    resident memory before the call, divided by N).
+avatar (per avatar resolution R and thread count; ``--avatar``)
+    the same measurements of the avatar model's own frame (decode + relight + render) through the hook
+    ``paperzoo.methods.relight_avatar.model.bench_frame`` (:func:`load_avatar_hook`).
 compiled (per thread count; ``--compiled``)
     what a compiled hot loop would give: the floor under ``torch.compile`` (inductor, C++) against eager,
     forward and forward + backward, and a numba forward compositor (:func:`numba_composite`, on our own
@@ -60,7 +62,7 @@ HERE = Path(__file__).resolve().parent
 PEER = "litesplat 0.1.1 (PyPI, Keras 3 torch backend): dense, every Gaussian x every pixel, 1024-pixel batch"
 MIB = 2 ** 20
 PARAM_FIELDS = ("means", "quats", "scales", "opacities", "colors")
-PARTS = ("compare", "fps", "compiled")
+PARTS = ("compare", "fps", "avatar", "compiled")
 
 
 @dataclass(frozen=True)
@@ -630,6 +632,9 @@ def child_fps(args) -> dict:
     floor = {"forward": [floor_rate(sizes, args.repeats, False)],
              "forward_backward": [floor_rate(sizes, args.repeats, True)]}
     fwd, fwdbwd = _steps(frame, params, shape)
+    if args.avatar:  # the model's own Gaussian count (its UV layout), as splatted
+        with torch.no_grad():
+            n = frame().n_visible
     f = measure(fwd, args.repeats)
     b = measure(fwdbwd, args.repeats)
     floor["forward"].append(floor_rate(sizes, args.repeats, False))
@@ -685,12 +690,12 @@ def child(args) -> dict:
 # --------------------------------------------------------------------------------------------
 # parent
 # --------------------------------------------------------------------------------------------
-def run_child(kind: str, threads: int, args, **kw) -> dict:
+def run_child(kind: str, threads: int, args, avatar: bool = False, **kw) -> dict:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", kind, "--threads", str(threads),
            "--repeats", str(args.repeats), "--scene", args.scene]
     for k, v in kw.items():
         cmd += [f"--{k.replace('_', '-')}", str(v)]
-    if args.avatar:
+    if avatar:
         cmd.append("--avatar")
     return run_json_child(cmd, threads, args.child_timeout, args.max_wait)
 
@@ -739,7 +744,7 @@ def summary(data: dict) -> list[str]:
                          f"{b['median_cpu_s'] / ob['median_cpu_s']:.1f}x); images: max |ours - litesplat| = "
                          f"{r['agreement']['ours_vs_litesplat']['max_abs']:.2g}, conversion residual "
                          f"{r['agreement']['convention']['max_abs']:.2g}")
-    for r in data["fps"]:
+    for r in data["fps"] + [{**a, "res": f"{a['res']} (avatar model)"} for a in data.get("avatar", [])]:
         if "error" in r:
             continue
         sh = floor_shares(r)
@@ -785,6 +790,27 @@ def _ours_row(data: dict, r: dict) -> dict | None:
     """The ``ours`` compare row of the same scene and thread count as ``r`` (None if it failed)."""
     return next((o for o in data["compare"] if o["variant"] == "ours" and o["n"] == r["n"]
                  and o["size"] == r["size"] and o["threads"] == r["threads"] and "error" not in o), None)
+
+
+def _fps_table(rows: list[dict]) -> list[str]:
+    """The (b)-(d) table of fps rows (geometry scenes or the avatar model)."""
+    out = _header("R", "N", "scene", "threads", "fwd fps", "fwd+bwd fps", "fwd wall; CPU",
+                   "fwd+bwd wall; CPU", "pairs / frame", "M pairs/s fwd (floor; share; CPU share)",
+                   "M pairs/s fwd+bwd (floor; share; CPU share)",
+                   "B/Gaussian params", "B/Gaussian peak fwd; fwd+bwd", "other CPU")
+    for r in rows:
+        if "error" in r:
+            out.append(f"| {r['res']} | {n_gaussians(r['res'])} | | {r['threads']} | error: {r['error']} |")
+            continue
+        f, b = r["forward"], r["forward_backward"]
+        sf, sb = floor_shares(r)["forward"], floor_shares(r)["forward_backward"]
+        out.append(f"| {r['res']} | {r['n']} | {r['source']} | {r['threads']} | {1 / f['median_s']:.2f} | "
+                   f"{1 / b['median_s']:.2f} | {_ms(f['median_s'])}; {_ms(f['median_cpu_s'])} | "
+                   f"{_ms(b['median_s'])}; {_ms(b['median_cpu_s'])} | {r['pairs']:,} | "
+                   f"{_share_cell(sf)} | {_share_cell(sb)} | "
+                   f"{r['param_bytes'] / r['n']:.0f} | {f['peak_delta_mib'] * MIB / r['n']:.0f}; "
+                   f"{b['peak_delta_mib'] * MIB / r['n']:.0f} | {_other(r)} |")
+    return out
 
 
 def markdown(data: dict) -> str:
@@ -835,22 +861,11 @@ def markdown(data: dict) -> str:
             out.append(f"| {r['n']} | {r['size']} | " + " | ".join(_cell(c) for c in cells) + " |")
     out += ["", (f"### (b)-(d) Avatar-sized scenes at {data['settings']['sizes']['image']} px: frames per "
                  "second, pairs per second vs the floor, memory per Gaussian"), ""]
-    out += _header("R", "N", "scene", "threads", "fwd fps", "fwd+bwd fps", "fwd wall; CPU",
-                   "fwd+bwd wall; CPU", "pairs / frame", "M pairs/s fwd (floor; share; CPU share)",
-                   "M pairs/s fwd+bwd (floor; share; CPU share)",
-                   "B/Gaussian params", "B/Gaussian peak fwd; fwd+bwd", "other CPU")
-    for r in data["fps"]:
-        if "error" in r:
-            out.append(f"| {r['res']} | {n_gaussians(r['res'])} | | {r['threads']} | error: {r['error']} |")
-            continue
-        f, b = r["forward"], r["forward_backward"]
-        sf, sb = floor_shares(r)["forward"], floor_shares(r)["forward_backward"]
-        out.append(f"| {r['res']} | {r['n']} | {r['source']} | {r['threads']} | {1 / f['median_s']:.2f} | "
-                   f"{1 / b['median_s']:.2f} | {_ms(f['median_s'])}; {_ms(f['median_cpu_s'])} | "
-                   f"{_ms(b['median_s'])}; {_ms(b['median_cpu_s'])} | {r['pairs']:,} | "
-                   f"{_share_cell(sf)} | {_share_cell(sb)} | "
-                   f"{r['param_bytes'] / r['n']:.0f} | {f['peak_delta_mib'] * MIB / r['n']:.0f}; "
-                   f"{b['peak_delta_mib'] * MIB / r['n']:.0f} | {_other(r)} |")
+    out += _fps_table(data["fps"])
+    if data.get("avatar"):
+        out += ["", ("### (b) Relight + render: the avatar model's frame (`model.bench_frame`: decode, "
+                     "shade, splat); N = the Gaussians it splats, parameters = the model's weights"), ""]
+        out += _fps_table(data["avatar"])
     if data.get("compiled"):
         out += ["", "### Compiled hot loop: the floor block under torch.compile; a numba forward compositor",
                 ""]
@@ -901,7 +916,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="parts to run (compare, fps, compiled); others are kept from --out's results.json")
     p.add_argument("--compiled", action="store_true", help="add the compiled part (torch.compile, numba)")
     p.add_argument("--avatar", action="store_true",
-                   help="part (b): time the avatar model's frame (relight + render) through bench_frame")
+                   help="add the avatar part: the model's frame (relight + render) through bench_frame")
     p.add_argument("--scene", choices=["face", "sphere"], default="face", help="part (b) surface")
     p.add_argument("--max-wait", type=float, default=10.0, help="seconds to wait for a quiet machine")
     p.add_argument("--child-timeout", type=float, default=600.0, help="seconds before a child is killed")
@@ -928,7 +943,8 @@ def main(argv: list[str] | None = None) -> int:
         sizes = Sizes(compare=parse_pairs(args.compare) if args.compare else base.compare, avatar_res=res,
                       image=base.image, floor_tiles=base.floor_tiles, slab=base.slab, tile=base.tile)
         threads = [int(t) for t in args.threads.split(",") if t]
-        parts = [q for q in args.parts.split(",") if q] + (["compiled"] if args.compiled else [])
+        parts = [q for q in args.parts.split(",") if q] + (["compiled"] if args.compiled else []) \
+            + (["avatar"] if args.avatar else [])
         if bad := [q for q in parts if q not in PARTS]:
             raise ValueError(f"--parts: unknown {', '.join(bad)} (use {', '.join(PARTS)})")
     except ValueError as exc:
@@ -970,6 +986,15 @@ def main(argv: list[str] | None = None) -> int:
                       f"{1 / row['forward']['median_s']:.2f} fps forward, "
                       f"{1 / row['forward_backward']['median_s']:.2f} fps forward+backward"), flush=True)
                 new["fps"].append(row)
+    if "avatar" in parts:
+        for res in sizes.avatar_res:
+            for thr in threads:
+                row = {"res": res, "threads": thr,
+                       **run_child("fps", thr, args, avatar=True, res=res, sizes=sizes_json)}
+                print(f"  avatar R={res} {thr} thr: " + (row["error"] if "error" in row else
+                      f"{1 / row['forward']['median_s']:.2f} fps forward, "
+                      f"{1 / row['forward_backward']['median_s']:.2f} fps forward+backward"), flush=True)
+                new["avatar"].append(row)
     if "compiled" in parts:
         for thr in threads:
             res = max(sizes.avatar_res)
