@@ -599,8 +599,10 @@ def load_avatar_hook():
     RuntimeError saying why not. Contract: ``bench_frame(resolution: int, image_size: int) -> (params,
     frame)`` with ``params`` the list of tensors that require grad and ``frame()`` returning a
     ``RenderOutput`` of one relit frame at ``image_size`` px (appearance + render)."""
-    try:
-        from paperzoo.methods.relight_avatar import model
+    import importlib
+
+    try:  # by full name: sys.modules decides (the package attribute may hold an earlier import)
+        model = importlib.import_module("paperzoo.methods.relight_avatar.model")
     except ImportError as exc:
         raise RuntimeError(f"--avatar: paperzoo.methods.relight_avatar.model cannot be imported ({exc})"
                            ) from exc
