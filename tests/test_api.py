@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from paperzoo.api import deferred
+from paperzoo.api import deferred, lazy_attributes
 
 
 def test_deferred_forwards_calls_and_names_its_target():
@@ -14,8 +14,18 @@ def test_deferred_forwards_calls_and_names_its_target():
         deferred("math.hypot")
 
 
+def test_lazy_attributes_import_the_named_submodule_on_first_access():
+    getattr_ = lazy_attributes("json", {"decoder": ("JSONDecodeError",), "encoder": ("JSONEncoder",)})
+    import json.decoder
+
+    assert getattr_("JSONDecodeError") is json.decoder.JSONDecodeError
+    with pytest.raises(AttributeError, match="module 'json' has no attribute 'nope'"):
+        getattr_("nope")
+
+
 def test_method_packages_do_not_import_torch_until_their_pipeline_runs():
-    code = ("import sys, paperzoo.methods.interp_cnn, paperzoo.methods.dgp; "
+    code = ("import sys, paperzoo.methods.interp_cnn, paperzoo.methods.dgp, paperzoo.methods.ban, "
+            "paperzoo.methods.relight_avatar; "
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.strip() == "False"

@@ -86,6 +86,23 @@ def deferred(target: str) -> Callable[..., Any]:
     return call
 
 
+def lazy_attributes(package: str, table: Mapping[str, tuple[str, ...]]) -> Callable[[str], Any]:
+    """A module-level ``__getattr__`` for ``package`` (PEP 562): ``table`` maps a submodule to the public names
+    it defines, which are imported on first access (``__getattr__ = lazy_attributes(__name__, {...})`` in the
+    package's ``__init__``), so that importing a method package stays light."""
+    where = {name: module for module, names in table.items() for name in names}
+
+    def __getattr__(name: str) -> Any:
+        module = where.get(name)
+        if module is None:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        import importlib
+
+        return getattr(importlib.import_module(f"{package}.{module}"), name)
+
+    return __getattr__
+
+
 def overall_verdict(verdicts: list[tuple[str, str]]) -> str:
     """One verdict line for several runs, from ``(run name, verdict)`` pairs: the strongest run's verdict
     (named) first, then the others', so that the line always starts with one of :data:`VERDICTS`."""

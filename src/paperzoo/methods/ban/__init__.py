@@ -12,7 +12,7 @@ easy-vqa, a generated relational VQA set, a generated phrase-grounding set, or V
 Entities with the user's bottom-up features, and reports accuracy by question type, the glimpse
 ablation, grounding Recall@k and attention maps.
 """
-from paperzoo.api import MethodSpec, deferred
+from paperzoo.api import MethodSpec, deferred, lazy_attributes
 from paperzoo.methods.ban.config import PRESETS, BANConfig
 
 run = deferred("paperzoo.methods.ban.run:run")
@@ -50,13 +50,7 @@ _LAZY = {"attention": ("BilinearAttentionMap", "BilinearPooling", "bilinear_logi
          "features": ("ObjectEncoder", "GridEncoder", "pretrain_object_encoder", "encode_objects")}
 
 
-def __getattr__(name: str):
-    for module, names in _LAZY.items():
-        if name in names:
-            import importlib
-
-            return getattr(importlib.import_module(f"paperzoo.methods.ban.{module}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, _LAZY)
 
 
 __all__ = ["PRESETS", "SPEC", "BANConfig", "evaluate", "report_section", "run",  # noqa: RUF022

@@ -11,7 +11,7 @@ hypernym graph given as a ``(2, E)`` child -> parent edge index; the run pipelin
 networks and evaluates them on unseen classes; :class:`ZeroShotClassifier` (:mod:`.predict`) classifies
 images among NEW class names with a finished run.
 """
-from paperzoo.api import MethodSpec, deferred
+from paperzoo.api import MethodSpec, deferred, lazy_attributes
 from paperzoo.methods.dgp.config import MODELS, PRESETS, SYNSETS, UNSEEN_SPLITS, DGPConfig
 
 # the pipeline is imported on first call, so that the CLI's parser, which imports this package, stays light
@@ -45,17 +45,9 @@ SPEC = MethodSpec(
 )
 
 
-def __getattr__(name: str):
-    # the models and the predictor are imported on first use (they pull in the WordNet reader)
-    if name in ("build_model", "DenseGraphPropagation", "GCN", "regression_loss"):
-        from paperzoo.methods.dgp import model
-
-        return getattr(model, name)
-    if name in ("ZeroShotClassifier",):
-        from paperzoo.methods.dgp import predict
-
-        return getattr(predict, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# the models and the predictor are imported on first use (they pull in the WordNet reader)
+__getattr__ = lazy_attributes(__name__, {"model": ("build_model", "DenseGraphPropagation", "GCN", "regression_loss"),
+                                         "predict": ("ZeroShotClassifier",)})
 
 
 __all__ = [

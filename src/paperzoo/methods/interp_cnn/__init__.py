@@ -12,7 +12,7 @@ The run pipeline (:mod:`.run`) trains an ordinary and an interpretable CNN (VGG-
 :mod:`.models`) side by side on the generated part dataset or CIFAR-10 and measures accuracy and the
 location instability of the top filters (:mod:`.metrics`).
 """
-from paperzoo.api import MethodSpec, deferred
+from paperzoo.api import MethodSpec, deferred, lazy_attributes
 from paperzoo.methods.interp_cnn.config import PRESETS, VARIANTS, InterpCNNConfig
 
 # the pipeline is imported on first call, so that the CLI's parser, which imports this package, stays light
@@ -50,13 +50,7 @@ _LAZY = {"filters": ("filter_loss", "filter_loss_of", "template_mask", "template
          "metrics": ("location_instability", "filter_instability", "peak_positions", "layer_maps")}
 
 
-def __getattr__(name: str):
-    for module, names in _LAZY.items():
-        if name in names:
-            import importlib
-
-            return getattr(importlib.import_module(f"paperzoo.methods.interp_cnn.{module}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, _LAZY)
 
 
 __all__ = ["PRESETS", "SPEC", "VARIANTS", "InterpCNNConfig", "evaluate", "report_section", "run",  # noqa: RUF022

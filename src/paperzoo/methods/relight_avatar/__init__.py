@@ -14,7 +14,7 @@ The run pipeline (:mod:`.run`) simulates a light stage from the ICT FaceKit head
 (:mod:`paperzoo.data.olat`), trains the full appearance model, the linear model and SH-only specular side
 by side, and evaluates them on held-out lights, expressions and views and under unseen environment maps.
 """
-from paperzoo.api import MethodSpec, deferred
+from paperzoo.api import MethodSpec, deferred, lazy_attributes
 from paperzoo.methods.relight_avatar.config import PRESETS, RelightAvatarConfig
 
 run = deferred("paperzoo.methods.relight_avatar.run:run")
@@ -52,13 +52,7 @@ _LAZY = {"splat": ("render", "render_reference", "project_gaussians", "rasterize
          "sh": ("sh_basis", "sh_eval", "project_equirect")}
 
 
-def __getattr__(name: str):
-    for module, names in _LAZY.items():
-        if name in names:
-            import importlib
-
-            return getattr(importlib.import_module(f"paperzoo.methods.relight_avatar.{module}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, _LAZY)
 
 
 __all__ = ["PRESETS", "SPEC", "RelightAvatarConfig", "evaluate", "report_section", "run",  # noqa: RUF022
