@@ -28,6 +28,18 @@ def data_root() -> Path:
     return Path(root)
 
 
+@pytest.fixture(scope="session")
+def face():
+    """The ICT FaceKit head (:func:`paperzoo.data.face.load_face`), parsed once per session; skips without it."""
+    from paperzoo.data.face import load_face
+    from paperzoo.data.roots import DataNotFoundError
+
+    try:
+        return load_face()
+    except DataNotFoundError as exc:
+        pytest.skip(f"ICT FaceKit not available (set PAPERZOO_DATA): {str(exc).splitlines()[0]}")
+
+
 @pytest.fixture
 def kg_root(data_root: Path) -> Path:
     if not (data_root / "kg").is_dir():

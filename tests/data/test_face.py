@@ -19,14 +19,6 @@ from paperzoo.data.face import (
 from paperzoo.data.roots import DataNotFoundError
 
 
-@pytest.fixture(scope="module")
-def face():
-    try:
-        return load_face()
-    except DataNotFoundError as exc:
-        pytest.skip(f"ICT FaceKit not available (set PAPERZOO_DATA): {str(exc).splitlines()[0]}")
-
-
 def _write_face(folder, obj_text, n_vertices, n_expr=2, n_id=1):
     """A tiny dataset in the ICT layout: obj + npz (neutral = the OBJ's vertices) + vertex_indices.json."""
     folder.mkdir(parents=True, exist_ok=True)

@@ -7,7 +7,6 @@ import torch
 
 from paperzoo.core.cameras import look_at
 from paperzoo.data import olat
-from paperzoo.data.face import load_face
 from paperzoo.data.olat import (
     OLATConfig,
     generate_olat,
@@ -21,14 +20,6 @@ from paperzoo.data.roots import DataNotFoundError
 
 TINY = OLATConfig(image_size=16, n_cameras=2, n_lights=2, n_train_expressions=1, n_test_expressions=1,
                   shadow_samples=2)
-
-
-@pytest.fixture(scope="module")
-def face():
-    try:
-        return load_face()
-    except DataNotFoundError as exc:
-        pytest.skip(f"ICT FaceKit not available (set PAPERZOO_DATA): {str(exc).splitlines()[0]}")
 
 
 @pytest.fixture(scope="module")

@@ -18,10 +18,8 @@ from paperzoo.methods.relight_avatar.splat import quat_to_rotmat
 
 
 @pytest.fixture(scope="module")
-def head():
-    from paperzoo.data.face import load_face
-
-    return load_face().submesh(list(HEAD_MATERIALS))
+def head(face):
+    return face.submesh(list(HEAD_MATERIALS))
 
 
 @pytest.fixture(scope="module")
@@ -177,15 +175,9 @@ def test_uniform_environment_gives_albedo_times_radiance(template):
     torch.testing.assert_close(c, torch.full_like(c, 0.35), atol=2e-3, rtol=0)
 
 
-def test_bad_appearance_name():
+def test_bad_appearance_name(face):
     with pytest.raises(ValueError, match="appearance must be one of"):
-        RelightableAvatar(AvatarTemplate.from_mesh(_tiny_head(), 8), "phong")
-
-
-def _tiny_head():
-    from paperzoo.data.face import load_face
-
-    return load_face().submesh(["M_ScleraLeft"])
+        RelightableAvatar(AvatarTemplate.from_mesh(face.submesh(["M_ScleraLeft"]), 8), "phong")
 
 
 def test_explicit_eyes_replace_the_eye_texels_and_follow_the_gaze(head):

@@ -32,8 +32,10 @@ def test_forward_equals_brute_force(tile_size, slab, max_elements):
     ref = render_reference(*s, cam, background=bg)
     assert ours.n_visible == 60 and ours.n_pairs > 0
     torch.testing.assert_close(ours.image, ref, atol=1e-10, rtol=0)
-    # the accumulated opacity is consistent with the background term
-    torch.testing.assert_close(ours.image - ref, torch.zeros_like(ref), atol=1e-10, rtol=0)
+    # the accumulated opacity is consistent with the background term: image = colour + (1 - alpha) * background
+    plain = render(*s, cam, tile_size=tile_size, slab=slab, max_elements=max_elements)
+    torch.testing.assert_close(ours.image - plain.image, (1 - plain.alpha)[..., None] * bg, atol=1e-12, rtol=0)
+    assert plain.alpha.max() > 0.5 and plain.alpha.min() < 0.01
 
 
 def test_float32_within_1e5_of_float64_reference():
