@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 from paperzoo.api import Preset, Published
 from paperzoo.core.config import check
@@ -86,8 +85,6 @@ class RelightAvatarConfig:
     """Training seed (initialisation and batch order)."""
     num_threads: int = 0
     """Torch intra-op threads (0 = leave the default)."""
-    device: Literal["cpu", "cuda"] = "cpu"
-    """Where to train (the renderer is pure PyTorch, so CUDA works where present)."""
 
     def __post_init__(self) -> None:
         name = "RelightAvatarConfig"
@@ -106,7 +103,6 @@ class RelightAvatarConfig:
         check(0 <= self.heldout_camera_fraction < 1, name, "heldout_camera_fraction", "must be in [0, 1)")
         check(self.lr > 0 and 0 < self.lr_final <= 1, name, "lr", "lr > 0 and 0 < lr_final <= 1")
         check(self.shadow_samples >= 0, name, "shadow_samples", "must be >= 0")
-        check(self.device in ("cpu", "cuda"), name, "device", "cpu or cuda")
 
 
 PRESETS = {

@@ -74,12 +74,12 @@ def heldout_grid(models, data: R.Data, split: str, path: Path, n: int = 4) -> Pa
 def relight_sweep(models, data: R.Data, path: Path, n: int = 8) -> Path:
     """A point light circling the head at 30 degrees elevation, positions never in the stage: the capture's
     renderer vs the full model (and the baselines)."""
-    from paperzoo.data.olat import render_lights
+    from paperzoo.data.olat import head_frame, render_lights
 
     s = data.capture.split
     e, c = s["train_expressions"][0], s["train_cameras"][len(s["train_cameras"]) // 2]
-    dist = float(data.capture.light_positions.norm(dim=-1).mean())
-    centre = data.capture.light_positions.mean(0) * 0  # the stage is centred on the head
+    centre = torch.as_tensor(head_frame(data.mesh, data.olat_cfg.materials)[0], dtype=torch.float32)
+    dist = float((data.capture.light_positions - centre).norm(dim=-1).mean())   # the stage's radius
     pos = []
     for k in range(n):
         az = 2 * math.pi * k / n

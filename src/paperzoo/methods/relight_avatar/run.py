@@ -247,9 +247,6 @@ def run(cfg: RelightAvatarConfig, run_dir: RunDir) -> RunResult:
     """Train every appearance model of ``cfg`` (resuming from ``run_dir``'s last checkpoint) and evaluate."""
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
-    if cfg.device != "cpu":
-        raise ValueError("RelightAvatarConfig.device: this pipeline keeps data on the CPU; the renderer itself "
-                         "runs on CUDA tensors (see the benchmark)")
     t0 = time.perf_counter()
     data = load_data(cfg, run_dir.data_root)
     log.info("capture: %s images, %d Gaussians per avatar", tuple(data.capture.images.shape),
