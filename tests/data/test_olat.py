@@ -205,3 +205,13 @@ def test_missing_face_data_is_one_error_naming_the_files(tmp_path, monkeypatch):
     with pytest.raises(DataNotFoundError, match="generic_neutral_mesh.obj, ict_blendshapes.npz"):
         load_or_generate_olat(TINY, cache_dir=tmp_path / "olat", progress=False)
     assert not (tmp_path / "olat").exists()
+
+
+def test_mismatched_light_rows_are_one_clear_error(face):
+    from paperzoo.data.olat import render_directional, render_lights
+
+    cam = olat.capture_cameras(TINY, face)[0]
+    with pytest.raises(ValueError, match="render_lights: 2 light positions but 1 intensities"):
+        render_lights(face.vertices, [cam], torch.ones(2, 3) * 500, torch.ones(1, 3), TINY, mesh=face)
+    with pytest.raises(ValueError, match="render_directional: 1 directions but 2 radiance values"):
+        render_directional(face.vertices, cam, torch.tensor([[0.0, 0, 1]]), torch.ones(2, 3), TINY, mesh=face)

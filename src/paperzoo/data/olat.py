@@ -561,10 +561,8 @@ def render_lights(vertices, cameras: list[Camera], light_positions, light_intens
     """
     cfg = cfg or OLATConfig()
     mesh = mesh if mesh is not None else load_face()
-    pos = torch.as_tensor(light_positions, dtype=torch.float64).reshape(-1, 3).numpy()
-    inten = torch.as_tensor(light_intensity, dtype=torch.float64).reshape(-1, 3).numpy()
-    if len(pos) != len(inten):
-        raise ValueError(f"render_lights: {len(pos)} light positions but {len(inten)} intensities")
+    pos, inten = _paired_rows("render_lights", ("light positions", light_positions),
+                              ("intensities", light_intensity))
     r = _renderer(mesh, cfg.materials)
     r.set_vertices(vertices)
     centre = _centre_of(r)
@@ -576,6 +574,16 @@ def render_lights(vertices, cameras: list[Camera], light_positions, light_intens
         images.append(_scatter(rad, g["mask"], cam.height, cam.width))
         masks.append(g["mask"].reshape(cam.height, cam.width))
     return torch.from_numpy(np.stack(images)), torch.from_numpy(np.stack(masks))
+
+
+def _paired_rows(caller: str, first: tuple[str, object], second: tuple[str, object]) -> tuple[np.ndarray, np.ndarray]:
+    """Two (N, 3) float64 arrays that must have as many rows, e.g. light positions and intensities."""
+    (name_a, a), (name_b, b) = first, second
+    a = torch.as_tensor(a, dtype=torch.float64).reshape(-1, 3).numpy()
+    b = torch.as_tensor(b, dtype=torch.float64).reshape(-1, 3).numpy()
+    if len(a) != len(b):
+        raise ValueError(f"{caller}: {len(a)} {name_a} but {len(b)} {name_b}")
+    return a, b
 
 
 def _check_lights_outside(r: _Renderer, pos: np.ndarray) -> None:
@@ -597,10 +605,7 @@ def render_directional(vertices, camera: Camera, directions, radiance, cfg: OLAT
     """
     cfg = cfg or OLATConfig()
     mesh = mesh if mesh is not None else load_face()
-    dirs = torch.as_tensor(directions, dtype=torch.float64).reshape(-1, 3).numpy()
-    rad = torch.as_tensor(radiance, dtype=torch.float64).reshape(-1, 3).numpy()
-    if len(dirs) != len(rad):
-        raise ValueError(f"render_directional: {len(dirs)} directions but {len(rad)} radiance values")
+    dirs, rad = _paired_rows("render_directional", ("directions", directions), ("radiance values", radiance))
     norms = np.linalg.norm(dirs, axis=1)
     if (norms < 1e-12).any():
         raise ValueError(f"render_directional: direction {int(np.argmin(norms))} is zero")
