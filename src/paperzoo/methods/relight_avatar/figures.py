@@ -193,10 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     data = R.load_data(cfg, run_dir.data_root)
     models = R.build_models(cfg, data)
     models.load_state_dict(best["model"])
-    views = R.env_views(data)
-    env_gt = {n: torch.stack([R.env_ground_truth(data, n, e, c, cfg.envmap_samples) for e, c in views])
-              for n in ENVMAPS}
-    for name, file in write_figures(models, data, cfg, run_dir.path, env_gt).items():
+    for name, file in write_figures(models, data, cfg, run_dir.path, R.env_ground_truths(data, cfg)).items():
         print(f"{name}: {run_dir.path / file}")
     return 0
 

@@ -33,7 +33,6 @@ from paperzoo.methods.relight_avatar.splat import render_batch
 
 log = logging.getLogger(__name__)
 METHOD = "relight_avatar"
-SPLITS = ("test_lights", "test_expressions", "test_views")
 #: Irradiance an environment map delivers on a surface facing the cameras (as one stage light does).
 ENV_FRONT_IRRADIANCE = 3.0
 
@@ -225,6 +224,13 @@ def env_views(data: Data) -> list[tuple[int, int]]:
     return [(s["train_expressions"][0], s["train_cameras"][len(s["train_cameras"]) // 2]), (e_test, c_test)]
 
 
+def env_ground_truths(data: Data, cfg: RelightAvatarConfig) -> dict[str, torch.Tensor]:
+    """Ground truth of every environment map at :func:`env_views`: map name -> (views, H, W, 3)."""
+    views = env_views(data)
+    return {name: torch.stack([env_ground_truth(data, name, e, c, cfg.envmap_samples) for e, c in views])
+            for name in ENVMAPS}
+
+
 def test_metrics(models: torch.nn.ModuleDict, data: Data, cfg: RelightAvatarConfig,
                  env_gt: dict[str, torch.Tensor] | None = None) -> dict[str, float]:
     metrics: dict[str, float] = {}
@@ -233,9 +239,9 @@ def test_metrics(models: torch.nn.ModuleDict, data: Data, cfg: RelightAvatarConf
             for k, v in split_metrics(model, data, triples).items():
                 metrics[f"{split}/{name}/{k}"] = v
     views = env_views(data)
+    env_gt = env_gt or env_ground_truths(data, cfg)
     for env_name in ENVMAPS:
-        gt = env_gt[env_name] if env_gt else torch.stack(
-            [env_ground_truth(data, env_name, e, c, cfg.envmap_samples) for e, c in views])
+        gt = env_gt[env_name]
         for name, model in models.items():
             pred = env_renders(model, data, env_name, views).clamp(0, 1)
             metrics[f"env_{env_name}/{name}/psnr"] = float(psnr(pred, gt.clamp(0, 1)).mean())
@@ -294,9 +300,7 @@ def run(cfg: RelightAvatarConfig, run_dir: RunDir) -> RunResult:
                        schedule=loop.Schedule(epochs=epochs), train_epoch=train_epoch, validate=validate,
                        desc=f"{METHOD} {cfg.image_size}px")
     run_dir.write_history(state["history"])
-    views = env_views(data)
-    env_gt = {name: torch.stack([env_ground_truth(data, name, e, c, cfg.envmap_samples) for e, c in views])
-              for name in ENVMAPS}
+    env_gt = env_ground_truths(data, cfg)
     metrics = test_metrics(models, data, cfg, env_gt)
     metrics.update(loop.summary(state, models))
     metrics["num_gaussians"] = data.template.n_gaussians
