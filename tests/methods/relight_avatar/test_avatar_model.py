@@ -85,6 +85,11 @@ def test_new_expression_moves_the_gaussians_with_the_mesh(head, template):
 def test_atlas_cells_do_not_overlap(head):
     uvs = head_atlas_uvs(head)
     assert uvs.min() >= 0 and uvs.max() <= 1
+    boxes = [(uvs[head.face_material == i].reshape(-1, 2).amin(0), uvs[head.face_material == i].reshape(-1, 2).amax(0))
+             for i in range(len(head.materials))]
+    for i, (lo_a, hi_a) in enumerate(boxes):         # the materials' charts (ICT's UDIM tiles overlap) are disjoint
+        for lo_b, hi_b in boxes[i + 1:]:
+            assert bool((hi_a <= lo_b + 1e-6).any() or (hi_b <= lo_a + 1e-6).any())
     s = geo.sample_uv_texels(uvs, 64)
     mats = head.face_material[s.face]
     assert set(mats.tolist()) == set(range(len(head.materials)))   # every material gets texels
